@@ -107,7 +107,7 @@ const AUDIO_CHANNELS = 1 + BANDS;
 
 const EMBED_STD = 0.1;
 const CONTROL_GAIN = 10; // final LayerNorm gain on control dims: control logits beat random ones by ~7σ at d = 384
-const AUDIO_GAIN = 0.3;
+const AUDIO_GAIN = 0.15;
 
 export function promptLength(vocabulary: VocabularyKind, timestamps: boolean): number {
   return (vocabulary === 'english' ? 1 : 3) + (timestamps ? 0 : 1);
@@ -220,6 +220,11 @@ function makeDecoder(s: SyntheticShape, ids: SpecialIds, text: TextVocabulary, s
   for (let v = 0; v < V; v++) {
     const row = v * d;
     for (const ch of controls) tokens[row + ch] = 0;
+    // Equal norms: otherwise a few long embeddings win most positions ("hub" tokens).
+    let sq = 0;
+    for (let k = 0; k < d; k++) sq += tokens[row + k] ** 2;
+    const scale = (EMBED_STD * Math.sqrt(d - CONTROLS)) / Math.sqrt(sq);
+    for (let k = 0; k < d; k++) tokens[row + k] *= scale;
     const isTimestamp = v >= ids.timestampBegin;
     if (isTimestamp) {
       const i = v - ids.timestampBegin;
@@ -239,8 +244,8 @@ function makeDecoder(s: SyntheticShape, ids: SpecialIds, text: TextVocabulary, s
     const row = p * d;
     positions[row + c(C_BIAS)] = 1;
     positions[row + c(C_EOT)] = p >= stop ? 1 : -1;
-    positions[row + c(C_TS)] = p === firstTimestampPosition ? 1 : p === stop - 1 ? -0.5 : -2;
-    positions[row + c(C_TS_POS)] = p === firstTimestampPosition ? -1 : p === stop - 1 ? 0.15 : 0;
+    positions[row + c(C_TS)] = p === firstTimestampPosition ? 1 : p === stop - 1 ? -0.5 : p >= stop ? -4 : -2;
+    positions[row + c(C_TS_POS)] = p === firstTimestampPosition ? -4 : p === stop - 1 ? 0.15 : 0;
     positions[row + c(C_TS_KEY)] = 0;
   }
 

@@ -1,0 +1,63 @@
+// Execution providers: an ordered preference list. onnxruntime-node throws
+// (rather than falling back) when a provider's libraries are missing, so each
+// is tried in turn and the first that creates every session wins.
+import ort from 'onnxruntime-node';
+import { WhisperError } from './errors.ts';
+
+export const KNOWN_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml'] as const;
+export type ProviderName = (typeof KNOWN_PROVIDERS)[number];
+
+export function parseProviders(list: string | string[]): ProviderName[] {
+  const names = (Array.isArray(list) ? list : list.split(',')).map((s) => s.trim().toLowerCase()).filter(Boolean);
+  if (names.length === 0) throw new WhisperError('INVALID_OPTIONS', 'the execution provider list is empty');
+  for (const name of names) {
+    if (!(KNOWN_PROVIDERS as readonly string[]).includes(name)) {
+      throw new WhisperError('INVALID_OPTIONS', `unknown execution provider "${name}": expected some of ${KNOWN_PROVIDERS.join(', ')}`);
+    }
+  }
+  return names as ProviderName[];
+}
+
+export interface SessionSettings {
+  providers: ProviderName[];
+  /** Threads per session (intra-op); 0 lets onnxruntime choose. */
+  threads: number;
+  log?: (line: string) => void;
+}
+
+export interface OpenedSessions {
+  provider: ProviderName;
+  sessions: ort.InferenceSession[];
+  skipped: { provider: ProviderName; reason: string }[];
+}
+
+export async function openSessions(paths: string[], settings: SessionSettings): Promise<OpenedSessions> {
+  const skipped: OpenedSessions['skipped'] = [];
+  for (const provider of settings.providers) {
+    const sessions: ort.InferenceSession[] = [];
+    try {
+      for (const path of paths) {
+        sessions.push(
+          await ort.InferenceSession.create(path, {
+            executionProviders: [provider],
+            graphOptimizationLevel: 'all',
+            intraOpNumThreads: settings.threads,
+            logSeverityLevel: 3,
+          }),
+        );
+      }
+    } catch (err) {
+      await Promise.all(sessions.map((s) => s.release()));
+      skipped.push({ provider, reason: firstLine((err as Error).message) });
+      continue;
+    }
+    const why = skipped.length ? `; skipped ${skipped.map((s) => `${s.provider} (${s.reason})`).join(', ')}` : '';
+    (settings.log ?? console.error)(`whisper: execution provider ${provider}${why}`);
+    return { provider, sessions, skipped };
+  }
+  throw new WhisperError('PROVIDER_UNAVAILABLE', `no execution provider could load the model: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`);
+}
+
+function firstLine(message: string): string {
+  return message.split('\n')[0].slice(0, 300);
+}
