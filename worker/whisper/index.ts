@@ -110,6 +110,13 @@ export class WhisperModel {
     return results;
   }
 
+  /** The language of one window, as openai/whisper detects it (the first window of a long recording). */
+  async detectLanguage(audio: Float32Array): Promise<{ language: string; probability: number }> {
+    const request = { audio };
+    this.validate(request, 0);
+    return (await this.detectLanguages([request], await this.encode([request]))).get(0)!;
+  }
+
   private validate(r: SegmentRequest, i: number): void {
     if (r.audio.length > WINDOW_SAMPLES) throw new WhisperError('SEGMENT_TOO_LONG', `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`);
     const task = r.task ?? 'transcribe';

@@ -3,6 +3,7 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decoderGraph, encoderGraph } from './graphs.ts';
+import { checkPlantedProperties } from './check.ts';
 import { encodeModel } from './onnxGraph.ts';
 import { Rng } from './rng.ts';
 import { textVocabulary, tokenizerJson, type VocabularyKind } from './vocabulary.ts';
@@ -124,6 +125,12 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
   await json('special_tokens_map.json', specialTokensMap);
   await writeFile(join(outDir, 'onnx', 'encoder_model.onnx'), encodeModel(encoderGraph(shape, weights.encoder), 'murmur'));
   await writeFile(join(outDir, 'onnx', 'decoder_model_merged.onnx'), encodeModel(decoderGraph(shape, weights.decoder, ids.size), 'murmur'));
+  try {
+    await checkPlantedProperties(outDir, shape.tokensPerWindow);
+  } catch (err) {
+    await rm(outDir, { recursive: true, force: true });
+    throw new Error(`the generated model (seed ${seed}) failed its check and was not kept: ${(err as Error).message}`);
+  }
   return info;
 }
 

@@ -1,0 +1,37 @@
+// `murmur model synthetic --out <dir>`: writes a generated Whisper model folder.
+import { Command, Option } from 'commander';
+import { PRESETS, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
+import { integer } from './main.ts';
+
+export function modelCommand(): Command {
+  const model = new Command('model').description('model folders');
+  model
+    .command('synthetic')
+    .description('write a Whisper model with the real architecture and seeded random weights (for tests and benchmarks; its transcripts are meaningless)')
+    .requiredOption('--out <dir>', 'folder to write (replaced if it exists)')
+    .addOption(new Option('--preset <name>', 'starting shape: test (tiny test size) or tiny (whisper-tiny dimensions)').choices(Object.keys(PRESETS)).default('test'))
+    .addOption(new Option('--vocabulary <kind>', 'multilingual (99 languages), english (.en), v3 (100 languages)').choices(['multilingual', 'english', 'v3']))
+    .addOption(new Option('--mels <n>', 'mel bins').choices(['80', '128']))
+    .option('--d-model <n>', 'model width', integer('--d-model', 16))
+    .option('--encoder-layers <n>', 'encoder layers', integer('--encoder-layers', 1))
+    .option('--decoder-layers <n>', 'decoder layers', integer('--decoder-layers', 1))
+    .option('--heads <n>', 'attention heads', integer('--heads', 1))
+    .option('--text-vocab <n>', 'text tokens before the special tokens (≥ 256 + 150)', integer('--text-vocab', 406))
+    .option('--tokens <n>', 'text tokens per 30 s window (generation then ends by itself)', integer('--tokens', 3))
+    .option('--seed <n>', 'random seed', integer('--seed', 0), 1)
+    .action(async (opts) => {
+      const shape = syntheticShape(opts.preset as PresetName, {
+        ...(opts.vocabulary && { vocabulary: opts.vocabulary }),
+        ...(opts.mels && { nMels: Number(opts.mels) as 80 | 128 }),
+        ...(opts.dModel && { dModel: opts.dModel }),
+        ...(opts.encoderLayers && { encoderLayers: opts.encoderLayers }),
+        ...(opts.decoderLayers && { decoderLayers: opts.decoderLayers }),
+        ...(opts.heads && { heads: opts.heads }),
+        ...(opts.textVocab && { textVocabSize: opts.textVocab }),
+        ...(opts.tokens && { tokensPerWindow: opts.tokens }),
+      });
+      const info = await writeSyntheticModel(opts.out, shape, opts.seed);
+      console.log(JSON.stringify({ out: opts.out, ...shape, ...info }));
+    });
+  return model;
+}

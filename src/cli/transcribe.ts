@@ -1,0 +1,34 @@
+// `murmur transcribe <audio.wav> --model <dir>`: a local transcription, no server.
+import { readFile } from 'node:fs/promises';
+import { Command, Option } from 'commander';
+import { decodeWav } from '../../worker/audio/wav.ts';
+import { transcribeLong } from '../../worker/whisper/longAudio.ts';
+import { WhisperModel } from '../../worker/whisper/index.ts';
+import { integer } from './main.ts';
+
+export function transcribeCommand(): Command {
+  return new Command('transcribe')
+    .description('transcribe a 16 kHz WAV file with a local model folder')
+    .argument('<audio>', 'path to a 16 kHz WAV file')
+    .requiredOption('--model <dir>', 'Whisper model folder (onnx-community layout)')
+    .option('--language <code>', 'language code such as en or de (detected when absent)')
+    .addOption(new Option('--task <task>', 'transcribe, or translate into English').choices(['transcribe', 'translate']).default('transcribe'))
+    .option('--timestamps', 'segment times from Whisper timestamp tokens', false)
+    .option('--json', 'print one JSON object: text, language, segments, tokens', false)
+    .option('--dtype <dtype>', 'model variant: fp32, fp16, q8 (quantized), q4, …', 'fp32')
+    .option('--providers <list>', 'execution providers in order of preference', 'cpu')
+    .option('--threads <n>', 'threads per session (0: onnxruntime decides)', integer('--threads', 0), 0)
+    .action(async (audioPath: string, opts) => {
+      const audio = decodeWav(await readFile(audioPath), audioPath);
+      const model = await WhisperModel.load(opts.model, { dtype: opts.dtype, providers: opts.providers, threads: opts.threads });
+      try {
+        if (model.folder.synthetic) console.error('murmur: this model has random weights (a generated test model): its transcripts are meaningless');
+        const result = await transcribeLong(model, audio.samples, { language: opts.language, task: opts.task, timestamps: opts.timestamps });
+        if (opts.json) console.log(JSON.stringify(result));
+        else if (opts.timestamps) for (const s of result.segments) console.log(`[${s.start.toFixed(2)} → ${s.end.toFixed(2)}] ${s.text}`);
+        else console.log(result.text);
+      } finally {
+        await model.dispose();
+      }
+    });
+}
