@@ -1,6 +1,6 @@
 // `murmur model synthetic --out <dir>`: writes a generated Whisper model folder.
-import { Command, Option } from 'commander';
-import { PRESETS, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
 import { integer } from './main.ts';
 
 export function modelCommand(): Command {
@@ -19,6 +19,7 @@ export function modelCommand(): Command {
     .option('--text-vocab <n>', 'text tokens before the special tokens (≥ 256 + 150)', integer('--text-vocab', 406))
     .option('--tokens <n>', 'text tokens per 30 s window (generation then ends by itself)', integer('--tokens', 3))
     .option('--seed <n>', 'random seed', integer('--seed', 0), 1)
+    .option('--dtypes <list>', `variants to write, comma-separated: ${SYNTHETIC_DTYPES.join(', ')}`, 'fp32')
     .action(async (opts) => {
       const shape = syntheticShape(opts.preset as PresetName, {
         ...(opts.vocabulary && { vocabulary: opts.vocabulary }),
@@ -30,7 +31,9 @@ export function modelCommand(): Command {
         ...(opts.textVocab && { textVocabSize: opts.textVocab }),
         ...(opts.tokens && { tokensPerWindow: opts.tokens }),
       });
-      const info = await writeSyntheticModel(opts.out, shape, opts.seed);
+      const dtypes = String(opts.dtypes).split(',').map((d) => d.trim());
+      for (const d of dtypes) if (!(SYNTHETIC_DTYPES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--dtypes: unknown variant "${d}": expected ${SYNTHETIC_DTYPES.join(', ')}`);
+      const info = await writeSyntheticModel(opts.out, shape, opts.seed, dtypes as (typeof SYNTHETIC_DTYPES)[number][]);
       console.log(JSON.stringify({ out: opts.out, ...shape, ...info }));
     });
   return model;

@@ -13,8 +13,8 @@ export function probeSignals(): Float32Array[] {
   return [tone, noise];
 }
 
-export async function checkPlantedProperties(dir: string, tokensPerWindow: number): Promise<void> {
-  const model = await WhisperModel.load(dir, { log: () => {} });
+export async function checkPlantedProperties(dir: string, tokensPerWindow: number, dtype = 'fp32'): Promise<void> {
+  const model = await WhisperModel.load(dir, { dtype, log: () => {} });
   try {
     const [a, b] = probeSignals();
     const language = model.folder.multilingual ? 'en' : undefined;

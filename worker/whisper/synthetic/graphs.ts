@@ -1,13 +1,13 @@
 // Whisper's encoder and merged decoder as ONNX graphs, with the inputs and
 // outputs of the onnx-community exports (see WHISPER-NOTES: "The model folder").
-import { DataType, Graph } from './onnxGraph.ts';
+import { DataType, Graph, type WeightFormat } from './onnxGraph.ts';
 import { attend, attentionOutput, feedForward, gelu, keyValueHeads, layerNorm, queryHeads, type Shape } from './transformer.ts';
 import type { SyntheticShape, WhisperWeights } from './weights.ts';
 
 const NEG_INF = -1e9; // additive causal mask; exp underflows to exactly 0
 
-export function encoderGraph(s: SyntheticShape, w: WhisperWeights['encoder']): Graph {
-  const g = new Graph('encoder');
+export function encoderGraph(s: SyntheticShape, w: WhisperWeights['encoder'], format: WeightFormat = 'fp32'): Graph {
+  const g = new Graph('encoder', format);
   const shape: Shape = { dModel: s.dModel, heads: s.heads };
   const d = s.dModel;
   const frames = s.maxSourcePositions * 2;
@@ -36,8 +36,8 @@ export function encoderGraph(s: SyntheticShape, w: WhisperWeights['encoder']): G
  * (cache: they come back in as past_key_values.*.encoder.*), switched by an If
  * on use_cache_branch. In the cache branch present.*.encoder.* are empty.
  */
-export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vocabSize: number): Graph {
-  const g = new Graph('decoder');
+export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vocabSize: number, format: WeightFormat = 'fp32'): Graph {
+  const g = new Graph('decoder', format);
   const shape: Shape = { dModel: s.dModel, heads: s.heads };
   const d = s.dModel;
   const hd = d / s.heads;
@@ -62,16 +62,16 @@ export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vo
   const total = g.op('Add', [pastLen, seqLen]);
   const one = g.intScalar(1);
   const positionIds = g.op('Range', [pastLen, total, one]);
-  const tokenTable = g.weight('model.decoder.embed_tokens.weight', [vocabSize, d], w.tokens);
-  let x = g.op('Add', [g.op('Gather', [tokenTable, inputIds]), g.op('Gather', [g.weight('model.decoder.embed_positions.weight', [s.maxTargetPositions, d], w.positions), positionIds])]);
+  const tokenTable = g.weight('model.decoder.embed_tokens.weight', [vocabSize, d], w.tokens, true);
+  let x = g.op('Add', [g.op('Gather', [tokenTable, inputIds]), g.op('Gather', [g.weight('model.decoder.embed_positions.weight', [s.maxTargetPositions, d], w.positions, true), positionIds])]);
   // Causal mask [seq, past + seq]: query at position p sees keys ≤ p.
   const keyPositions = g.op('Unsqueeze', [g.op('Range', [g.intScalar(0), total, one]), g.ints([0])]);
   const queryPositions = g.op('Unsqueeze', [positionIds, g.ints([1])]);
   const mask = g.op('Where', [g.op('Greater', [keyPositions, queryPositions]), g.scalar(NEG_INF), g.scalar(0)]);
 
   // Cross-attention keys/values: computed (no cache) or passed through (cache).
-  const thenBranch = new Graph('decoder_cache');
-  const elseBranch = new Graph('decoder_no_cache');
+  const thenBranch = g.child('decoder_cache');
+  const elseBranch = g.child('decoder_no_cache');
   const crossOutputs: string[] = [];
   for (let i = 0; i < L; i++) {
     const name = `model.decoder.layers.${i}.encoder_attn`;

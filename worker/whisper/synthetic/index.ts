@@ -4,7 +4,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decoderGraph, encoderGraph } from './graphs.ts';
 import { checkPlantedProperties } from './check.ts';
-import { encodeModel } from './onnxGraph.ts';
+import { DTYPE_SUFFIXES } from '../modelFolder.ts';
+import { encodeModel, type WeightFormat } from './onnxGraph.ts';
 import { Rng } from './rng.ts';
 import { textVocabulary, tokenizerJson, type VocabularyKind } from './vocabulary.ts';
 import { makeWeights, promptLength, type SyntheticShape } from './weights.ts';
@@ -32,7 +33,10 @@ export interface SyntheticModelInfo {
 // Whisper's non-speech symbols that are single bytes in the GPT-2 byte order ("#()*+/:;<=>?[\]^_`{|}~ …).
 const SUPPRESSED_BYTES = [1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59, 60, 61, 62, 63, 90, 91, 92, 93];
 
-export async function writeSyntheticModel(outDir: string, shape: SyntheticShape, seed: number): Promise<SyntheticModelInfo> {
+/** The variants the generator can write, named as transformers.js names them. */
+export const SYNTHETIC_DTYPES = ['fp32', 'fp16', 'q8'] as const satisfies readonly WeightFormat[];
+
+export async function writeSyntheticModel(outDir: string, shape: SyntheticShape, seed: number, dtypes: readonly WeightFormat[] = ['fp32']): Promise<SyntheticModelInfo> {
   const rng = new Rng(seed);
   const text = textVocabulary(shape.textVocabSize, rng);
   const weights = makeWeights(shape, text, rng);
@@ -123,10 +127,13 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
   await json('tokenizer.json', tokenizerJson(text, ids));
   await json('tokenizer_config.json', tokenizerConfig);
   await json('special_tokens_map.json', specialTokensMap);
-  await writeFile(join(outDir, 'onnx', 'encoder_model.onnx'), encodeModel(encoderGraph(shape, weights.encoder), 'murmur'));
-  await writeFile(join(outDir, 'onnx', 'decoder_model_merged.onnx'), encodeModel(decoderGraph(shape, weights.decoder, ids.size), 'murmur'));
+  for (const dtype of dtypes) {
+    const suffix = DTYPE_SUFFIXES[dtype];
+    await writeFile(join(outDir, 'onnx', `encoder_model${suffix}.onnx`), encodeModel(encoderGraph(shape, weights.encoder, dtype), 'murmur'));
+    await writeFile(join(outDir, 'onnx', `decoder_model_merged${suffix}.onnx`), encodeModel(decoderGraph(shape, weights.decoder, ids.size, dtype), 'murmur'));
+  }
   try {
-    await checkPlantedProperties(outDir, shape.tokensPerWindow);
+    await checkPlantedProperties(outDir, shape.tokensPerWindow, dtypes[0]);
   } catch (err) {
     await rm(outDir, { recursive: true, force: true });
     throw new Error(`the generated model (seed ${seed}) failed its check and was not kept: ${(err as Error).message}`);

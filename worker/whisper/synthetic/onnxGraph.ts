@@ -1,5 +1,6 @@
 // A small builder for ONNX graphs on top of onnx-proto's protobuf classes, just
 // enough to write Whisper's encoder and merged decoder from TypeScript.
+import { Float16Array } from '@petamoriken/float16';
 import onnxProto from 'onnx-proto';
 
 const { onnx } = onnxProto;
@@ -12,6 +13,7 @@ type IGraphProto = onnxProto.onnx.IGraphProto;
 export const DataType = {
   float: onnx.TensorProto.DataType.FLOAT,
   float16: onnx.TensorProto.DataType.FLOAT16,
+  int8: onnx.TensorProto.DataType.INT8,
   int64: onnx.TensorProto.DataType.INT64,
   bool: onnx.TensorProto.DataType.BOOL,
 } as const;
@@ -38,7 +40,14 @@ function attribute(name: string, value: AttrValue): IAttributeProto {
   return { name, type: T.TENSOR, t: value.tensor };
 }
 
-export function tensorProto(name: string, dims: number[], data: Float32Array | BigInt64Array | Uint8Array | Uint16Array, dataType: DataTypeCode): ITensorProto {
+/**
+ * How matrices are stored: fp32 as they are; fp16 as float16 with a Cast back
+ * to float32 (float32 inputs and outputs, like keep_io_types); q8 as int8 with
+ * one scale per tensor and a DequantizeLinear.
+ */
+export type WeightFormat = 'fp32' | 'fp16' | 'q8';
+
+export function tensorProto(name: string, dims: number[], data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Uint16Array, dataType: DataTypeCode): ITensorProto {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return { name, dims, dataType, rawData: bytes };
 }
@@ -54,7 +63,15 @@ export class Graph {
   readonly outputs: IValueInfoProto[] = [];
   private counter = 0;
 
-  constructor(readonly name: string) {}
+  constructor(
+    readonly name: string,
+    readonly format: WeightFormat = 'fp32',
+  ) {}
+
+  /** A subgraph (an If branch) that stores its weights the same way. */
+  child(name: string): Graph {
+    return new Graph(name, this.format);
+  }
 
   fresh(hint: string): string {
     return `${this.name}/${hint}_${this.counter++}`;
@@ -69,9 +86,25 @@ export class Graph {
     this.outputs.push(valueInfo(name, elemType, dims));
   }
 
-  weight(name: string, dims: number[], data: Float32Array): string {
-    this.initializers.push(tensorProto(name, dims, data, DataType.float));
-    return name;
+  /** A float32 weight, stored in this graph's format; `keepFloat` for tables read by Gather. */
+  weight(name: string, dims: number[], data: Float32Array, keepFloat = false): string {
+    if (this.format === 'fp32' || keepFloat || (this.format === 'q8' && dims.length < 2)) {
+      this.initializers.push(tensorProto(name, dims, data, DataType.float));
+      return name;
+    }
+    if (this.format === 'fp16') {
+      const half = new Float16Array(data);
+      this.initializers.push(tensorProto(name, dims, new Uint16Array(half.buffer as ArrayBuffer), DataType.float16));
+      return this.op('Cast', [name], { to: DataType.float }, `${name}/float`);
+    }
+    let max = 0;
+    for (const v of data) max = Math.max(max, Math.abs(v));
+    const scale = max / 127 || 1;
+    const q = Int8Array.from(data, (v) => Math.round(v / scale));
+    this.initializers.push(tensorProto(name, dims, q, DataType.int8));
+    this.initializers.push(tensorProto(`${name}/scale`, [], Float32Array.of(scale), DataType.float));
+    this.initializers.push(tensorProto(`${name}/zero_point`, [], Int8Array.of(0), DataType.int8));
+    return this.op('DequantizeLinear', [name, `${name}/scale`, `${name}/zero_point`], {}, `${name}/float`);
   }
 
   ints(values: number[], hint = 'const'): string {
