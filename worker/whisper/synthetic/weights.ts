@@ -106,8 +106,9 @@ const BANDS = 4;
 const AUDIO_CHANNELS = 1 + BANDS;
 
 const EMBED_STD = 0.1;
-const CONTROL_GAIN = 10; // final LayerNorm gain on control dims: control logits beat random ones by ~7σ at d = 384
-const AUDIO_GAIN = 0.15;
+const POSITION_STD = 0.5; // larger than the token embeddings, so each position has its own direction
+const CONTROL_GAIN = 30; // final LayerNorm gain on control dims: control logits beat the random ones at any width up to whisper-tiny's
+const AUDIO_GAIN = 0.5;
 
 export function promptLength(vocabulary: VocabularyKind, timestamps: boolean): number {
   return (vocabulary === 'english' ? 1 : 3) + (timestamps ? 0 : 1);
@@ -240,7 +241,7 @@ function makeDecoder(s: SyntheticShape, ids: SpecialIds, text: TextVocabulary, s
   }
 
   const firstTimestampPosition = promptLength(s.vocabulary, true) - 1;
-  const positions = rng.normals(s.maxTargetPositions * d, EMBED_STD);
+  const positions = rng.normals(s.maxTargetPositions * d, POSITION_STD);
   for (let p = 0; p < s.maxTargetPositions; p++) {
     const row = p * d;
     positions[row + c(C_BIAS)] = 1;
@@ -289,6 +290,7 @@ function makeDecoder(s: SyntheticShape, ids: SpecialIds, text: TextVocabulary, s
 
   const gamma = new Float32Array(d);
   for (let k = 0; k < d; k++) gamma[k] = controls.includes(k) ? CONTROL_GAIN : rng.sign();
+  gamma[c(C_BIAS)] = 3 * CONTROL_GAIN; // keeps bytes and special tokens out of the text at any width
   return { tokens, positions, layers, norm: { gamma, beta: new Float32Array(d) } };
 }
 
