@@ -1,0 +1,48 @@
+// @huggingface/transformers as the independent implementation, loading the
+// same model folder offline.
+import { AutoProcessor, env, WhisperForConditionalGeneration, type Processor, type PreTrainedModel } from '@huggingface/transformers';
+
+env.allowRemoteModels = false;
+env.allowLocalModels = true;
+env.localModelPath = '/';
+
+export class Reference {
+  private constructor(
+    private readonly model: PreTrainedModel,
+    private readonly processor: Processor,
+  ) {}
+
+  static async load(dir: string, dtype: 'fp32' | 'fp16' | 'q8' = 'fp32'): Promise<Reference> {
+    const id = dir.endsWith('/') ? dir : `${dir}/`;
+    const model = await WhisperForConditionalGeneration.from_pretrained(id, { dtype, device: 'cpu' });
+    const processor = await AutoProcessor.from_pretrained(id);
+    return new Reference(model, processor);
+  }
+
+  async features(audio: Float32Array): Promise<Float32Array> {
+    const { input_features } = await this.processor(audio);
+    return input_features.data as Float32Array;
+  }
+
+  /** Greedy tokens after the prompt, without the closing <|endoftext|>. */
+  async generate(audio: Float32Array, options: { language?: string; task?: 'transcribe' | 'translate'; timestamps?: boolean; eot: number }): Promise<number[]> {
+    const { input_features } = await this.processor(audio);
+    const out = (await this.model.generate({
+      inputs: input_features,
+      ...(options.language && { language: options.language }),
+      ...(options.task && { task: options.task }),
+      return_timestamps: options.timestamps ?? false,
+    } as never)) as unknown as { tolist(): bigint[][] };
+    const ids = out.tolist()[0].map(Number);
+    // <|sot|> [<|lang|> <|task|>] [<|notimestamps|>]
+    const multilingual = (this.model.generation_config as { is_multilingual?: boolean }).is_multilingual;
+    const promptLength = (multilingual ? 3 : 1) + (options.timestamps ? 0 : 1);
+    const sampled = ids.slice(promptLength);
+    return sampled[sampled.length - 1] === options.eot ? sampled.slice(0, -1) : sampled;
+  }
+
+  async dispose(): Promise<void> {
+    await this.model.dispose();
+  }
+}
+
