@@ -1,6 +1,6 @@
 // @huggingface/transformers as the independent implementation, loading the
 // same model folder offline.
-import { AutoProcessor, env, WhisperForConditionalGeneration, type Processor, type PreTrainedModel } from '@huggingface/transformers';
+import { AutoProcessor, env, Tensor, WhisperForConditionalGeneration, type Processor, type PreTrainedModel } from '@huggingface/transformers';
 
 env.allowRemoteModels = false;
 env.allowLocalModels = true;
@@ -39,6 +39,15 @@ export class Reference {
     const promptLength = (multilingual ? 3 : 1) + (options.timestamps ? 0 : 1);
     const sampled = ids.slice(promptLength);
     return sampled[sampled.length - 1] === options.eot ? sampled.slice(0, -1) : sampled;
+  }
+
+  /** One forward pass: the decoder's logits after `prefix` (the last position). */
+  async logitsAfter(audio: Float32Array, prefix: number[]): Promise<Float32Array> {
+    const { input_features } = await this.processor(audio);
+    const decoder_input_ids = new Tensor('int64', BigInt64Array.from(prefix.map(BigInt)), [1, prefix.length]);
+    const { logits } = (await (this.model as unknown as (x: object) => Promise<{ logits: Tensor }>)({ input_features, decoder_input_ids })) as { logits: Tensor };
+    const V = logits.dims[2];
+    return (logits.data as Float32Array).slice((prefix.length - 1) * V, prefix.length * V);
   }
 
   async dispose(): Promise<void> {

@@ -32,6 +32,9 @@ export interface OpenedSessions {
 }
 
 export async function openSessions(paths: string[], settings: SessionSettings): Promise<OpenedSessions> {
+  // onnxruntime's own logger would print each skipped provider's failure in
+  // several native lines; the reason is reported in the one line below instead.
+  ort.env.logLevel = 'fatal';
   const skipped: OpenedSessions['skipped'] = [];
   for (const provider of settings.providers) {
     const sessions: ort.InferenceSession[] = [];
