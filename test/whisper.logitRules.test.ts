@@ -1,85 +1,94 @@
 // Whisper's logit rules as openai/whisper's decoding.py states them
 // (SuppressBlank, SuppressTokens, ApplyTimestampRules), on a small vocabulary:
-// text 0..9, eot 10, notimestamps 11, timestamps from 12.
-import { describe, expect, it } from 'vitest';
-import { applyLogitRules, applyTimestampRules, argmax } from '../worker/whisper/logitRules.ts';
+// text 0..9, eot 10, notimestamps 11, timestamps from 12 (0.00 … 1.18 s).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maskRow, type RowState } from '../worker/whisper/logitRules.ts';
 import type { GenerationRules, TokenIds } from '../worker/whisper/modelFolder.ts';
+import { TokenSelector } from '../worker/whisper/tokenSelector.ts';
 
 const ids: TokenIds = { eot: 10, sot: 13, noTimestamps: 11, timestampBegin: 12, noSpeech: null, transcribe: null, translate: null, languages: new Map() };
-const V = 12 + 60; // 60 timestamps: 0.00 … 1.18
+const V = 12 + 60;
 const rules: GenerationRules = { suppressTokens: [3], beginSuppressTokens: [1, 10], maxInitialTimestampIndex: 50, maxLength: 448 };
 const ts = (i: number) => 12 + i;
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
 function logits(fill = 0, overrides: Record<number, number> = {}): Float32Array {
   const x = new Float32Array(V).fill(fill);
   for (const [k, v] of Object.entries(overrides)) x[Number(k)] = v;
   return x;
 }
-const allowed = (x: Float32Array) => [...x.keys()].filter((i) => x[i] > -Infinity);
+function allowedBy(row: RowState): number[] {
+  const mask = new Float32Array(V);
+  maskRow(mask, row, ids, rules);
+  return range(0, V).filter((i) => mask[i] === 0);
+}
+const timed = (sampled: number[]): RowState => ({ tokens: [13, ...sampled], sampleBegin: 1, timestamps: true });
 
-describe('suppression', () => {
+describe('masks', () => {
   it('suppress_tokens apply at every step; begin_suppress_tokens only at the first sampled position', () => {
-    const first = logits(0, { 1: 5, 3: 9 });
-    applyLogitRules(first, { tokens: [13], sampleBegin: 1, timestamps: false }, ids, rules);
-    expect(first[3]).toBe(-Infinity);
-    expect(first[1]).toBe(-Infinity);
-    expect(first[10]).toBe(-Infinity);
-    const later = logits(0, { 1: 5, 3: 9 });
-    applyLogitRules(later, { tokens: [13, 4], sampleBegin: 1, timestamps: false }, ids, rules);
-    expect(later[3]).toBe(-Infinity);
-    expect(argmax(later)).toBe(1);
-    expect(later[10]).toBe(0);
+    expect(allowedBy({ tokens: [13], sampleBegin: 1, timestamps: false })).toEqual(range(0, V).filter((i) => ![1, 3, 10].includes(i)));
+    expect(allowedBy({ tokens: [13, 4], sampleBegin: 1, timestamps: false })).toEqual(range(0, V).filter((i) => i !== 3));
   });
-
-  it('without timestamps, timestamp tokens are not masked (the prompt asks for none)', () => {
-    const x = logits(0, { [ts(5)]: 4 });
-    applyLogitRules(x, { tokens: [13, 11, 4], sampleBegin: 2, timestamps: false }, ids, rules);
-    expect(argmax(x)).toBe(ts(5));
-  });
-});
-
-describe('timestamp rules', () => {
-  const row = (sampled: number[]) => ({ tokens: [13, ...sampled], sampleBegin: 1, timestamps: true });
 
   it('the first sampled token is a timestamp no later than max_initial_timestamp (1.00 s)', () => {
-    const x = logits(0, { 4: 20, [ts(55)]: 10 });
-    applyTimestampRules(x, row([]), ids, 50);
-    expect(allowed(x)).toEqual(Array.from({ length: 51 }, (_, i) => ts(i)));
+    expect(allowedBy(timed([]))).toEqual(range(ts(0), ts(51)));
   });
 
-  it('<|notimestamps|> is never sampled', () => {
-    const x = logits(0, { 11: 50 });
-    applyTimestampRules(x, row([ts(0), 4]), ids, 50);
-    expect(x[11]).toBe(-Infinity);
+  it('<|notimestamps|> is never sampled with timestamps on', () => {
+    expect(allowedBy(timed([ts(0), 4]))).not.toContain(11);
   });
 
-  it('after a timestamp pair comes text', () => {
-    const x = logits(0);
-    applyTimestampRules(x, row([ts(0), 4, ts(5), ts(5)]), ids, 50);
-    expect(allowed(x).every((i) => i < 12)).toBe(true);
+  it('after a timestamp pair comes text (or end-of-text)', () => {
+    expect(allowedBy(timed([ts(0), 4, ts(5), ts(5)]))).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9, 10]);
   });
 
-  it('after text and one timestamp comes a timestamp or end-of-text, never text', () => {
-    const x = logits(0, { 4: 30, 10: 10 });
-    applyTimestampRules(x, row([ts(0), 4, ts(5)]), ids, 50);
-    expect(allowed(x)).toEqual([10, ...Array.from({ length: 60 - 5 }, (_, i) => ts(5 + i))]);
+  it('after text and one timestamp comes a timestamp (not earlier) or end-of-text, never text', () => {
+    expect(allowedBy(timed([ts(0), 4, ts(5)]))).toEqual([10, ...range(ts(5), ts(60))]);
   });
 
   it('timestamps never decrease, and a new one after text is later than the last', () => {
-    const x = logits(0, { 4: 5 });
-    applyTimestampRules(x, row([ts(0), 4, ts(7), ts(7), 5]), ids, 50);
-    expect(allowed(x).filter((i) => i >= 12)).toEqual(Array.from({ length: 60 - 8 }, (_, i) => ts(8 + i)));
+    expect(allowedBy(timed([ts(0), 4, ts(7), ts(7), 5])).filter((i) => i >= 12)).toEqual(range(ts(8), ts(60)));
+  });
+});
+
+describe('TokenSelector', () => {
+  let selector: TokenSelector;
+  beforeAll(async () => {
+    selector = await TokenSelector.create(ids, rules, V);
+  });
+  afterAll(() => selector.release());
+
+  it('takes the argmax of the masked logits and its log-probability, row by row', async () => {
+    const rows: RowState[] = [
+      { tokens: [13, 11], sampleBegin: 2, timestamps: false }, // first step: blank and eot suppressed
+      { tokens: [13, 11, 4], sampleBegin: 2, timestamps: false },
+    ];
+    const x = new Float32Array(2 * V);
+    x.set(logits(0, { 1: 9, 3: 8, 5: 2 }), 0);
+    x.set(logits(0, { 3: 9, 6: 1, 10: 0.5 }), V);
+    const { tokens, logprobs } = await selector.select(x, rows);
+    expect(tokens).toEqual([5, 6]);
+    // log-softmax over the allowed tokens: row 0 allows 69 tokens (one at 2, the rest at 0)
+    expect(logprobs[0]).toBeCloseTo(2 - Math.log(Math.exp(2) + 68), 5);
+    expect(logprobs[1]).toBeCloseTo(1 - Math.log(Math.exp(1) + Math.exp(0.5) + 69), 5);
   });
 
-  it('when the timestamps together are likelier than the best text token, a timestamp is taken', () => {
-    // text token 4 has logit 3; 52 allowed timestamps at 0 each: log(52) ≈ 3.95 > 3
-    const x = logits(-Infinity, { 4: 3, 10: -Infinity });
-    for (let i = 8; i < 60; i++) x[ts(i)] = 0;
-    applyTimestampRules(x, row([ts(0), 4, ts(7), ts(7), 5]), ids, 50);
-    expect(argmax(x)).toBeGreaterThanOrEqual(12);
-    const y = logits(-Infinity, { 4: 5 });
-    for (let i = 8; i < 60; i++) y[ts(i)] = 0;
-    applyTimestampRules(y, row([ts(0), 4, ts(7), ts(7), 5]), ids, 50);
-    expect(argmax(y)).toBe(4);
+  it('takes a timestamp when the timestamps together are likelier than the best text token', async () => {
+    const row = timed([ts(0), 4, ts(7), ts(7), 5]);
+    // text token 4 at 3; 52 allowed timestamps at 0 each: log(52) ≈ 3.95 > 3
+    const a = logits(-Infinity, { 4: 3 });
+    for (let i = 8; i < 60; i++) a[ts(i)] = 0;
+    expect((await selector.select(a, [row])).tokens[0]).toBeGreaterThanOrEqual(12);
+    // text token 4 at 5 > 3.95: text stays
+    const b = logits(-Infinity, { 4: 5 });
+    for (let i = 8; i < 60; i++) b[ts(i)] = 0;
+    expect((await selector.select(b, [row])).tokens[0]).toBe(4);
+    // the same logits without timestamps on: no forcing
+    expect((await selector.select(a, [{ ...row, timestamps: false }])).tokens[0]).toBe(4);
+  });
+
+  it('without timestamps, timestamp tokens are not masked (the prompt asks for none)', async () => {
+    const { tokens } = await selector.select(logits(0, { [ts(5)]: 4 }), [{ tokens: [13, 11, 4], sampleBegin: 2, timestamps: false }]);
+    expect(tokens).toEqual([ts(5)]);
   });
 });

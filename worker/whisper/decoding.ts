@@ -8,8 +8,9 @@
 // costing compute. Cross-attention keys and values are computed in the first
 // run (use_cache_branch = false) and passed back in afterwards.
 import ort from 'onnxruntime-node';
-import { applyLogitRules, argmax, logSumExp, type RowState } from './logitRules.ts';
+import { logSumExp, type RowState } from './logitRules.ts';
 import type { ModelFolder } from './modelFolder.ts';
+import type { TokenSelector } from './tokenSelector.ts';
 
 export interface DecodeRow extends RowState {
   /** Position of the request in the caller's list. */
@@ -56,6 +57,7 @@ export class BatchDecoder {
 
   constructor(
     private readonly session: ort.InferenceSession,
+    private readonly selector: TokenSelector,
     private readonly model: ModelFolder,
   ) {
     this.layers = model.dims.decoderLayers;
@@ -139,18 +141,23 @@ export class BatchDecoder {
     const logits = out.logits.data as Float32Array;
     const { ids, rules } = this.model;
     const V = this.vocab;
-    c.rows.forEach((row, i) => {
-      if (first && ids.noSpeech !== null) {
+    if (first && ids.noSpeech !== null) {
+      c.rows.forEach((row, i) => {
         // openai/whisper: probability of <|nospeech|> at the <|startoftranscript|> position, before any rule.
         const atSot = logits.subarray(i * seq * V, (i * seq + 1) * V);
-        row.noSpeechProb = Math.exp(atSot[ids.noSpeech] - logSumExp(atSot, 0, V));
-      }
-      const last = logits.slice((i * seq + seq - 1) * V, (i * seq + seq) * V);
-      applyLogitRules(last, row, ids, rules);
-      const token = argmax(last);
-      row.sumLogprob += last[token] - logSumExp(last, 0, V);
-      row.tokens.push(token);
-      if (token === ids.eot || row.tokens.length >= rules.maxLength) row.done = true;
+        row.noSpeechProb = Math.exp(atSot[ids.noSpeech!] - logSumExp(atSot, 0, V));
+      });
+    }
+    let last = logits;
+    if (seq > 1) {
+      last = new Float32Array(c.rows.length * V);
+      c.rows.forEach((_, i) => last.set(logits.subarray((i * seq + seq - 1) * V, (i * seq + seq) * V), i * V));
+    }
+    const { tokens, logprobs } = await this.selector.select(last, c.rows);
+    c.rows.forEach((row, i) => {
+      row.sumLogprob += logprobs[i];
+      row.tokens.push(tokens[i]);
+      if (tokens[i] === ids.eot || row.tokens.length >= rules.maxLength) row.done = true;
     });
     c.decoderCache = fetches.slice(1).filter((n) => n.includes('.decoder.')).map((n) => out[n].data as Float32Array);
     if (first) c.encoderCache = fetches.filter((n) => n.includes('.encoder.')).map((n) => out[n].data as Float32Array);

@@ -1,6 +1,9 @@
 // Whisper's logit rules, in openai/whisper's order (decoding.py): blank
 // suppression at the first sampled position, suppress_tokens, then the
-// timestamp rules. They act on one row's logits in place.
+// timestamp rules. Each rule masks tokens: it writes -Infinity into an additive
+// mask row. The last timestamp rule (take a timestamp when the timestamps
+// together are likelier than any text token) needs the masked distribution and
+// runs in the token selection graph (tokenSelector.ts).
 import type { GenerationRules, TokenIds } from './modelFolder.ts';
 
 export interface RowState {
@@ -11,24 +14,23 @@ export interface RowState {
   timestamps: boolean;
 }
 
-export function applyLogitRules(logits: Float32Array, row: RowState, ids: TokenIds, rules: GenerationRules): void {
-  const { tokens, sampleBegin } = row;
-  if (tokens.length === sampleBegin) for (const t of rules.beginSuppressTokens) logits[t] = -Infinity;
-  for (const t of rules.suppressTokens) logits[t] = -Infinity;
-  if (row.timestamps) applyTimestampRules(logits, row, ids, rules.maxInitialTimestampIndex);
+export function maskRow(mask: Float32Array, row: RowState, ids: TokenIds, rules: GenerationRules): void {
+  if (row.tokens.length === row.sampleBegin) for (const t of rules.beginSuppressTokens) mask[t] = -Infinity;
+  for (const t of rules.suppressTokens) mask[t] = -Infinity;
+  if (row.timestamps) maskTimestampRules(mask, row, ids, rules.maxInitialTimestampIndex);
 }
 
-export function applyTimestampRules(logits: Float32Array, row: RowState, ids: TokenIds, maxInitialTimestampIndex: number | null): void {
+export function maskTimestampRules(mask: Float32Array, row: RowState, ids: TokenIds, maxInitialTimestampIndex: number | null): void {
   const begin = ids.timestampBegin;
-  logits[ids.noTimestamps] = -Infinity;
+  mask[ids.noTimestamps] = -Infinity;
   const sampled = row.tokens.slice(row.sampleBegin);
   const n = sampled.length;
   const lastWasTimestamp = n >= 1 && sampled[n - 1] >= begin;
   const penultimateWasTimestamp = n < 2 || sampled[n - 2] >= begin;
   // Timestamps come in pairs, except directly before end-of-text.
   if (lastWasTimestamp) {
-    if (penultimateWasTimestamp) logits.fill(-Infinity, begin); // has to be text
-    else logits.fill(-Infinity, 0, ids.eot); // cannot be text
+    if (penultimateWasTimestamp) mask.fill(-Infinity, begin); // has to be text
+    else mask.fill(-Infinity, 0, ids.eot); // cannot be text
   }
   // Timestamps never decrease, and a segment has non-zero length.
   let lastTimestamp = -1;
@@ -40,18 +42,12 @@ export function applyTimestampRules(logits: Float32Array, row: RowState, ids: To
   }
   if (lastTimestamp >= 0) {
     const upTo = lastWasTimestamp && !penultimateWasTimestamp ? lastTimestamp : lastTimestamp + 1;
-    logits.fill(-Infinity, begin, upTo);
+    mask.fill(-Infinity, begin, upTo);
   }
   if (n === 0) {
-    logits.fill(-Infinity, 0, begin); // the first sampled token is a timestamp
-    if (maxInitialTimestampIndex !== null) logits.fill(-Infinity, begin + maxInitialTimestampIndex + 1);
+    mask.fill(-Infinity, 0, begin); // the first sampled token is a timestamp
+    if (maxInitialTimestampIndex !== null) mask.fill(-Infinity, begin + maxInitialTimestampIndex + 1);
   }
-  // If the timestamps together are likelier than any single text token, take a timestamp.
-  const logZ = logSumExp(logits, 0, logits.length);
-  const timestampLogprob = logSumExp(logits, begin, logits.length) - logZ;
-  let maxText = -Infinity;
-  for (let i = 0; i < begin; i++) if (logits[i] > maxText) maxText = logits[i];
-  if (timestampLogprob > maxText - logZ) logits.fill(-Infinity, 0, begin);
 }
 
 export function logSumExp(x: Float32Array, from: number, to: number): number {

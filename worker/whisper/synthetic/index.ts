@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { decoderGraph, encoderGraph } from './graphs.ts';
 import { checkPlantedProperties } from './check.ts';
 import { DTYPE_SUFFIXES } from '../modelFolder.ts';
-import { encodeModel, type WeightFormat } from './onnxGraph.ts';
+import { encodeModel, type WeightFormat } from '../onnxGraph.ts';
 import { Rng } from './rng.ts';
 import { textVocabulary, tokenizerJson, type VocabularyKind } from './vocabulary.ts';
 import { makeWeights, promptLength, type SyntheticShape } from './weights.ts';

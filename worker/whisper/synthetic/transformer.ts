@@ -1,6 +1,6 @@
 // Whisper's building blocks as ONNX nodes: pre-LN attention and feed-forward
 // blocks with the biases Whisper has (no bias on k_proj), exact (erf) GELU.
-import type { Graph } from './onnxGraph.ts';
+import type { Graph } from '../onnxGraph.ts';
 import type { AttentionWeights, FeedForwardWeights, NormWeights } from './weights.ts';
 
 export interface Shape {

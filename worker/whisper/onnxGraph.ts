@@ -1,5 +1,5 @@
-// A small builder for ONNX graphs on top of onnx-proto's protobuf classes, just
-// enough to write Whisper's encoder and merged decoder from TypeScript.
+// A small builder for ONNX graphs on top of onnx-proto's protobuf classes: the
+// synthetic Whisper and the runtime's token selection graph are written with it.
 import { Float16Array } from '@petamoriken/float16';
 import onnxProto from 'onnx-proto';
 
@@ -62,15 +62,21 @@ export class Graph {
   readonly inputs: IValueInfoProto[] = [];
   readonly outputs: IValueInfoProto[] = [];
   private counter = 0;
+  /** Weights live in the top graph, so both branches of an If share them. */
+  private readonly root: Graph;
+  private readonly weightNames = new Set<string>();
 
   constructor(
     readonly name: string,
     readonly format: WeightFormat = 'fp32',
-  ) {}
+    parent?: Graph,
+  ) {
+    this.root = parent?.root ?? this;
+  }
 
-  /** A subgraph (an If branch) that stores its weights the same way. */
+  /** A subgraph (an If branch) that reads its weights from this graph's top graph. */
   child(name: string): Graph {
-    return new Graph(name, this.format);
+    return new Graph(name, this.format, this);
   }
 
   fresh(hint: string): string {
@@ -88,23 +94,18 @@ export class Graph {
 
   /** A float32 weight, stored in this graph's format; `keepFloat` for tables read by Gather. */
   weight(name: string, dims: number[], data: Float32Array, keepFloat = false): string {
-    if (this.format === 'fp32' || keepFloat || (this.format === 'q8' && dims.length < 2)) {
-      this.initializers.push(tensorProto(name, dims, data, DataType.float));
-      return name;
+    const float = this.format === 'fp32' || keepFloat || (this.format === 'q8' && dims.length < 2);
+    const value = float ? name : `${name}/float`;
+    const root = this.root;
+    if (!root.weightNames.has(name)) {
+      root.weightNames.add(name);
+      root.initializers.push(...storedWeight(name, dims, data, float ? 'fp32' : this.format));
+      // The conversion to float32 sits next to the weight in the top graph: onnxruntime's
+      // quantization passes look for a DequantizeLinear's weight in its own graph.
+      if (this.format === 'fp16' && !float) root.op('Cast', [name], { to: DataType.float }, value);
+      if (this.format === 'q8' && !float) root.op('DequantizeLinear', [name, `${name}/scale`, `${name}/zero_point`], {}, value);
     }
-    if (this.format === 'fp16') {
-      const half = new Float16Array(data);
-      this.initializers.push(tensorProto(name, dims, new Uint16Array(half.buffer as ArrayBuffer), DataType.float16));
-      return this.op('Cast', [name], { to: DataType.float }, `${name}/float`);
-    }
-    let max = 0;
-    for (const v of data) max = Math.max(max, Math.abs(v));
-    const scale = max / 127 || 1;
-    const q = Int8Array.from(data, (v) => Math.round(v / scale));
-    this.initializers.push(tensorProto(name, dims, q, DataType.int8));
-    this.initializers.push(tensorProto(`${name}/scale`, [], Float32Array.of(scale), DataType.float));
-    this.initializers.push(tensorProto(`${name}/zero_point`, [], Int8Array.of(0), DataType.int8));
-    return this.op('DequantizeLinear', [name, `${name}/scale`, `${name}/zero_point`], {}, `${name}/float`);
+    return value;
   }
 
   ints(values: number[], hint = 'const'): string {
@@ -152,6 +153,19 @@ export class Graph {
       output: this.outputs,
     };
   }
+}
+
+function storedWeight(name: string, dims: number[], data: Float32Array, format: WeightFormat): ITensorProto[] {
+  if (format === 'fp32') return [tensorProto(name, dims, data, DataType.float)];
+  if (format === 'fp16') return [tensorProto(name, dims, new Uint16Array(new Float16Array(data).buffer as ArrayBuffer), DataType.float16)];
+  let max = 0;
+  for (const v of data) max = Math.max(max, Math.abs(v));
+  const scale = max / 127 || 1;
+  return [
+    tensorProto(name, dims, Int8Array.from(data, (v) => Math.round(v / scale)), DataType.int8),
+    tensorProto(`${name}/scale`, [], Float32Array.of(scale), DataType.float),
+    tensorProto(`${name}/zero_point`, [], Int8Array.of(0), DataType.int8),
+  ];
 }
 
 export const OPSET = 17;

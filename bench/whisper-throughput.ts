@@ -1,0 +1,70 @@
+// Throughput of the Whisper runtime on a whisper-tiny-sized generated model
+// (d_model 384, 4+4 layers, 6 heads, 51865 tokens, 100 text tokens per window),
+// in audio-seconds per wall-second, for batch sizes 1, 4, 8 and 16, against
+// transformers.js's ASR pipeline doing the same work in the same run.
+//
+//   npm run bench            (or: npx tsx bench/whisper-throughput.ts [--segments 16] [--seconds 20])
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { env, pipeline } from '@huggingface/transformers';
+import { decodeWav } from '../worker/audio/wav.ts';
+import { WhisperModel } from '../worker/whisper/index.ts';
+import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+
+const { values } = parseArgs({
+  options: {
+    segments: { type: 'string', default: '16' },
+    seconds: { type: 'string', default: '20' },
+    model: { type: 'string', default: join(tmpdir(), 'murmur-bench-whisper-tiny') },
+  },
+});
+const segments = Number(values.segments);
+const seconds = Number(values.seconds);
+
+// Written anew each run, so the numbers are for the generator as it is now.
+console.log(`writing a whisper-tiny-sized model to ${values.model} …`);
+await writeSyntheticModel(values.model, syntheticShape('tiny'), 1);
+
+// Real recorded speech, looped into segments of the chosen length, each starting elsewhere.
+const dataDir = '/usr/share/pocketsphinx/test/data/librivox';
+const speech = ['0870', '0880', '0890', '0920', '0930']
+  .map((n) => decodeWav(readFileSync(join(dataDir, `sense_and_sensibility_01_austen_64kb-${n}.wav`))).samples)
+  .reduce((all, s) => Float32Array.from([...all, ...s]), new Float32Array());
+const audios = Array.from({ length: segments }, (_, i) => {
+  const out = new Float32Array(seconds * 16000);
+  for (let j = 0; j < out.length; j++) out[j] = speech[(j + i * 37_000) % speech.length];
+  return out;
+});
+const audioSeconds = segments * seconds;
+
+const model = await WhisperModel.load(values.model, { log: () => {} });
+// warm-up: first runs pay for allocation and kernel selection
+await model.transcribe(audios.slice(0, 2).map((audio) => ({ audio, language: 'en' })), { batchSize: 2 });
+
+const rows: { name: string; seconds: number; tokens: number }[] = [];
+for (const batchSize of [1, 4, 8, 16]) {
+  const start = performance.now();
+  const results = await model.transcribe(audios.map((audio) => ({ audio, language: 'en' })), { batchSize });
+  rows.push({ name: `murmur batch ${batchSize}`, seconds: (performance.now() - start) / 1000, tokens: results.reduce((n, r) => n + r.tokens.length, 0) });
+}
+await model.dispose();
+
+env.allowRemoteModels = false;
+env.localModelPath = '/';
+const asr = await pipeline('automatic-speech-recognition', `${values.model}/`, { dtype: 'fp32', device: 'cpu' });
+await asr(audios[0], { language: 'en' });
+{
+  const start = performance.now();
+  for (const audio of audios) await asr(audio, { language: 'en' });
+  rows.push({ name: 'transformers.js pipeline', seconds: (performance.now() - start) / 1000, tokens: NaN });
+}
+
+console.log(`\n${segments} segments × ${seconds} s of speech = ${audioSeconds} audio-seconds; whisper-tiny-sized model, CPU\n`);
+console.log('| run | wall s | audio-s / wall-s | tokens |');
+console.log('| --- | ---: | ---: | ---: |');
+for (const r of rows) console.log(`| ${r.name} | ${r.seconds.toFixed(2)} | ${(audioSeconds / r.seconds).toFixed(2)} | ${Number.isNaN(r.tokens) ? '' : r.tokens} |`);
+const reference = rows[rows.length - 1].seconds;
+const batch16 = rows.find((r) => r.name === 'murmur batch 16')!.seconds;
+console.log(`\nbatch 16 vs transformers.js: ${(reference / batch16).toFixed(2)}× the throughput`);

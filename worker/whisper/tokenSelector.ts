@@ -1,0 +1,67 @@
+// Greedy token selection for a batch of rows in one small onnxruntime graph:
+// logits + rule mask → (openai's "timestamps together beat the best text
+// token" rule) → argmax and its log-probability. In JavaScript the
+// log-sum-exp over a 51 865-token vocabulary cost 1.5 ms per row and step
+// (25 ms of an 80 ms step at batch 16 for whisper-tiny).
+import ort from 'onnxruntime-node';
+import { DataType, encodeModel, Graph } from './onnxGraph.ts';
+import { maskRow, type RowState } from './logitRules.ts';
+import type { GenerationRules, TokenIds } from './modelFolder.ts';
+
+function selectionGraph(vocab: number, timestampBegin: number): Graph {
+  const g = new Graph('select');
+  g.input('logits', DataType.float, ['rows', vocab]);
+  g.input('mask', DataType.float, ['rows', vocab]);
+  g.input('timestamp_rule', DataType.bool, ['rows', 1]);
+  const masked = g.op('Add', ['logits', 'mask']);
+  const axis = g.ints([1]);
+  const text = g.op('Slice', [masked, g.ints([0]), g.ints([timestampBegin]), axis]);
+  const stamps = g.op('Slice', [masked, g.ints([timestampBegin]), g.ints([vocab]), axis]);
+  // logsumexp(timestamps) > max(text) ⇔ Σ exp(timestamp − max(text)) > 1; compared on
+  // logits, since both sides would subtract the same normaliser. (NaN when no text is
+  // allowed, at the first timestamp: then nothing is forced, and nothing needs to be.)
+  const textMax = g.op('ReduceMax', [text], { axes: [1], keepdims: 1 });
+  const mass = g.op('ReduceSum', [g.op('Exp', [g.op('Sub', [stamps, textMax])]), axis], { keepdims: 1 });
+  const force = g.op('And', ['timestamp_rule', g.op('Greater', [mass, g.scalar(1)])]);
+  const textAfter = g.op('Add', [text, g.op('Where', [force, g.scalar(-Infinity), g.scalar(0)])]);
+  const final = g.op('Concat', [textAfter, stamps], { axis: 1 });
+  const token = g.op('ArgMax', [final], { axis: 1, keepdims: 1 }, 'token');
+  // LogSoftmax and Exp run on onnxruntime's vectorised kernels; ReduceLogSumExp does not.
+  g.op('GatherElements', [g.op('LogSoftmax', [final], { axis: 1 }), token], { axis: 1 }, 'logprob');
+  g.output('token', DataType.int64, ['rows', 1]);
+  g.output('logprob', DataType.float, ['rows', 1]);
+  return g;
+}
+
+export class TokenSelector {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly ids: TokenIds,
+    private readonly rules: GenerationRules,
+    private readonly vocab: number,
+  ) {}
+
+  static async create(ids: TokenIds, rules: GenerationRules, vocab: number): Promise<TokenSelector> {
+    const bytes = encodeModel(selectionGraph(vocab, ids.timestampBegin), 'murmur');
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'] });
+    return new TokenSelector(session, ids, rules, vocab);
+  }
+
+  /** `logits` holds one [vocab] row per state, in order; rules are applied for each state. */
+  async select(logits: Float32Array, rows: RowState[]): Promise<{ tokens: number[]; logprobs: number[] }> {
+    const n = rows.length;
+    const V = this.vocab;
+    const mask = new Float32Array(n * V);
+    rows.forEach((row, i) => maskRow(mask.subarray(i * V, (i + 1) * V), row, this.ids, this.rules));
+    const out = await this.session.run({
+      logits: new ort.Tensor('float32', logits, [n, V]),
+      mask: new ort.Tensor('float32', mask, [n, V]),
+      timestamp_rule: new ort.Tensor('bool', Uint8Array.from(rows, (r) => (r.timestamps ? 1 : 0)), [n, 1]),
+    });
+    return { tokens: Array.from(out.token.data as BigInt64Array, Number), logprobs: Array.from(out.logprob.data as Float32Array) };
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
