@@ -1,4 +1,6 @@
 // `murmur model synthetic --out <dir>`: writes a generated Whisper model folder.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
 import { integer } from './main.ts';
@@ -19,8 +21,10 @@ export function modelCommand(): Command {
     .option('--text-vocab <n>', 'text tokens before the special tokens (≥ 256 + 150)', integer('--text-vocab', 406))
     .option('--tokens <n>', 'text tokens per 30 s window (generation then ends by itself)', integer('--tokens', 3))
     .option('--seed <n>', 'random seed', integer('--seed', 0), 1)
+    .option('--if-missing', 'do nothing when the folder already holds a model', false)
     .option('--dtypes <list>', `variants to write, comma-separated: ${SYNTHETIC_DTYPES.join(', ')}`, 'fp32')
     .action(async (opts) => {
+      if (opts.ifMissing && existsSync(join(opts.out, 'config.json'))) return;
       const shape = syntheticShape(opts.preset as PresetName, {
         ...(opts.vocabulary && { vocabulary: opts.vocabulary }),
         ...(opts.mels && { nMels: Number(opts.mels) as 80 | 128 }),
