@@ -7,10 +7,18 @@
 // joins the longer one. Finished rows leave their cohort at once, so they stop
 // costing compute. Cross-attention keys and values are computed in the first
 // run (use_cache_branch = false) and passed back in afterwards.
+//
+// Those keys and values are most of the memory (18 MB a row for whisper-tiny).
+// Rows are ordered by prompt length so that every cohort is a contiguous range
+// of one batch-wide buffer: the first runs write into it (pre-allocated
+// outputs) and cohorts that join are views of it, not copies. Copying them
+// cost 1.5 s of a 15 s batch of 16. Only rows leaving a cohort compact it.
 import ort from 'onnxruntime-node';
 import { logSumExp, type RowState } from './logitRules.ts';
 import type { ModelFolder } from './modelFolder.ts';
 import type { TokenSelector } from './tokenSelector.ts';
+
+const FIRST_RUN_ROWS = 4;
 
 export interface DecodeRow extends RowState {
   /** Position of the request in the caller's list. */
@@ -23,6 +31,8 @@ export interface DecodeRow extends RowState {
 interface Cohort {
   rows: DecodeRow[];
   pastLength: number;
+  /** Row range [start, end) in the batch-wide buffers while the cohort's caches are views of them. */
+  range: [number, number] | null;
   /** [n, frames, d] */
   encoderStates: Float32Array;
   /** 2 per layer (key, value): [n, heads, past, headDim]; null before the first run. */
@@ -39,10 +49,13 @@ export function selectRows(data: Float32Array, rows: number, keep: number[]): Fl
   return out;
 }
 
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
+function concat(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
   return out;
 }
 
@@ -72,12 +85,18 @@ export class BatchDecoder {
    * cache (language detection runs the decoder on <|startoftranscript|> alone).
    */
   async firstLogits(prompt: number[], encoderStates: Float32Array, n: number): Promise<Float32Array[]> {
-    const feeds = this.feeds(Array.from({ length: n }, () => prompt), encoderStates, null, null);
-    const out = await this.session.run(feeds, ['logits']);
-    this.runs++;
-    const logits = out.logits.data as Float32Array;
+    const result: Float32Array[] = [];
+    const rowSize = encoderStates.length / n;
     const seq = prompt.length;
-    return Array.from({ length: n }, (_, i) => logits.subarray((i * seq + seq - 1) * this.vocab, (i * seq + seq) * this.vocab));
+    for (let from = 0; from < n; from += FIRST_RUN_ROWS) {
+      const count = Math.min(FIRST_RUN_ROWS, n - from);
+      const states = encoderStates.subarray(from * rowSize, (from + count) * rowSize);
+      const out = await this.session.run(this.feeds(Array.from({ length: count }, () => prompt), states, null, null), ['logits']);
+      this.runs++;
+      const logits = out.logits.data as Float32Array;
+      for (let i = 0; i < count; i++) result.push(logits.subarray((i * seq + seq - 1) * this.vocab, (i * seq + seq) * this.vocab));
+    }
+    return result;
   }
 
   /**
@@ -85,23 +104,41 @@ export class BatchDecoder {
    * holds one [frames, d] block per row, in row order.
    */
   async decode(rows: DecodeRow[], encoderStates: Float32Array, onRowDone?: (row: DecodeRow) => void): Promise<void> {
-    const byPrompt = new Map<number, number[]>();
-    rows.forEach((row, i) => byPrompt.set(row.tokens.length, [...(byPrompt.get(row.tokens.length) ?? []), i]));
-    let cohorts: Cohort[] = [...byPrompt.values()].map((members) => ({
-      rows: members.map((i) => rows[i]),
-      pastLength: 0,
-      encoderStates: selectRows(encoderStates, rows.length, members),
-      decoderCache: null,
-      encoderCache: null,
-    }));
+    const n = rows.length;
+    const order = rows.map((_, i) => i).sort((a, b) => rows[a].tokens.length - rows[b].tokens.length || a - b);
+    const sorted = order.map((i) => rows[i]);
+    const states = order.every((r, i) => r === i) ? encoderStates : selectRows(encoderStates, n, order);
+    const stateSize = states.length / n;
+    const cacheSize = this.heads * this.frames * this.headDim;
+    const shared = Array.from({ length: 2 * this.layers }, () => new Float32Array(n * cacheSize));
+    // The first run (cross-attention keys and values for every row) goes in chunks of rows
+    // with the same prompt: whisper-tiny, 16 rows: 1717 ms in one run, 894 ms in four runs of 4.
+    let cohorts: Cohort[] = [];
+    for (let start = 0; start < n; ) {
+      let end = start + 1;
+      while (end < n && end - start < FIRST_RUN_ROWS && sorted[end].tokens.length === sorted[start].tokens.length) end++;
+      cohorts.push({
+        rows: sorted.slice(start, end),
+        pastLength: 0,
+        range: [start, end],
+        encoderStates: states.subarray(start * stateSize, end * stateSize),
+        decoderCache: null,
+        encoderCache: shared.map((t) => t.subarray(start * cacheSize, end * cacheSize)),
+      });
+      start = end;
+    }
+    this.batch = { caches: shared, states, stateSize, cacheSize };
     while (cohorts.length > 0) {
       // Run first what has not started, then the cohort furthest behind.
       cohorts.sort((a, b) => (a.decoderCache ? 1 : 0) - (b.decoderCache ? 1 : 0) || a.pastLength - b.pastLength);
-      const cohort = cohorts[0];
-      await this.step(cohort, onRowDone);
+      await this.step(cohorts[0], onRowDone);
       cohorts = this.merge(cohorts.filter((c) => c.rows.length > 0));
     }
+    this.batch = null;
   }
+
+  /** The batch-wide buffers of the decode in progress, and one row's size in each. */
+  private batch: { caches: Float32Array[]; states: Float32Array; stateSize: number; cacheSize: number } | null = null;
 
   private feeds(inputs: number[][], encoderStates: Float32Array, decoderCache: Float32Array[] | null, encoderCache: Float32Array[] | null): Record<string, ort.Tensor> {
     const n = inputs.length;
@@ -131,12 +168,18 @@ export class BatchDecoder {
     const first = c.decoderCache === null;
     const inputs = c.rows.map((r) => (first ? r.tokens : [r.tokens[r.tokens.length - 1]]));
     const seq = inputs[0].length;
-    const fetches = ['logits'];
+    const n = c.rows.length;
+    const fetches: Record<string, ort.Tensor | null> = { logits: null };
     for (let l = 0; l < this.layers; l++) {
-      fetches.push(`present.${l}.decoder.key`, `present.${l}.decoder.value`);
-      if (first) fetches.push(`present.${l}.encoder.key`, `present.${l}.encoder.value`);
+      fetches[`present.${l}.decoder.key`] = null;
+      fetches[`present.${l}.decoder.value`] = null;
+      if (first) {
+        // written in place, into this cohort's rows of the batch-wide buffers
+        fetches[`present.${l}.encoder.key`] = new ort.Tensor('float32', c.encoderCache![2 * l], [n, this.heads, this.frames, this.headDim]);
+        fetches[`present.${l}.encoder.value`] = new ort.Tensor('float32', c.encoderCache![2 * l + 1], [n, this.heads, this.frames, this.headDim]);
+      }
     }
-    const out = await this.session.run(this.feeds(inputs, c.encoderStates, c.decoderCache, c.encoderCache), fetches);
+    const out = await this.session.run(this.feeds(inputs, c.encoderStates, c.decoderCache, first ? null : c.encoderCache), fetches as ort.InferenceSession.FetchesType);
     this.runs++;
     const logits = out.logits.data as Float32Array;
     const { ids, rules } = this.model;
@@ -159,36 +202,56 @@ export class BatchDecoder {
       row.tokens.push(tokens[i]);
       if (tokens[i] === ids.eot || row.tokens.length >= rules.maxLength) row.done = true;
     });
-    c.decoderCache = fetches.slice(1).filter((n) => n.includes('.decoder.')).map((n) => out[n].data as Float32Array);
-    if (first) c.encoderCache = fetches.filter((n) => n.includes('.encoder.')).map((n) => out[n].data as Float32Array);
+    c.decoderCache = Object.keys(fetches).filter((name) => name.includes('.decoder.')).map((name) => out[name].data as Float32Array);
     c.pastLength += seq;
 
     const keep = c.rows.flatMap((r, i) => (r.done ? [] : [i]));
     if (keep.length < c.rows.length) {
       for (const row of c.rows) if (row.done) onRowDone?.(row);
-      const n = c.rows.length;
       c.rows = keep.map((i) => c.rows[i]);
       if (keep.length > 0) {
         c.encoderStates = selectRows(c.encoderStates, n, keep);
         c.decoderCache = c.decoderCache.map((t) => selectRows(t, n, keep));
         c.encoderCache = c.encoderCache!.map((t) => selectRows(t, n, keep));
+        c.range = null;
       }
     }
   }
 
-  /** Joins started cohorts that have reached the same past length. */
+  /** Joins started cohorts that have reached the same past length, each group in one copy. */
   private merge(cohorts: Cohort[]): Cohort[] {
+    const groups = new Map<number, Cohort[]>();
     const merged: Cohort[] = [];
     for (const c of cohorts) {
-      const into = c.decoderCache && merged.find((m) => m.decoderCache && m.pastLength === c.pastLength);
-      if (!into) {
-        merged.push(c);
+      if (!c.decoderCache) merged.push(c);
+      else groups.set(c.pastLength, [...(groups.get(c.pastLength) ?? []), c]);
+    }
+    for (const group of groups.values()) {
+      if (group.length === 1) {
+        merged.push(group[0]);
         continue;
       }
-      into.rows = [...into.rows, ...c.rows];
-      into.encoderStates = concat(into.encoderStates, c.encoderStates);
-      into.decoderCache = into.decoderCache!.map((t, i) => concat(t, c.decoderCache![i]));
-      into.encoderCache = into.encoderCache!.map((t, i) => concat(t, c.encoderCache![i]));
+      group.sort((a, b) => (a.range?.[0] ?? 0) - (b.range?.[0] ?? 0));
+      const adjacent = group.every((c, i) => c.range && (i === 0 || group[i - 1].range![1] === c.range[0]));
+      const decoderCache = group[0].decoderCache!.map((_, i) => concat(group.map((c) => c.decoderCache![i])));
+      const base = { rows: group.flatMap((c) => c.rows), pastLength: group[0].pastLength, decoderCache };
+      if (adjacent && this.batch) {
+        const [start, end] = [group[0].range![0], group[group.length - 1].range![1]];
+        const { caches, states, stateSize, cacheSize } = this.batch;
+        merged.push({
+          ...base,
+          range: [start, end],
+          encoderStates: states.subarray(start * stateSize, end * stateSize),
+          encoderCache: caches.map((t) => t.subarray(start * cacheSize, end * cacheSize)),
+        });
+      } else {
+        merged.push({
+          ...base,
+          range: null,
+          encoderStates: concat(group.map((c) => c.encoderStates)),
+          encoderCache: group[0].encoderCache!.map((_, i) => concat(group.map((c) => c.encoderCache![i]))),
+        });
+      }
     }
     return merged;
   }

@@ -72,20 +72,14 @@ class Dft400 {
       product[2 * k + 1] = sr * ki + si * kr;
     }
     this.fft.inverseTransform(result, product);
-    // Z[k] = chirp[k] · result[k]; then split the two real signals' spectra.
-    const z = (k: number, part: 0 | 1) => {
-      const rr = result[2 * k];
-      const ri = result[2 * k + 1];
-      const cr = chirp[2 * k];
-      const ci = chirp[2 * k + 1];
-      return part === 0 ? rr * cr - ri * ci : rr * ci + ri * cr;
-    };
+    // Z[k] = chirp[k] · result[k]; Z = X1 + i·X2, so X1[k] = (Z[k] + conj Z[N−k]) / 2 and
+    // X2[k] = (Z[k] − conj Z[N−k]) / 2i.
     for (let k = 0; k < N_BINS; k++) {
       const j = k === 0 ? 0 : N_FFT - k;
-      const ar = z(k, 0);
-      const ai = z(k, 1);
-      const cr = z(j, 0);
-      const ci = z(j, 1);
+      const ar = result[2 * k] * chirp[2 * k] - result[2 * k + 1] * chirp[2 * k + 1];
+      const ai = result[2 * k] * chirp[2 * k + 1] + result[2 * k + 1] * chirp[2 * k];
+      const cr = result[2 * j] * chirp[2 * j] - result[2 * j + 1] * chirp[2 * j + 1];
+      const ci = result[2 * j] * chirp[2 * j + 1] + result[2 * j + 1] * chirp[2 * j];
       out1[k] = ((ar + cr) ** 2 + (ai - ci) ** 2) / 4;
       out2[k] = ((ar - cr) ** 2 + (ai + ci) ** 2) / 4;
     }
@@ -181,7 +175,11 @@ export function writeLogMel(samples: Float32Array, nMels: 80 | 128, out: Float32
   const power2 = new Float64Array(N_BINS);
   const fill = (frame: Float64Array, t: number) => {
     const start = t * HOP - pad;
-    for (let n = 0; n < N_FFT; n++) frame[n] = at(start + n) * hann[n];
+    if (start >= 0 && start + N_FFT <= samples.length) {
+      for (let n = 0; n < N_FFT; n++) frame[n] = samples[start + n] * hann[n];
+    } else {
+      for (let n = 0; n < N_FFT; n++) frame[n] = at(start + n) * hann[n];
+    }
   };
   const project = (power: Float64Array, t: number) => {
     for (let m = 0; m < nMels; m++) {
@@ -191,12 +189,16 @@ export function writeLogMel(samples: Float32Array, nMels: 80 | 128, out: Float32
       out[m * WINDOW_FRAMES + t] = Math.log10(Math.max(sum, 1e-10));
     }
   };
-  for (let t = 0; t < WINDOW_FRAMES; t += 2) {
+  // Frames wholly in the zero padding after the samples have zero power: no transform needed.
+  const lastFrame = Math.min(WINDOW_FRAMES, Math.ceil((samples.length + pad) / HOP));
+  const silent = Math.log10(1e-10);
+  for (let t = lastFrame; t < WINDOW_FRAMES; t++) for (let m = 0; m < nMels; m++) out[m * WINDOW_FRAMES + t] = silent;
+  for (let t = 0; t < lastFrame; t += 2) {
     fill(frame1, t);
     fill(frame2, t + 1);
     dft.powerPair(frame1, frame2, power1, power2);
     project(power1, t);
-    project(power2, t + 1);
+    if (t + 1 < WINDOW_FRAMES) project(power2, t + 1);
   }
   let max = -Infinity;
   for (let i = 0; i < out.length; i++) if (out[i] > max) max = out[i];

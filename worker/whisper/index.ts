@@ -47,18 +47,20 @@ export interface LoadOptions {
   providers?: ProviderName[] | string;
   /** Intra-op threads per session; 0 lets onnxruntime choose. */
   threads?: number;
+  /**
+   * Segments per encoder run (default 1 on CPU, 16 elsewhere). On 2 CPU cores
+   * whisper-tiny's encoder took 460 ms a window alone and 616 ms a window at 16:
+   * its [batch, heads, 1500, 1500] attention scores outgrow the caches. At 1 the
+   * encoder's batch axis is fixed at load time (freeDimensionOverrides), which
+   * took another 13% off (399 → 345 ms).
+   */
+  encoderBatchSize?: number;
   log?: (line: string) => void;
 }
 
 export interface TranscribeOptions {
   /** Segments decoded together (default 16). */
   batchSize?: number;
-  /**
-   * Segments per encoder run (default: 1 on CPU, batchSize elsewhere). On 2 CPU
-   * cores whisper-tiny's encoder took 460 ms a window alone and 616 ms a window
-   * at 16: its [batch, heads, 1500, 1500] attention scores outgrow the caches.
-   */
-  encoderBatchSize?: number;
   /** Called as each segment finishes, with its position in the request list. */
   onSegmentDone?: (index: number, result: SegmentResult) => void;
 }
@@ -73,6 +75,7 @@ export class WhisperModel {
     private readonly encoder: ort.InferenceSession,
     private readonly decoderSession: ort.InferenceSession,
     private readonly selector: TokenSelector,
+    private readonly encoderBatchSize: number,
   ) {
     this.decoder = new BatchDecoder(decoderSession, selector, folder);
     this.tokenizer = new WhisperTokenizer(folder.tokenizer, folder.ids.timestampBegin);
@@ -81,9 +84,16 @@ export class WhisperModel {
   static async load(dir: string, options: LoadOptions = {}): Promise<WhisperModel> {
     const folder = readModelFolder(dir, parseDtype(options.dtype ?? 'fp32'));
     const providers = parseProviders(options.providers ?? ['cpu']);
-    const { provider, sessions } = await openSessions([folder.encoderPath, folder.decoderPath], { providers, threads: options.threads ?? 0, log: options.log });
+    const requested = options.encoderBatchSize;
+    if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) throw new WhisperError('INVALID_OPTIONS', `encoderBatchSize must be a positive integer, got ${requested}`);
+    const encoderBatch = (provider: ProviderName) => requested ?? (provider === 'cpu' ? 1 : 16);
+    const { provider, sessions } = await openSessions(
+      (p) => [{ path: folder.encoderPath, ...(encoderBatch(p) === 1 && { freeDimensions: { batch_size: 1 } }) }, { path: folder.decoderPath }],
+      { providers, threads: options.threads ?? 0, log: options.log },
+    );
+    const encoderBatchSize = encoderBatch(provider);
     const selector = await TokenSelector.create(folder.ids, folder.rules, folder.dims.vocabSize);
-    return new WhisperModel(folder, provider, sessions[0], sessions[1], selector);
+    return new WhisperModel(folder, provider, sessions[0], sessions[1], selector, encoderBatchSize);
   }
 
   /** Decoder runs so far: batching shows up as fewer runs for the same work. */
@@ -98,11 +108,10 @@ export class WhisperModel {
   async transcribe(requests: SegmentRequest[], options: TranscribeOptions = {}): Promise<SegmentResult[]> {
     requests.forEach((r, i) => this.validate(r, i));
     const batchSize = Math.max(1, options.batchSize ?? 16);
-    const encoderBatchSize = Math.max(1, options.encoderBatchSize ?? (this.provider === 'cpu' ? 1 : batchSize));
     const results: SegmentResult[] = new Array(requests.length);
     for (let from = 0; from < requests.length; from += batchSize) {
       const batch = requests.slice(from, from + batchSize);
-      const states = await this.encode(batch, encoderBatchSize);
+      const states = await this.encode(batch);
       const detected = await this.detectLanguages(batch, states);
       const rows: DecodeRow[] = batch.map((r, i) => {
         const language = r.language?.toLowerCase() ?? detected.get(i)!.language;
@@ -155,11 +164,12 @@ export class WhisperModel {
   }
 
   /**
-   * Log-mel features and the encoder for one batch: [n, frames, d]. The next
-   * run's features are computed while the encoder runs (onnxruntime works on
-   * its own threads), which hid ~2.4 s of 17 s at batch 16 for whisper-tiny.
+   * Log-mel features and the encoder for one batch: [n, frames, d]. (Computing
+   * the next window's features while the encoder runs was slower on 2 cores:
+   * the encoder's threads then wait on the busiest core.)
    */
-  private async encode(batch: SegmentRequest[], runSize = batch.length): Promise<Float32Array> {
+  private async encode(batch: SegmentRequest[]): Promise<Float32Array> {
+    const runSize = this.encoderBatchSize;
     const { audioContext, dModel, nMels } = this.folder.dims;
     const states = new Float32Array(batch.length * audioContext * dModel);
     const features = (from: number) => {
@@ -168,11 +178,8 @@ export class WhisperModel {
       part.forEach((r, i) => writeLogMel(r.audio, nMels, out.subarray(i * nMels * WINDOW_FRAMES, (i + 1) * nMels * WINDOW_FRAMES)));
       return new ort.Tensor('float32', out, [part.length, nMels, WINDOW_FRAMES]);
     };
-    let next = features(0);
     for (let from = 0; from < batch.length; from += runSize) {
-      const running = this.encoder.run({ [this.encoder.inputNames[0]]: next });
-      if (from + runSize < batch.length) next = features(from + runSize);
-      const out = await running;
+      const out = await this.encoder.run({ [this.encoder.inputNames[0]]: features(from) });
       states.set(out[this.encoder.outputNames[0]].data as Float32Array, from * audioContext * dModel);
     }
     return states;

@@ -43,7 +43,7 @@ export class TokenSelector {
 
   static async create(ids: TokenIds, rules: GenerationRules, vocab: number): Promise<TokenSelector> {
     const bytes = encodeModel(selectionGraph(vocab, ids.timestampBegin), 'murmur');
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'] });
+    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], extra: { session: { 'intra_op.allow_spinning': '0' } } });
     return new TokenSelector(session, ids, rules, vocab);
   }
 
