@@ -28,6 +28,14 @@ export interface DecodeRow extends RowState {
   done: boolean;
 }
 
+/** The batch-wide buffers of one decode() call, and one row's size in each. */
+interface BatchBuffers {
+  caches: Float32Array[];
+  states: Float32Array;
+  stateSize: number;
+  cacheSize: number;
+}
+
 interface Cohort {
   rows: DecodeRow[];
   pastLength: number;
@@ -127,18 +135,14 @@ export class BatchDecoder {
       });
       start = end;
     }
-    this.batch = { caches: shared, states, stateSize, cacheSize };
+    const batch: BatchBuffers = { caches: shared, states, stateSize, cacheSize };
     while (cohorts.length > 0) {
       // Run first what has not started, then the cohort furthest behind.
       cohorts.sort((a, b) => (a.decoderCache ? 1 : 0) - (b.decoderCache ? 1 : 0) || a.pastLength - b.pastLength);
       await this.step(cohorts[0], onRowDone);
-      cohorts = this.merge(cohorts.filter((c) => c.rows.length > 0));
+      cohorts = merge(cohorts.filter((c) => c.rows.length > 0), batch);
     }
-    this.batch = null;
   }
-
-  /** The batch-wide buffers of the decode in progress, and one row's size in each. */
-  private batch: { caches: Float32Array[]; states: Float32Array; stateSize: number; cacheSize: number } | null = null;
 
   private feeds(inputs: number[][], encoderStates: Float32Array, decoderCache: Float32Array[] | null, encoderCache: Float32Array[] | null): Record<string, ort.Tensor> {
     const n = inputs.length;
@@ -217,42 +221,42 @@ export class BatchDecoder {
       }
     }
   }
+}
 
-  /** Joins started cohorts that have reached the same past length, each group in one copy. */
-  private merge(cohorts: Cohort[]): Cohort[] {
-    const groups = new Map<number, Cohort[]>();
-    const merged: Cohort[] = [];
-    for (const c of cohorts) {
-      if (!c.decoderCache) merged.push(c);
-      else groups.set(c.pastLength, [...(groups.get(c.pastLength) ?? []), c]);
-    }
-    for (const group of groups.values()) {
-      if (group.length === 1) {
-        merged.push(group[0]);
-        continue;
-      }
-      group.sort((a, b) => (a.range?.[0] ?? 0) - (b.range?.[0] ?? 0));
-      const adjacent = group.every((c, i) => c.range && (i === 0 || group[i - 1].range![1] === c.range[0]));
-      const decoderCache = group[0].decoderCache!.map((_, i) => concat(group.map((c) => c.decoderCache![i])));
-      const base = { rows: group.flatMap((c) => c.rows), pastLength: group[0].pastLength, decoderCache };
-      if (adjacent && this.batch) {
-        const [start, end] = [group[0].range![0], group[group.length - 1].range![1]];
-        const { caches, states, stateSize, cacheSize } = this.batch;
-        merged.push({
-          ...base,
-          range: [start, end],
-          encoderStates: states.subarray(start * stateSize, end * stateSize),
-          encoderCache: caches.map((t) => t.subarray(start * cacheSize, end * cacheSize)),
-        });
-      } else {
-        merged.push({
-          ...base,
-          range: null,
-          encoderStates: concat(group.map((c) => c.encoderStates)),
-          encoderCache: group[0].encoderCache!.map((_, i) => concat(group.map((c) => c.encoderCache![i]))),
-        });
-      }
-    }
-    return merged;
+/** Joins started cohorts that have reached the same past length: as views when their rows are adjacent in the batch-wide buffers, else in one copy. */
+function merge(cohorts: Cohort[], batch: BatchBuffers): Cohort[] {
+  const groups = new Map<number, Cohort[]>();
+  const merged: Cohort[] = [];
+  for (const c of cohorts) {
+    if (!c.decoderCache) merged.push(c);
+    else groups.set(c.pastLength, [...(groups.get(c.pastLength) ?? []), c]);
   }
+  for (const group of groups.values()) {
+    if (group.length === 1) {
+      merged.push(group[0]);
+      continue;
+    }
+    group.sort((a, b) => (a.range?.[0] ?? 0) - (b.range?.[0] ?? 0));
+    const adjacent = group.every((c, i) => c.range && (i === 0 || group[i - 1].range![1] === c.range[0]));
+    const decoderCache = group[0].decoderCache!.map((_, i) => concat(group.map((c) => c.decoderCache![i])));
+    const base = { rows: group.flatMap((c) => c.rows), pastLength: group[0].pastLength, decoderCache };
+    if (adjacent) {
+      const [start, end] = [group[0].range![0], group[group.length - 1].range![1]];
+      const { caches, states, stateSize, cacheSize } = batch;
+      merged.push({
+        ...base,
+        range: [start, end],
+        encoderStates: states.subarray(start * stateSize, end * stateSize),
+        encoderCache: caches.map((t) => t.subarray(start * cacheSize, end * cacheSize)),
+      });
+    } else {
+      merged.push({
+        ...base,
+        range: null,
+        encoderStates: concat(group.map((c) => c.encoderStates)),
+        encoderCache: group[0].encoderCache!.map((_, i) => concat(group.map((c) => c.encoderCache![i]))),
+      });
+    }
+  }
+  return merged;
 }
