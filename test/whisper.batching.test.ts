@@ -55,6 +55,15 @@ describe('batched decoding', () => {
     expect(results.every((r) => r.tokens.length > 0)).toBe(true);
   });
 
+  it('keeps two transcriptions on one model apart when they run at once', async () => {
+    const a = requests.slice(0, 5);
+    const b = requests.slice(5, 12);
+    const [alone1, alone2] = [await model.transcribe(a), await model.transcribe(b)];
+    const [together1, together2] = await Promise.all([model.transcribe(a, { batchSize: 3 }), model.transcribe(b, { batchSize: 4 })]);
+    expect(together1.map((r) => r.tokens)).toEqual(alone1.map((r) => r.tokens));
+    expect(together2.map((r) => r.tokens)).toEqual(alone2.map((r) => r.tokens));
+  });
+
   it('carries offsets into segment times', async () => {
     const [at0, at60] = await model.transcribe([
       { audio: requests[0].audio, language: 'en', timestamps: true },
