@@ -64,6 +64,14 @@ describe('batched decoding', () => {
     expect(together2.map((r) => r.tokens)).toEqual(alone2.map((r) => r.tokens));
   });
 
+  it('gives the same tokens with the encoder run several windows at a time', async () => {
+    const wide = await WhisperModel.load(model.folder.dir, { encoderBatchSize: 4, log: () => {} });
+    const some = requests.slice(0, 6);
+    expect((await wide.transcribe(some)).map((r) => r.tokens)).toEqual((await model.transcribe(some)).map((r) => r.tokens));
+    await wide.dispose();
+    await expect(WhisperModel.load(model.folder.dir, { encoderBatchSize: 0 })).rejects.toMatchObject({ code: 'INVALID_OPTIONS' });
+  });
+
   it('carries offsets into segment times', async () => {
     const [at0, at60] = await model.transcribe([
       { audio: requests[0].audio, language: 'en', timestamps: true },
