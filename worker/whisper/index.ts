@@ -113,15 +113,13 @@ export class WhisperModel {
       const batch = requests.slice(from, from + batchSize);
       const states = await this.encode(batch);
       const detected = await this.detectLanguages(batch, states);
+      const languages = batch.map((r, i) => r.language?.toLowerCase() ?? detected.get(i)!.language);
       const rows: DecodeRow[] = batch.map((r, i) => {
-        const language = r.language?.toLowerCase() ?? detected.get(i)!.language;
-        const tokens = this.prompt(language, r.task ?? 'transcribe', r.timestamps ?? false);
+        const tokens = this.prompt(languages[i], r.task ?? 'transcribe', r.timestamps ?? false);
         return { index: i, tokens, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, sumLogprob: 0, noSpeechProb: NaN, done: false };
       });
       await this.decoder.decode(rows, states, (row) => {
-        const r = batch[row.index];
-        const language = r.language?.toLowerCase() ?? detected.get(row.index)!.language;
-        const result = this.result(row, r, language, detected.get(row.index)?.probability ?? null);
+        const result = this.result(row, batch[row.index], languages[row.index], detected.get(row.index)?.probability ?? null);
         results[from + row.index] = result;
         options.onSegmentDone?.(from + row.index, result);
       });
