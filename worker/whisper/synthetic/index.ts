@@ -8,7 +8,7 @@ import { DTYPE_SUFFIXES } from '../modelFolder.ts';
 import { encodeModel, type WeightFormat } from '../onnxGraph.ts';
 import { Rng } from './rng.ts';
 import { textVocabulary, tokenizerJson, type VocabularyKind } from './vocabulary.ts';
-import { makeWeights, promptLength, type SyntheticShape } from './weights.ts';
+import { makeWeights, type SyntheticShape } from './weights.ts';
 
 export type { SyntheticShape } from './weights.ts';
 export type { VocabularyKind } from './vocabulary.ts';
@@ -147,4 +147,3 @@ export function syntheticShape(preset: PresetName, overrides: Partial<SyntheticS
   return shape;
 }
 
-export { promptLength };
