@@ -47,6 +47,19 @@ describe('language detection', () => {
     expect(detectedSet.size).toBeGreaterThan(1);
   });
 
+  it('takes a language by code or by English name', async () => {
+    const audio = recording(RECORDINGS[1]);
+    const [byCode, byName, upper] = await model.transcribe([
+      { audio, language: 'de' },
+      { audio, language: 'German' },
+      { audio, language: 'DE' },
+    ]);
+    expect(byName.tokens).toEqual(byCode.tokens);
+    expect(upper.tokens).toEqual(byCode.tokens);
+    expect(byName.language).toBe('de');
+    await expect(model.transcribe([{ audio, language: 'klingon' }])).rejects.toMatchObject({ code: 'UNKNOWN_LANGUAGE', message: expect.stringContaining('"klingon"') });
+  });
+
   it('detects once for a whole recording (its first window) through detectLanguage', async () => {
     const audio = recording(RECORDINGS[2]);
     const [result] = await model.transcribe([{ audio }]);

@@ -4,6 +4,7 @@ import ort from 'onnxruntime-node';
 import { BatchDecoder, selectRows, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
+import { languageCode } from './languages.ts';
 import { argmax } from './logitRules.ts';
 import { TokenSelector } from './tokenSelector.ts';
 import { parseDtype, readModelFolder, type Dtype, type ModelFolder } from './modelFolder.ts';
@@ -21,7 +22,7 @@ export type Task = 'transcribe' | 'translate';
 export interface SegmentRequest {
   /** 16 kHz mono samples, at most 30 s. */
   audio: Float32Array;
-  /** Language code ('en', 'de', …); detected when absent. */
+  /** Language code or English name ('en', 'de', 'German', …); detected when absent. */
   language?: string;
   task?: Task;
   timestamps?: boolean;
@@ -113,7 +114,7 @@ export class WhisperModel {
       const batch = requests.slice(from, from + batchSize);
       const states = await this.encode(batch);
       const detected = await this.detectLanguages(batch, states);
-      const languages = batch.map((r, i) => r.language?.toLowerCase() ?? detected.get(i)!.language);
+      const languages = batch.map((r, i) => (r.language !== undefined ? languageCode(r.language) : detected.get(i)!.language));
       const rows: DecodeRow[] = batch.map((r, i) => {
         const tokens = this.prompt(languages[i], r.task ?? 'transcribe', r.timestamps ?? false);
         return { index: i, tokens, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, sumLogprob: 0, noSpeechProb: NaN, done: false };
@@ -139,11 +140,11 @@ export class WhisperModel {
     const task = r.task ?? 'transcribe';
     if (task !== 'transcribe' && task !== 'translate') throw new WhisperError('INVALID_OPTIONS', `segment ${i}: unknown task "${task}": expected transcribe or translate`);
     if (this.folder.multilingual) {
-      if (r.language !== undefined && !this.folder.ids.languages.has(r.language.toLowerCase())) {
+      if (r.language !== undefined && !this.folder.ids.languages.has(languageCode(r.language))) {
         throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: language "${r.language}" is not one of this model's ${this.folder.ids.languages.size} languages`);
       }
     } else {
-      if (r.language !== undefined && r.language.toLowerCase() !== 'en') throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: this model is English-only; language "${r.language}" is not available`);
+      if (r.language !== undefined && languageCode(r.language) !== 'en') throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: this model is English-only; language "${r.language}" is not available`);
       if (task === 'translate') throw new WhisperError('INVALID_OPTIONS', `segment ${i}: this model is English-only and cannot translate`);
     }
   }

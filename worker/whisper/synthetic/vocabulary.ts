@@ -3,15 +3,10 @@
 // with the real checkpoints when the sizes are the real ones
 // (multilingual 50257 text tokens → 51865 in all; `.en` 50256 → 51864;
 // large-v3 50257 + 100 languages → 51866).
+import { WHISPER_LANGUAGES } from '../languages.ts';
 import type { Rng } from './rng.ts';
 
-export const WHISPER_LANGUAGE_CODES = [
-  'en', 'zh', 'de', 'es', 'ru', 'ko', 'fr', 'ja', 'pt', 'tr', 'pl', 'ca', 'nl', 'ar', 'sv', 'it', 'id', 'hi', 'fi', 'vi',
-  'he', 'uk', 'el', 'ms', 'cs', 'ro', 'da', 'hu', 'ta', 'no', 'th', 'ur', 'hr', 'bg', 'lt', 'la', 'mi', 'ml', 'cy', 'sk',
-  'te', 'fa', 'lv', 'bn', 'sr', 'az', 'sl', 'kn', 'et', 'mk', 'br', 'eu', 'is', 'hy', 'ne', 'mn', 'bs', 'kk', 'sq', 'sw',
-  'gl', 'mr', 'pa', 'si', 'km', 'sn', 'yo', 'so', 'af', 'oc', 'ka', 'be', 'tg', 'sd', 'gu', 'am', 'yi', 'lo', 'uz', 'fo',
-  'ht', 'ps', 'tk', 'nn', 'mt', 'sa', 'lb', 'my', 'bo', 'tl', 'mg', 'as', 'tt', 'haw', 'ln', 'ha', 'ba', 'jw', 'su',
-] as const;
+const WHISPER_LANGUAGE_CODES = WHISPER_LANGUAGES.map(([code]) => code);
 
 export type VocabularyKind = 'multilingual' | 'english' | 'v3';
 
