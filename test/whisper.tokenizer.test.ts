@@ -50,6 +50,8 @@ describe('WhisperTokenizer', () => {
       { start: 13, end: 15, text: 'four' },
     ]);
     expect(timedSegments(word(' just text'), ours, 4, 2.5, false)).toEqual([{ start: 4, end: 6.5, text: 'just text' }]);
+    // a timestamp in the window's padding, past the audio, is held to the audio's end
+    expect(timedSegments([t(0.5), ...word(' late'), t(9.5)], ours, 30, 3.2, true)).toEqual([{ start: 30.5, end: 33.2, text: 'late' }]);
     expect(timedSegments([], ours, 0, 2.5, false)).toEqual([]);
   });
 });

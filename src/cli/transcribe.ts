@@ -11,7 +11,7 @@ export function transcribeCommand(): Command {
     .description('transcribe a 16 kHz WAV file with a local model folder')
     .argument('<audio>', 'path to a 16 kHz WAV file')
     .requiredOption('--model <dir>', 'Whisper model folder (onnx-community layout)')
-    .option("--language <language>", "language code or English name, such as en, de or german (detected when absent)")
+    .option('--language <language>', 'language code or English name, such as en, de or german (detected when absent)')
     .addOption(new Option('--task <task>', 'transcribe, or translate into English').choices(['transcribe', 'translate']).default('transcribe'))
     .option('--timestamps', 'segment times from Whisper timestamp tokens', false)
     .option('--json', 'print one JSON object: text, language, segments, tokens', false)

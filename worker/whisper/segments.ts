@@ -1,6 +1,8 @@
 // Sampled tokens → timed segments, as openai/whisper's transcribe() reads them:
 // a segment runs from a timestamp through text to the next timestamp; an
-// unclosed last segment ends where the audio ends.
+// unclosed last segment ends where the audio ends. Times never pass the end of
+// the segment's audio (a window is padded to 30 s, and a timestamp can point
+// into the padding).
 import type { WhisperTokenizer } from './tokenizer.ts';
 
 export interface TimedSegment {
@@ -11,6 +13,7 @@ export interface TimedSegment {
 
 export function timedSegments(sampled: number[], tokenizer: WhisperTokenizer, offset: number, duration: number, timestamps: boolean): TimedSegment[] {
   const round = (t: number) => Math.round(t * 100) / 100;
+  const clamp = (t: number) => Math.min(Math.max(t, 0), duration);
   if (!timestamps) {
     const text = tokenizer.decode(sampled).trim();
     return text ? [{ start: round(offset), end: round(offset + duration), text }] : [];
@@ -21,7 +24,8 @@ export function timedSegments(sampled: number[], tokenizer: WhisperTokenizer, of
   let text: number[] = [];
   const close = (end: number) => {
     const decoded = tokenizer.decode(text).trim();
-    if (decoded) segments.push({ start: round(offset + (start ?? last)), end: round(offset + Math.max(end, start ?? last)), text: decoded });
+    const from = clamp(start ?? last);
+    if (decoded) segments.push({ start: round(offset + from), end: round(offset + Math.max(clamp(end), from)), text: decoded });
     text = [];
     start = null;
   };
@@ -35,6 +39,6 @@ export function timedSegments(sampled: number[], tokenizer: WhisperTokenizer, of
       text.push(id);
     }
   }
-  if (text.length > 0) close(Math.max(duration, start ?? last));
+  if (text.length > 0) close(duration);
   return segments;
 }
