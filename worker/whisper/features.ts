@@ -55,7 +55,7 @@ class Dft400 {
   /** Power spectra (bins 0..200) of two real frames of 400 samples. */
   powerPair(x1: Float64Array, x2: Float64Array, out1: Float64Array, out2: Float64Array): void {
     const { a, chirp, spectrum, kernel, product, result, m } = this;
-    a.fill(0);
+    // a[800..2047] stays zero from construction; a[0..799] is overwritten below.
     for (let n = 0; n < N_FFT; n++) {
       const cr = chirp[2 * n];
       const ci = chirp[2 * n + 1];

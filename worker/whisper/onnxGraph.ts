@@ -19,7 +19,7 @@ export const DataType = {
 } as const;
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
-export type AttrValue = number | number[] | string | Graph | { float: number } | { tensor: ITensorProto };
+export type AttrValue = number | number[] | string | Graph | { float: number };
 
 /** A dimension is a fixed size or a symbolic name (dynamic axis). */
 export type Dim = number | string;
@@ -36,8 +36,7 @@ function attribute(name: string, value: AttrValue): IAttributeProto {
   if (typeof value === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(value) };
   if (Array.isArray(value)) return { name, type: T.INTS, ints: value };
   if (typeof value === 'number') return { name, type: T.INT, i: value };
-  if ('float' in value) return { name, type: T.FLOAT, f: value.float };
-  return { name, type: T.TENSOR, t: value.tensor };
+  return { name, type: T.FLOAT, f: value.float };
 }
 
 /**

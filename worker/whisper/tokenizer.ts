@@ -18,6 +18,7 @@ export class WhisperTokenizer {
   private readonly special = new Set<number>();
   private readonly bytes = byteDecoder();
   private readonly utf8 = new TextDecoder('utf-8');
+  private readonly utf8Encoder = new TextEncoder();
 
   constructor(
     file: ModelFolder['tokenizer'],
@@ -50,13 +51,9 @@ export class WhisperTokenizer {
       for (const ch of piece) {
         const b = this.bytes.get(ch);
         if (b !== undefined) bytes.push(b);
-        else bytes.push(...new TextEncoder().encode(ch)); // an added token that is plain text
+        else bytes.push(...this.utf8Encoder.encode(ch)); // an added token that is plain text
       }
     }
     return this.utf8.decode(Uint8Array.from(bytes));
-  }
-
-  token(id: number): string | undefined {
-    return this.pieces[id];
   }
 }

@@ -7,7 +7,7 @@ import { checkPlantedProperties } from './check.ts';
 import { DTYPE_SUFFIXES } from '../modelFolder.ts';
 import { encodeModel, type WeightFormat } from '../onnxGraph.ts';
 import { Rng } from './rng.ts';
-import { textVocabulary, tokenizerJson, type VocabularyKind } from './vocabulary.ts';
+import { textVocabulary, tokenizerJson } from './vocabulary.ts';
 import { makeWeights, type SyntheticShape } from './weights.ts';
 
 export type { SyntheticShape } from './weights.ts';
