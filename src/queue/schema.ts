@@ -1,0 +1,46 @@
+// The jobs table is the queue: one row a job, its status and its lease.
+import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    /** Insertion order: the tie-break between equal priorities, and the list cursor. */
+    seq: integer('seq').primaryKey({ autoIncrement: true }),
+    id: text('id').notNull().unique(),
+    status: text('status', { enum: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] }).notNull(),
+    priority: integer('priority').notNull().default(0),
+    idempotencyKey: text('idempotency_key').unique(),
+
+    language: text('language'),
+    task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
+    timestamps: integer('timestamps', { mode: 'boolean' }).notNull(),
+
+    filename: text('filename').notNull(),
+    bytes: integer('bytes').notNull(),
+    durationSeconds: real('duration_seconds').notNull(),
+    blobKey: text('blob_key').notNull(),
+
+    attempts: integer('attempts').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull(),
+    progress: real('progress').notNull().default(0),
+    /** Epoch ms before which a job waiting on a retry is not claimed. */
+    runAfter: integer('run_after').notNull(),
+    /** The fencing token: raised by every claim, so a worker holding an older one is refused. */
+    leaseToken: integer('lease_token').notNull().default(0),
+    leaseExpiresAt: integer('lease_expires_at'),
+    workerId: text('worker_id'),
+
+    result: text('result', { mode: 'json' }),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+
+    createdAt: integer('created_at').notNull(),
+    startedAt: integer('started_at'),
+    finishedAt: integer('finished_at'),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [index('jobs_claim_order').on(t.status, t.priority, t.seq), index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt)],
+);
+
+export type JobRow = typeof jobs.$inferSelect;
+export type NewJobRow = typeof jobs.$inferInsert;
