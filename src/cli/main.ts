@@ -1,7 +1,10 @@
 // `murmur <command>`: argument parsing with commander; each command in its own module.
 import { Command, InvalidArgumentError } from 'commander';
 import { modelCommand } from './model.ts';
+import { schemaCommand } from './schema.ts';
+import { serveCommand } from './serve.ts';
 import { transcribeCommand } from './transcribe.ts';
+import { workerCommand } from './worker.ts';
 
 export function integer(name: string, min: number) {
   return (value: string): number => {
@@ -14,6 +17,9 @@ export function integer(name: string, min: number) {
 const program = new Command('murmur').description('murmur: a self-hostable speech-to-text job service');
 program.addCommand(transcribeCommand());
 program.addCommand(modelCommand());
+program.addCommand(serveCommand());
+program.addCommand(schemaCommand());
+program.addCommand(workerCommand());
 
 try {
   await program.parseAsync(process.argv);

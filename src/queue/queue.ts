@@ -127,6 +127,10 @@ export class JobQueue {
     return result;
   }
 
+  findByIdempotencyKey(key: string): Job | undefined {
+    return this.db.select().from(jobs).where(eq(jobs.idempotencyKey, key)).get();
+  }
+
   get(id: string): Job | undefined {
     return this.db.select().from(jobs).where(eq(jobs.id, id)).get();
   }

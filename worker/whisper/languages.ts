@@ -28,3 +28,10 @@ export function languageCode(language: string): string {
   const key = language.trim().toLowerCase();
   return BY_NAME.get(key) ?? key;
 }
+
+const CODES = new Set([...WHISPER_LANGUAGES.map(([code]) => code), 'yue']);
+
+/** Whether a code or English name names one of Whisper's languages. */
+export function isWhisperLanguage(language: string): boolean {
+  return CODES.has(languageCode(language));
+}

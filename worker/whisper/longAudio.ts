@@ -1,5 +1,7 @@
-// Audio longer than one window, cut into fixed 30 s windows that are decoded
-// as one batch. (Voice-activity segmentation replaces the fixed cut later.)
+// Recordings of any length, many at once: each is cut into fixed 30 s windows
+// and the windows of all recordings are decoded as one batch, so a worker's
+// claimed jobs share encoder and decoder runs. (Voice-activity segmentation
+// replaces the fixed cut later.)
 import type { SegmentResult, Task, TimedSegment, WhisperModel } from './index.ts';
 import { SAMPLE_RATE, WINDOW_SAMPLES } from './features.ts';
 
@@ -11,10 +13,18 @@ export interface Transcript {
   tokens: number[];
 }
 
-export interface LongOptions {
+export interface Recording {
+  /** 16 kHz mono samples, any length. */
+  samples: Float32Array;
   language?: string;
   task?: Task;
   timestamps?: boolean;
+}
+
+export interface ManyOptions {
+  batchSize?: number;
+  /** Called as each window finishes, with the recording's position in the list and its share of windows done. */
+  onProgress?: (recording: number, fraction: number) => void;
 }
 
 export function fixedWindows(samples: Float32Array): { audio: Float32Array; offset: number }[] {
@@ -25,15 +35,38 @@ export function fixedWindows(samples: Float32Array): { audio: Float32Array; offs
   return windows;
 }
 
-export async function transcribeLong(model: WhisperModel, samples: Float32Array, options: LongOptions = {}): Promise<Transcript> {
-  const windows = fixedWindows(samples);
-  // One language for the whole recording, from its first window (as openai/whisper does).
-  const language = options.language ?? (windows.length > 1 ? (await model.detectLanguage(windows[0].audio)).language : undefined);
-  const results: SegmentResult[] = await model.transcribe(windows.map((w) => ({ ...w, ...options, language })));
-  return {
-    text: results.map((r) => r.text).filter(Boolean).join(' '),
-    language: results[0]?.language ?? language ?? 'en',
-    segments: results.flatMap((r) => r.segments),
-    tokens: results.flatMap((r) => r.tokens),
-  };
+export async function transcribeMany(model: WhisperModel, recordings: Recording[], options: ManyOptions = {}): Promise<Transcript[]> {
+  const windows = recordings.map((r) => fixedWindows(r.samples));
+  // One language for a whole recording, from its first window (as openai/whisper does);
+  // a recording of one window detects it in the batch itself.
+  const languages: (string | undefined)[] = [];
+  for (const [i, r] of recordings.entries()) {
+    languages.push(r.language ?? (windows[i].length > 1 ? (await model.detectLanguage(windows[i][0].audio)).language : undefined));
+  }
+  const owner = windows.flatMap((ws, i) => ws.map(() => i));
+  const done = recordings.map(() => 0);
+  const results: SegmentResult[] = await model.transcribe(
+    windows.flatMap((ws, i) => ws.map((w) => ({ ...w, task: recordings[i].task, timestamps: recordings[i].timestamps, language: languages[i] }))),
+    {
+      batchSize: options.batchSize,
+      onSegmentDone: (index) => {
+        const i = owner[index];
+        options.onProgress?.(i, ++done[i] / windows[i].length);
+      },
+    },
+  );
+  let next = 0;
+  return recordings.map((_, i) => {
+    const mine = results.slice(next, (next += windows[i].length));
+    return {
+      text: mine.map((r) => r.text).filter(Boolean).join(' '),
+      language: mine[0]?.language ?? languages[i] ?? 'en',
+      segments: mine.flatMap((r) => r.segments),
+      tokens: mine.flatMap((r) => r.tokens),
+    };
+  });
+}
+
+export async function transcribeLong(model: WhisperModel, samples: Float32Array, options: Omit<Recording, 'samples'> = {}): Promise<Transcript> {
+  return (await transcribeMany(model, [{ samples, ...options }]))[0];
 }

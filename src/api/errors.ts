@@ -1,0 +1,49 @@
+// Errors clients act on reach them with a stable `extensions.code`; anything
+// else is masked ("Unexpected error.") and logged in full on the server.
+import { GraphQLError } from 'graphql';
+import { AudioError } from '../../worker/audio/errors.ts';
+import { WhisperError } from '../../worker/whisper/errors.ts';
+import { QueueError } from '../queue/errors.ts';
+
+export type ApiErrorCode =
+  | 'BAD_USER_INPUT' // a missing or malformed argument
+  | 'UNAUTHENTICATED' // a worker mutation without the worker token
+  | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES
+  | 'UNKNOWN_LANGUAGE';
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: ApiErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** Errors whose code and message are meant for the client. */
+export function clientError(err: unknown): { code: string; message: string } | null {
+  if (err instanceof ApiError || err instanceof QueueError || err instanceof AudioError) return { code: err.code, message: err.message };
+  if (err instanceof WhisperError && (err.code === 'UNKNOWN_LANGUAGE' || err.code === 'INVALID_OPTIONS')) return { code: err.code, message: err.message };
+  return null;
+}
+
+/** yoga's maskError: coded errors pass with their code, the rest are masked and logged. */
+export function maskError(error: unknown, message: string, log: (err: unknown) => void): Error {
+  const original = error instanceof GraphQLError ? error.originalError : error;
+  if (error instanceof GraphQLError && !original) return error; // parse and validation errors, already client-facing
+  if (original instanceof GraphQLError && original.extensions?.code) return original;
+  const known = clientError(original);
+  if (known) {
+    return new GraphQLError(known.message, {
+      nodes: error instanceof GraphQLError ? error.nodes : undefined,
+      path: error instanceof GraphQLError ? error.path : undefined,
+      extensions: { code: known.code },
+    });
+  }
+  log(original ?? error);
+  return new GraphQLError(message, {
+    path: error instanceof GraphQLError ? error.path : undefined,
+    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+  });
+}

@@ -1,0 +1,192 @@
+// Jobs as clients see them: the Job type, the queries that read jobs, the
+// mutations that create, cancel and retry them, and the jobUpdated subscription.
+import { Repeater } from 'graphql-yoga';
+import type { Job, TranscriptResult } from '../../queue/queue.ts';
+import { QueueError } from '../../queue/errors.ts';
+import { toSrt, toVtt } from '../../transcript/formats.ts';
+import { builder } from '../builder.ts';
+import { ApiError } from '../errors.ts';
+import { createJob } from '../ingest.ts';
+
+export const JobStatus = builder.enumType('JobStatus', {
+  values: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] as const,
+});
+
+export const Task = builder.enumType('Task', {
+  values: { TRANSCRIBE: { value: 'transcribe' }, TRANSLATE: { value: 'translate', description: 'into English' } } as const,
+});
+
+export const JobRef = builder.objectRef<Job>('Job');
+const InputRef = builder.objectRef<Job>('JobInput');
+const OptionsRef = builder.objectRef<Job>('JobOptions');
+const TranscriptRef = builder.objectRef<TranscriptResult>('Transcript');
+const SegmentRef = builder.objectRef<TranscriptResult['segments'][number]>('Segment');
+const ErrorRef = builder.objectRef<{ code: string; message: string }>('JobError');
+
+InputRef.implement({
+  description: 'What was uploaded',
+  fields: (t) => ({
+    filename: t.exposeString('filename'),
+    bytes: t.exposeInt('bytes'),
+    durationSeconds: t.exposeFloat('durationSeconds'),
+  }),
+});
+
+OptionsRef.implement({
+  fields: (t) => ({
+    language: t.exposeString('language', { nullable: true, description: 'null: detected from the audio' }),
+    task: t.field({ type: Task, resolve: (j) => j.task }),
+    timestamps: t.exposeBoolean('timestamps'),
+    priority: t.exposeInt('priority'),
+  }),
+});
+
+SegmentRef.implement({
+  fields: (t) => ({
+    start: t.exposeFloat('start', { description: 'seconds from the start of the audio' }),
+    end: t.exposeFloat('end'),
+    text: t.exposeString('text'),
+  }),
+});
+
+TranscriptRef.implement({
+  fields: (t) => ({
+    text: t.exposeString('text'),
+    language: t.exposeString('language'),
+    model: t.exposeString('model', { description: 'the model that wrote it; says so when the model is the synthetic one and the text is meaningless' }),
+    segments: t.field({ type: [SegmentRef], resolve: (r) => r.segments }),
+    srt: t.string({ description: 'SubRip subtitles', resolve: (r) => toSrt(r.segments) }),
+    vtt: t.string({ description: 'WebVTT subtitles', resolve: (r) => toVtt(r.segments) }),
+  }),
+});
+
+ErrorRef.implement({
+  fields: (t) => ({
+    code: t.exposeString('code', { description: 'stable: AUDIO_UNDECODABLE, LEASE_EXPIRED, …' }),
+    message: t.exposeString('message'),
+  }),
+});
+
+JobRef.implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    status: t.field({ type: JobStatus, resolve: (j) => j.status }),
+    attempts: t.exposeInt('attempts', { description: 'claims by workers so far' }),
+    maxAttempts: t.exposeInt('maxAttempts'),
+    progress: t.exposeFloat('progress', { description: '0 to 1' }),
+    createdAt: t.field({ type: 'DateTime', resolve: (j) => j.createdAt }),
+    startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.startedAt }),
+    finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.finishedAt }),
+    input: t.field({ type: InputRef, resolve: (j) => j }),
+    options: t.field({ type: OptionsRef, resolve: (j) => j }),
+    result: t.field({ type: TranscriptRef, nullable: true, resolve: (j) => (j.status === 'DONE' ? (j.result as TranscriptResult) : null) }),
+    error: t.field({
+      type: ErrorRef,
+      nullable: true,
+      description: 'the last error: why a job failed, or why its last attempt did',
+      resolve: (j) => (j.errorCode ? { code: j.errorCode, message: j.errorMessage ?? '' } : null),
+    }),
+  }),
+});
+
+const PageInfo = builder.objectRef<{ hasNextPage: boolean; endCursor: string | null }>('PageInfo').implement({
+  fields: (t) => ({ hasNextPage: t.exposeBoolean('hasNextPage'), endCursor: t.exposeString('endCursor', { nullable: true }) }),
+});
+const JobEdge = builder.objectRef<Job>('JobEdge').implement({
+  fields: (t) => ({ cursor: t.string({ resolve: (j) => cursorOf(j) }), node: t.field({ type: JobRef, resolve: (j) => j }) }),
+});
+const JobConnection = builder.objectRef<{ jobs: Job[]; hasNextPage: boolean }>('JobConnection').implement({
+  fields: (t) => ({
+    edges: t.field({ type: [JobEdge], resolve: (p) => p.jobs }),
+    nodes: t.field({ type: [JobRef], resolve: (p) => p.jobs }),
+    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.jobs.length ? cursorOf(p.jobs.at(-1)!) : null }) }),
+  }),
+});
+
+const cursorOf = (job: Job) => Buffer.from(`job:${job.seq}`).toString('base64url');
+function seqOf(cursor: string): number {
+  const seq = Number(/^job:(\d+)$/.exec(Buffer.from(cursor, 'base64url').toString())?.[1]);
+  if (!Number.isSafeInteger(seq)) throw new ApiError('BAD_USER_INPUT', `not a jobs cursor: ${cursor}`);
+  return seq;
+}
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});
+
+builder.queryFields((t) => ({
+  job: t.field({
+    type: JobRef,
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => ctx.queue.get(String(id)) ?? null,
+  }),
+  jobs: t.field({
+    type: JobConnection,
+    description: 'newest first',
+    args: { status: t.arg({ type: JobStatus }), first: t.arg.int({ defaultValue: 20 }), after: t.arg.string() },
+    resolve: (_root, args, ctx) => {
+      const first = args.first ?? 20;
+      if (first < 0 || first > 100) throw new ApiError('BAD_USER_INPUT', '`first` must be between 0 and 100');
+      return ctx.queue.list({ status: args.status ?? undefined, first, afterSeq: args.after ? seqOf(args.after) : undefined });
+    },
+  }),
+}));
+
+const CreateJobInput = builder.inputType('CreateJobInput', {
+  fields: (t) => ({
+    file: t.field({ type: 'File', description: 'the audio (WAV), sent as a GraphQL multipart request' }),
+    language: t.string({ description: 'a code ("en") or English name ("German"); detected when left out' }),
+    task: t.field({ type: Task, description: 'TRANSCRIBE (default) or TRANSLATE into English' }),
+    timestamps: t.boolean({ description: 'segment times from the model (default true)' }),
+    idempotencyKey: t.string({ description: 'a key of the client\'s: sending it again returns the first job instead of a second one' }),
+    priority: t.int({ description: 'higher runs first (default 0)' }),
+  }),
+});
+
+builder.mutationFields((t) => ({
+  createJob: t.field({
+    type: JobRef,
+    description: 'Stores the audio and queues a job; answers once both are durable.',
+    args: { input: t.arg({ type: CreateJobInput, required: true }) },
+    resolve: (_root, { input }, ctx) => createJob(ctx, input),
+  }),
+  cancelJob: t.field({
+    type: JobRef,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => ctx.queue.cancel(String(id)),
+  }),
+  retryJob: t.field({
+    type: JobRef,
+    description: 'Queues a FAILED or CANCELLED job again, with fresh attempts.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_root, { id }, ctx) => ctx.queue.retry(String(id)),
+  }),
+}));
+
+builder.subscriptionField('jobUpdated', (t) =>
+  t.field({
+    type: JobRef,
+    description: 'The job as it is now, then again at every change of status or progress; ends when the job finishes.',
+    args: { id: t.arg.id({ required: true }) },
+    subscribe: (_root, { id }, ctx) => {
+      const current = ctx.queue.get(String(id));
+      if (!current) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
+      return new Repeater<Job>(async (push, stop) => {
+        const onJob = (job: Job) => {
+          if (job.id !== current.id) return;
+          void push(job);
+          if (ctx.queue.isTerminal(job)) stop();
+        };
+        ctx.queue.events.on('job', onJob);
+        // Read again after listening, so a change between the first read and now is not missed.
+        const now = ctx.queue.get(current.id)!;
+        await push(now);
+        if (ctx.queue.isTerminal(now)) stop();
+        await stop;
+        ctx.queue.events.off('job', onJob);
+      });
+    },
+    resolve: (job) => job,
+  }),
+);

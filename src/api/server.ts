@@ -1,0 +1,99 @@
+// The API's HTTP server: GraphQL (yoga) at /graphql with GraphiQL on GET,
+// graphql-ws on the same port and path, SSE subscriptions through yoga, and
+// /audio/:id, where workers fetch a job's upload with the worker token.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga } from 'graphql-yoga';
+import { WebSocketServer } from 'ws';
+import { bearerMatches, type Context, type Services } from './context.ts';
+import { maskError } from './errors.ts';
+import { graphiqlTabs } from './graphiql.ts';
+import { schema } from './schema/index.ts';
+
+export interface ApiServer {
+  http: Server;
+  close(): Promise<void>;
+}
+
+export function createApiServer(services: Services): ApiServer {
+  const { config, log } = services;
+  const yoga = createYoga<{ req?: IncomingMessage }, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: false,
+    maskedErrors: { maskError: (error, message) => maskError(error, message, (err) => log(`unexpected error: ${(err as Error)?.stack ?? err}`)) },
+    graphiql: { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS' },
+    renderGraphiQL,
+    context: ({ request }) => ({
+      ...services,
+      isWorker: bearerMatches(request.headers.get('authorization'), config.workerToken),
+      origin: new URL(request.url).origin,
+      signal: request.signal,
+    }),
+  });
+
+  const http = createServer((req, res) => {
+    if (req.url?.startsWith('/audio/')) {
+      serveAudio(services, req, res).catch((err) => {
+        log(`audio route: ${err?.stack ?? err}`);
+        if (!res.headersSent) res.writeHead(500).end();
+        else res.destroy();
+      });
+      return;
+    }
+    void yoga(req, res);
+  });
+
+  const wss = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
+  const ws = useServer(
+    {
+      execute: (args: any) => args.rootValue.execute(args),
+      subscribe: (args: any) => args.rootValue.subscribe(args),
+      onSubscribe: async (ctx, _id, params) => {
+        const req = ctx.extra.request;
+        const authorization = (ctx.connectionParams?.authorization as string | undefined) ?? req.headers.authorization;
+        const { schema, execute, subscribe, parse, validate } = yoga.getEnveloped({ req });
+        const args = {
+          schema,
+          operationName: params.operationName,
+          document: parse(params.query),
+          variableValues: params.variables,
+          contextValue: { ...services, isWorker: bearerMatches(authorization, config.workerToken), origin: `http://${req.headers.host}` } satisfies Context,
+          rootValue: { execute, subscribe },
+        };
+        const errors = validate(args.schema, args.document);
+        return errors.length ? errors : args;
+      },
+    },
+    wss,
+  );
+
+  return {
+    http,
+    async close() {
+      await ws.dispose();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      http.closeAllConnections();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    },
+  };
+}
+
+async function serveAudio(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  if (!bearerMatches(req.headers.authorization, services.config.workerToken)) {
+    res.writeHead(401, { 'content-type': 'text/plain' }).end('the worker token is required');
+    return;
+  }
+  const id = decodeURIComponent(req.url!.slice('/audio/'.length));
+  const job = services.queue.get(id);
+  const size = job && (await services.store.size(job.blobKey));
+  if (!job || size === null || size === undefined) {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end(`no audio for job ${id}`);
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+  await pipeline(await services.store.read(job.blobKey), res);
+}

@@ -1,0 +1,19 @@
+// `murmur serve`: the embedded service, configured by environment variables (src/config.ts).
+import { Command } from 'commander';
+import { readConfig } from '../config.ts';
+import { startService } from '../service.ts';
+
+export function serveCommand(): Command {
+  return new Command('serve').description('run the API with an embedded queue and workers (configuration: environment variables, see README)').action(async () => {
+    const service = await startService(readConfig());
+    let closing = false;
+    const shutdown = (signal: string) => {
+      if (closing) return;
+      closing = true;
+      console.log(`${signal}: stopping`);
+      service.close().then(() => process.exit(0));
+    };
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+}

@@ -1,0 +1,84 @@
+// The embedded server's workers: real child processes running the same worker
+// program that runs on other machines, speaking HTTP to this API. One starts
+// when jobs wait and none is alive; more start as the queue grows, up to
+// `maxWorkers`. Workers leave by themselves when idle. A crashed worker is
+// logged; its jobs come back through lease expiry.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { JobQueue } from '../queue/queue.ts';
+
+export interface SupervisorOptions {
+  queue: JobQueue;
+  maxWorkers: number;
+  /** Jobs one worker takes a batch; the queue depth per extra worker. */
+  batchJobs: number;
+  /** Argument list for the worker program (after `node`). */
+  workerArgs: () => string[];
+  workerEnv: NodeJS.ProcessEnv;
+  log: (line: string) => void;
+}
+
+export class Supervisor {
+  private readonly children = new Set<ChildProcess>();
+  private timer: NodeJS.Timeout | null = null;
+  private closed = false;
+  private readonly onWork = () => this.check();
+
+  constructor(private readonly o: SupervisorOptions) {}
+
+  get running(): number {
+    return this.children.size;
+  }
+
+  /** Process ids of the running workers. */
+  get pids(): number[] {
+    return [...this.children].map((c) => c.pid!).filter(Boolean);
+  }
+
+  start(): void {
+    if (this.o.maxWorkers === 0) return;
+    this.o.queue.events.on('work', this.onWork);
+    // Jobs on a retry delay, or left by a crashed worker, wake no event: look every second.
+    this.timer = setInterval(this.onWork, 1000);
+    this.check();
+  }
+
+  check(): void {
+    if (this.closed) return;
+    const waiting = this.o.queue.claimable();
+    if (waiting === 0) return;
+    const { processing } = this.o.queue.stats();
+    const wanted = Math.min(this.o.maxWorkers, Math.max(1, Math.ceil((waiting + processing) / this.o.batchJobs)));
+    while (this.children.size < wanted) this.spawn(waiting);
+  }
+
+  private spawn(waiting: number): void {
+    const child = spawn(process.execPath, this.o.workerArgs(), { env: this.o.workerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.children.add(child);
+    const tag = `[worker ${child.pid}]`;
+    this.o.log(`${tag} started: ${waiting} job(s) waiting, ${this.children.size} worker(s) running`);
+    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => this.o.log(`${tag} ${line}`));
+    child.on('exit', (code, signal) => {
+      this.children.delete(child);
+      if (code === 0) this.o.log(`${tag} exited`);
+      else this.o.log(`${tag} died (${signal ?? `exit code ${code}`}); its jobs go back to the queue when their leases expire`);
+      setImmediate(() => this.check());
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.o.queue.events.off('work', this.onWork);
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all(
+      [...this.children].map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            child.once('exit', () => resolve());
+            child.kill('SIGTERM');
+            setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+          }),
+      ),
+    );
+  }
+}

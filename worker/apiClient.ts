@@ -1,0 +1,113 @@
+// The worker's side of the worker protocol: GraphQL over HTTP with the worker
+// token, and the audio download. A GraphQL error arrives as an ApiCallError
+// carrying the server's `extensions.code`.
+
+export class ApiCallError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ApiCallError';
+  }
+}
+
+export interface JobFields {
+  id: string;
+  input: { filename: string; durationSeconds: number };
+  options: { language: string | null; task: 'TRANSCRIBE' | 'TRANSLATE'; timestamps: boolean };
+}
+
+export interface LeaseFields {
+  job: JobFields;
+  leaseToken: number;
+  leaseExpiresAt: string;
+  audioUrl: string;
+}
+
+export type LeaseState = 'ACTIVE' | 'CANCELLED' | 'LOST';
+
+export interface TranscriptPayload {
+  text: string;
+  language: string;
+  model: string;
+  segments: { start: number; end: number; text: string }[];
+}
+
+export class ApiClient {
+  constructor(
+    readonly url: string,
+    private readonly token: string,
+  ) {}
+
+  async claim(input: { workerId: string; maxJobs: number; maxSeconds: number; waitSeconds: number; batchWindowMs?: number }, signal?: AbortSignal): Promise<LeaseFields[]> {
+    const data = await this.call<{ claimJobs: LeaseFields[] }>(
+      `mutation Claim($input: ClaimInput!) {
+        claimJobs(input: $input) {
+          leaseToken leaseExpiresAt audioUrl
+          job { id input { filename durationSeconds } options { language task timestamps } }
+        }
+      }`,
+      { input },
+      signal,
+    );
+    return data.claimJobs;
+  }
+
+  async heartbeat(workerId: string, leases: { jobId: string; leaseToken: number; progress: number }[]): Promise<{ jobId: string; state: LeaseState }[]> {
+    const data = await this.call<{ heartbeat: { jobId: string; state: LeaseState }[] }>(
+      `mutation Beat($workerId: String!, $leases: [LeaseProgressInput!]!) { heartbeat(workerId: $workerId, leases: $leases) { jobId state } }`,
+      { workerId, leases },
+    );
+    return data.heartbeat;
+  }
+
+  async complete(jobId: string, leaseToken: number, result: TranscriptPayload): Promise<void> {
+    await this.call(`mutation Done($jobId: ID!, $leaseToken: Int!, $result: TranscriptInput!) { completeJob(jobId: $jobId, leaseToken: $leaseToken, result: $result) { id } }`, {
+      jobId,
+      leaseToken,
+      result,
+    });
+  }
+
+  async fail(jobId: string, leaseToken: number, error: { code: string; message: string; retryable: boolean }): Promise<void> {
+    await this.call(
+      `mutation Fail($jobId: ID!, $leaseToken: Int!, $code: String!, $message: String!, $retryable: Boolean!) {
+        failJob(jobId: $jobId, leaseToken: $leaseToken, code: $code, message: $message, retryable: $retryable) { id }
+      }`,
+      { jobId, leaseToken, ...error },
+    );
+  }
+
+  async signOff(workerId: string): Promise<void> {
+    await this.call(`mutation Bye($workerId: String!) { signOff(workerId: $workerId) }`, { workerId });
+  }
+
+  async audio(url: string): Promise<Uint8Array> {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` } });
+    if (!res.ok) throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  private async call<T>(query: string, variables: Record<string, unknown>, signal?: AbortSignal): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(this.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${this.token}` },
+        body: JSON.stringify({ query, variables }),
+        signal,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new ApiCallError('API_UNAVAILABLE', `cannot reach ${this.url}: ${(err as Error).cause ?? (err as Error).message}`);
+    }
+    const body = (await res.json().catch(() => null)) as { data?: T; errors?: { message: string; extensions?: { code?: string } }[] } | null;
+    if (body?.errors?.length) {
+      const [first] = body.errors;
+      throw new ApiCallError(first.extensions?.code ?? 'API_ERROR', first.message);
+    }
+    if (!res.ok || !body?.data) throw new ApiCallError('API_UNAVAILABLE', `${this.url} answered ${res.status}`);
+    return body.data;
+  }
+}

@@ -1,0 +1,189 @@
+// The worker program: claim a batch over the API, fetch its audio, transcribe
+// all of it in one batched Whisper run, heartbeat while it works, then
+// complete or fail each job with its lease token. It loads the model on the
+// first batch, unloads it after `unloadAfterSeconds` without work, and exits
+// after `exitAfterSeconds` without work, so an idle worker costs nothing.
+import { hostname } from 'node:os';
+import { basename } from 'node:path';
+import PQueue from 'p-queue';
+import { AudioError } from './audio/errors.ts';
+import { decodeWav } from './audio/wav.ts';
+import { ApiCallError, ApiClient, type LeaseFields, type LeaseState } from './apiClient.ts';
+import { WhisperError, WhisperModel } from './whisper/index.ts';
+import { transcribeMany } from './whisper/longAudio.ts';
+
+export interface WorkerOptions {
+  api: string;
+  token: string;
+  modelDir: string;
+  workerId?: string;
+  maxJobs: number;
+  maxSeconds: number;
+  /** Longest single long-poll claim. */
+  pollSeconds: number;
+  /** Server default when undefined. */
+  batchWindowMs?: number;
+  unloadAfterSeconds: number;
+  exitAfterSeconds: number;
+  providers: string;
+  dtype: string;
+  threads: number;
+  log: (line: string) => void;
+}
+
+/** Codes of failures that retrying cannot cure: the job fails at once. */
+const permanent = (err: unknown) => err instanceof AudioError || (err instanceof WhisperError && ['UNKNOWN_LANGUAGE', 'INVALID_OPTIONS'].includes(err.code));
+
+export class Worker {
+  readonly id: string;
+  private readonly api: ApiClient;
+  private model: WhisperModel | null = null;
+  private modelLabel = '';
+  private stopping = false;
+  private readonly poll = new AbortController();
+
+  constructor(private readonly o: WorkerOptions) {
+    this.id = o.workerId ?? `${hostname()}-${process.pid}`;
+    this.api = new ApiClient(o.api, o.token);
+  }
+
+  /** Finish the batch in hand, claim nothing more, and return from run(). */
+  stop(): void {
+    this.stopping = true;
+    this.poll.abort();
+  }
+
+  async run(): Promise<'idle' | 'stopped'> {
+    const { log } = this.o;
+    log(`worker ${this.id}: polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`);
+    let lastWork = Date.now();
+    let apiDownSince: number | null = null;
+    while (!this.stopping) {
+      const idle = (Date.now() - lastWork) / 1000;
+      if (idle >= this.o.exitAfterSeconds) break;
+      if (this.model && idle >= this.o.unloadAfterSeconds) await this.unload(`idle for ${Math.round(idle)} s`);
+      const nextMilestone = (this.model ? this.o.unloadAfterSeconds : this.o.exitAfterSeconds) - idle;
+      let leases: LeaseFields[];
+      try {
+        leases = await this.api.claim(
+          { workerId: this.id, maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds, waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)), batchWindowMs: this.o.batchWindowMs },
+          this.poll.signal,
+        );
+        apiDownSince = null;
+      } catch (err) {
+        if (this.stopping) break;
+        if (!(err instanceof ApiCallError) || err.code !== 'API_UNAVAILABLE') throw err;
+        apiDownSince ??= Date.now();
+        log(`worker ${this.id}: ${err.message}; retrying`);
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
+      if (leases.length === 0) continue;
+      await this.process(leases);
+      lastWork = Date.now();
+    }
+    await this.unload('exiting');
+    await this.api.signOff(this.id).catch(() => {});
+    log(`worker ${this.id}: ${this.stopping ? 'stopped' : `exiting after ${this.o.exitAfterSeconds} s without work`}`);
+    return this.stopping ? 'stopped' : 'idle';
+  }
+
+  private async process(leases: LeaseFields[]): Promise<void> {
+    const { log } = this.o;
+    const seconds = leases.reduce((s, l) => s + l.job.input.durationSeconds, 0);
+    log(`worker ${this.id}: batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`);
+    const progress = new Map(leases.map((l) => [l.job.id, 0]));
+    const dropped = new Map<string, LeaseState>();
+    const live = () => leases.filter((l) => !dropped.has(l.job.id));
+
+    let beating: Promise<void> | null = null;
+    const beat = () => {
+      beating ??= this.api
+        .heartbeat(this.id, live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: progress.get(l.job.id)! })))
+        .then((states) => {
+          for (const s of states) {
+            if (s.state === 'ACTIVE') continue;
+            if (!dropped.has(s.jobId)) log(`worker ${this.id}: dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`);
+            dropped.set(s.jobId, s.state);
+          }
+        })
+        .catch((err) => log(`worker ${this.id}: heartbeat failed: ${err.message}`))
+        .finally(() => (beating = null));
+    };
+    const leaseMs = Math.min(...leases.map((l) => Date.parse(l.leaseExpiresAt))) - Date.now();
+    const timer = setInterval(beat, Math.max(100, leaseMs / 3));
+
+    const finish = async (lease: LeaseFields, outcome: () => Promise<void>) => {
+      if (dropped.has(lease.job.id)) return;
+      dropped.set(lease.job.id, 'LOST');
+      try {
+        await outcome();
+      } catch (err) {
+        log(`worker ${this.id}: job ${lease.job.id} not recorded: ${(err as Error).message}`);
+      }
+    };
+    const fail = (lease: LeaseFields, err: unknown) => {
+      const e = err as Error & { code?: string };
+      const retryable = !permanent(err);
+      log(`worker ${this.id}: job ${lease.job.id} failed (${e.code ?? 'WORKER_ERROR'}${retryable ? ', will retry' : ''}): ${e.message}`);
+      return finish(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code: e.code ?? 'WORKER_ERROR', message: e.message, retryable }));
+    };
+
+    try {
+      const fetches = new PQueue({ concurrency: 4 });
+      const audio = new Map<string, Float32Array>();
+      await Promise.all(
+        leases.map((lease) =>
+          fetches.add(async () => {
+            try {
+              audio.set(lease.job.id, decodeWav(await this.api.audio(lease.audioUrl), lease.job.input.filename).samples);
+            } catch (err) {
+              await fail(lease, err);
+            }
+          }),
+        ),
+      );
+      const ready = live().filter((l) => audio.has(l.job.id));
+      if (ready.length === 0) return;
+      const model = await this.load();
+      const transcripts = await transcribeMany(
+        model,
+        ready.map((l) => ({
+          samples: audio.get(l.job.id)!,
+          language: l.job.options.language ?? undefined,
+          task: l.job.options.task === 'TRANSLATE' ? 'translate' : 'transcribe',
+          timestamps: l.job.options.timestamps,
+        })),
+        { batchSize: 16, onProgress: (i, fraction) => progress.set(ready[i].job.id, fraction) },
+      );
+      await beating;
+      for (const [i, lease] of ready.entries()) {
+        const t = transcripts[i];
+        await finish(lease, () => this.api.complete(lease.job.id, lease.leaseToken, { text: t.text, language: t.language, model: this.modelLabel, segments: t.segments }));
+      }
+    } catch (err) {
+      for (const lease of live()) await fail(lease, err);
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private async load(): Promise<WhisperModel> {
+    if (this.model) return this.model;
+    const started = Date.now();
+    this.model = await WhisperModel.load(this.o.modelDir, { providers: this.o.providers, dtype: this.o.dtype, threads: this.o.threads, log: this.o.log });
+    const synthetic = this.model.folder.synthetic !== null;
+    this.modelLabel = synthetic
+      ? `synthetic (${basename(this.o.modelDir)}): random weights, the text is meaningless; set MURMUR_MODEL_DIR to real Whisper weights`
+      : `${basename(this.o.modelDir)} (${this.model.folder.dtype})`;
+    this.o.log(`worker ${this.id}: loaded ${this.modelLabel} on ${this.model.provider} in ${Date.now() - started} ms`);
+    return this.model;
+  }
+
+  private async unload(why: string): Promise<void> {
+    if (!this.model) return;
+    await this.model.dispose();
+    this.model = null;
+    this.o.log(`worker ${this.id}: model unloaded (${why})`);
+  }
+}
