@@ -1,0 +1,109 @@
+// A job's life over the real API: HTTP, multipart upload, graphql-ws and SSE
+// subscriptions, with real worker child processes and a generated model.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { speech } from './helpers/audio.ts';
+import { generatedModel } from './helpers/models.ts';
+import { collect, startServer, wavBytes, type Server } from './helpers/service.ts';
+
+let model: string;
+let server: Server;
+const hello = () => wavBytes(speech('hello from the job service'));
+
+beforeAll(async () => {
+  model = await generatedModel();
+  server = await startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '2', MURMUR_BATCH_JOBS: '8' });
+});
+afterAll(() => server?.stop());
+
+const FOLLOW = `subscription ($id: ID!) { jobUpdated(id: $id) { id status progress attempts result { text language model segments { start end text } srt vtt } } }`;
+
+describe('a job', () => {
+  it('goes PENDING → PROCESSING → DONE, and a graphql-ws subscription sees each step', async () => {
+    const created = await server.upload(hello(), 'hello.wav', { language: 'en' });
+    expect(created.errors).toBeUndefined();
+    const job = created.data.createJob;
+    expect(job).toMatchObject({ status: 'PENDING', attempts: 0, input: { filename: 'hello.wav' } });
+    expect(job.input.durationSeconds).toBeGreaterThan(0.5);
+
+    const client = server.ws();
+    const updates = await collect<{ jobUpdated: any }>(client, FOLLOW, { id: job.id });
+    await client.dispose();
+    const statuses = updates.map((u) => u.jobUpdated.status);
+    // The first update is the job as it was when the subscription started; a fast worker may have taken it already.
+    expect(statuses.at(-1)).toBe('DONE');
+    expect(statuses).toContain('PROCESSING');
+    expect(statuses.indexOf('PROCESSING')).toBeLessThan(statuses.indexOf('DONE'));
+    const done = updates.at(-1)!.jobUpdated;
+    expect(done).toMatchObject({ attempts: 1, progress: 1 });
+    expect(done.result.language).toBe('en');
+    expect(done.result.text.length).toBeGreaterThan(0);
+    expect(done.result.model).toMatch(/synthetic.*meaningless/);
+    expect(done.result.segments.length).toBeGreaterThan(0);
+    expect(done.result.srt).toMatch(/^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n/);
+    expect(done.result.vtt).toMatch(/^WEBVTT\n\n(1\n)?\d\d:\d\d:\d\d\.\d{3} --> /);
+
+    const read = await server.gql(`query ($id: ID!) { job(id: $id) { status result { text } startedAt finishedAt } }`, { id: job.id });
+    expect(read.data.job).toMatchObject({ status: 'DONE', result: { text: done.result.text } });
+    expect(Date.parse(read.data.job.finishedAt)).toBeGreaterThanOrEqual(Date.parse(read.data.job.startedAt));
+    // The audio of a finished job is deleted; the transcript stays.
+    expect(readdirSync(join(server.dataDir, 'blobs', 'audio')).filter((f) => f.startsWith(job.id))).toEqual([]);
+  });
+
+  it('can be followed over SSE too', async () => {
+    const { data } = await server.upload(hello(), 'sse.wav');
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: FOLLOW, variables: { id: data.createJob.id } }),
+    });
+    expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const text = await res.text(); // the stream ends when the job finishes
+    const events = [...text.matchAll(/^event: next\ndata: (.+)$/gm)].map((m) => JSON.parse(m[1]).data.jobUpdated.status);
+    expect(events.at(-1)).toBe('DONE');
+  });
+
+  it('20 jobs created at once are processed in batches and all finish', async () => {
+    const before = server.lines.length;
+    const audio = hello();
+    const created = await Promise.all(Array.from({ length: 20 }, (_, i) => server.upload(audio, `burst-${i}.wav`)));
+    const ids = created.map((c) => c.data.createJob.id as string);
+    const client = server.ws();
+    const finals = await Promise.all(ids.map((id) => collect<{ jobUpdated: any }>(client, FOLLOW, { id }).then((u) => u.at(-1)!.jobUpdated)));
+    await client.dispose();
+    expect(finals.every((j) => j.status === 'DONE' && j.attempts === 1)).toBe(true);
+    // What the workers reported: batch sizes of their claims.
+    const batches = server.lines.slice(before).flatMap((l) => [...l.matchAll(/batch of (\d+) job/g)].map((m) => Number(m[1])));
+    expect(batches.reduce((a, b) => a + b, 0)).toBe(20);
+    expect(Math.max(...batches)).toBeGreaterThan(1);
+  });
+
+  it('an idempotency key returns the same job instead of a second one', async () => {
+    const first = await server.upload(hello(), 'a.wav', { idempotencyKey: 'client-key-1' });
+    const again = await server.upload(hello(), 'b.wav', { idempotencyKey: 'client-key-1' });
+    expect(again.data.createJob.id).toBe(first.data.createJob.id);
+    expect(again.data.createJob.input.filename).toBe('a.wav');
+    const page = await server.gql(`{ jobs(first: 100) { nodes { input { filename } } } }`);
+    expect(page.data.jobs.nodes.filter((n: any) => n.input.filename === 'b.wav')).toEqual([]);
+  });
+
+  it('pages through jobs newest first with a cursor', async () => {
+    const one = await server.gql(`{ jobs(first: 2) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`);
+    const two = await server.gql(`query ($after: String) { jobs(first: 2, after: $after) { nodes { id } } }`, { after: one.data.jobs.pageInfo.endCursor });
+    expect(one.data.jobs.pageInfo.hasNextPage).toBe(true);
+    expect(two.data.jobs.nodes).toHaveLength(2);
+    const ids = [...one.data.jobs.edges.map((e: any) => e.node.id), ...two.data.jobs.nodes.map((n: any) => n.id)];
+    expect(new Set(ids).size).toBe(4);
+    const done = await server.gql(`{ jobs(status: DONE, first: 100) { nodes { status } } queue { done pending } }`);
+    expect(done.data.jobs.nodes.every((n: any) => n.status === 'DONE')).toBe(true);
+    expect(done.data.queue.done).toBe(done.data.jobs.nodes.length);
+  });
+
+  it('the committed schema file is the schema the server serves', async () => {
+    const printed = execFileSync(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'schema'], { encoding: 'utf8' });
+    expect(readFileSync(new URL('../schema/schema.graphql', import.meta.url), 'utf8')).toBe(printed);
+    expect(printed).toMatch(/jobUpdated\(id: ID!\): Job!/);
+  });
+});

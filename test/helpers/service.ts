@@ -1,0 +1,124 @@
+// A real murmur server for integration tests: `murmur serve` as a child
+// process on an ephemeral port, with its own data directory, talking to real
+// worker child processes; plus small HTTP, multipart and WebSocket clients.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { createClient, type Client } from 'graphql-ws';
+import wav from 'node-wav';
+import WebSocket from 'ws';
+
+const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
+export const WORKER_TOKEN = 'test-worker-token-0123456789';
+
+export interface Server {
+  url: string;
+  dataDir: string;
+  process: ChildProcess;
+  lines: string[];
+  /** Resolves with the first log line (past or future) that matches. */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  /** As a worker, with the worker token. */
+  worker<T = any>(query: string, variables?: Record<string, unknown>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  upload(bytes: Uint8Array, filename: string, input?: Record<string, unknown>, select?: string): Promise<{ data?: any; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  ws(): Client;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function startServer(env: Record<string, string>, dataDir = mkdtempSync(join(tmpdir(), 'murmur-data-'))): Promise<Server> {
+  const child = spawn(process.execPath, [BIN, 'serve'], {
+    env: {
+      ...process.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MURMUR_DATA_DIR: dataDir,
+      MURMUR_WORKER_TOKEN: WORKER_TOKEN,
+      MURMUR_LEASE_SECONDS: '2',
+      MURMUR_RETRY_BASE_SECONDS: '0.2',
+      MURMUR_BATCH_WINDOW_MS: '300',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      if (process.env.MURMUR_TEST_LOG) console.log(line);
+      lines.push(line);
+      for (const w of [...waiters]) {
+        const m = line.match(w.pattern);
+        if (m) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(m);
+        }
+      }
+    });
+  }
+  let exited = false;
+  child.on('exit', () => (exited = true));
+
+  const waitForLine = (pattern: RegExp, timeoutMs = 60_000) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      for (const line of lines) {
+        const m = line.match(pattern);
+        if (m) return resolve(m);
+      }
+      const timer = setTimeout(() => reject(new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${lines.join('\n')}`)), timeoutMs);
+      waiters.push({ pattern, resolve: (m) => (clearTimeout(timer), resolve(m)) });
+    });
+
+  const [, url] = await waitForLine(/murmur listening on (\S+)/);
+  const post = async (body: string | FormData, headers: Record<string, string>) => {
+    const res = await fetch(url, { method: 'POST', body, headers });
+    return res.json() as Promise<any>;
+  };
+  const gql: Server['gql'] = (query, variables = {}, headers = {}) => post(JSON.stringify({ query, variables }), { 'content-type': 'application/json', ...headers });
+
+  return {
+    url,
+    dataDir,
+    process: child,
+    lines,
+    waitForLine,
+    gql,
+    worker: (query, variables) => gql(query, variables, { authorization: `Bearer ${WORKER_TOKEN}` }),
+    upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes durationSeconds }') {
+      const form = new FormData();
+      form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${select} } }`, variables: { input: { ...input, file: null } } }));
+      form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
+      form.set('0', new Blob([new Uint8Array(bytes)]), filename);
+      return post(form, {});
+    },
+    ws: () => createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0 }),
+    async stop(signal = 'SIGTERM') {
+      if (exited) return;
+      const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      await done;
+    },
+  };
+}
+
+/** 16-bit mono 16 kHz WAV bytes. */
+export function wavBytes(samples: Float32Array): Uint8Array {
+  return new Uint8Array(wav.encode([samples], { sampleRate: 16000, float: false, bitDepth: 16 }));
+}
+
+/** Follows a subscription until it completes; returns every payload. */
+export function collect<T>(client: Client, query: string, variables: Record<string, unknown>): Promise<T[]> {
+  return new Promise((resolve, reject) => {
+    const seen: T[] = [];
+    client.subscribe<T>(
+      { query, variables },
+      {
+        next: (v) => (v.errors ? reject(new Error(JSON.stringify(v.errors))) : seen.push(v.data as T)),
+        error: reject,
+        complete: () => resolve(seen),
+      },
+    );
+  });
+}
