@@ -282,8 +282,15 @@ export class JobQueue {
     return states;
   }
 
-  complete(jobId: string, leaseToken: number, result: TranscriptResult): Job {
+  complete(jobId: string, leaseToken: number, transcript: TranscriptResult): Job {
     const now = this.now();
+    // Copied field by field: GraphQL hands over input objects without a prototype, which drizzle cannot serialise.
+    const result: TranscriptResult = {
+      text: transcript.text,
+      language: transcript.language,
+      model: transcript.model,
+      segments: transcript.segments.map(({ start, end, text }) => ({ start, end, text })),
+    };
     const job = this.db.transaction(
       (tx) => {
         this.holding(tx.select().from(jobs).where(eq(jobs.id, jobId)).get(), jobId, leaseToken);
