@@ -1,0 +1,101 @@
+// Bad input gets a typed error and disturbs nothing: no job, no stored bytes,
+// and the server keeps serving.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { speech } from './helpers/audio.ts';
+import { generatedModel } from './helpers/models.ts';
+import { startServer, wavBytes, type Server } from './helpers/service.ts';
+
+let server: Server;
+let good: Uint8Array;
+
+beforeAll(async () => {
+  server = await startServer({ MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MAX_WORKERS: '0', MURMUR_MAX_UPLOAD_BYTES: '500000' });
+  good = wavBytes(speech('a good file'));
+});
+afterAll(() => server?.stop());
+
+const storedFiles = () => {
+  try {
+    return readdirSync(join(server.dataDir, 'blobs', 'audio'));
+  } catch {
+    return [];
+  }
+};
+const jobCount = async () => (await server.gql(`{ queue { pending } }`)).data.queue.pending as number;
+
+describe('refused uploads', () => {
+  const cases: [string, () => Uint8Array, string, Record<string, unknown>?][] = [
+    ['a file that is not audio', () => new TextEncoder().encode('%PDF-1.7 this is not a recording at all'), 'AUDIO_UNDECODABLE'],
+    ['an empty file', () => new Uint8Array(0), 'AUDIO_EMPTY'],
+    ['a truncated WAV', () => good.subarray(0, Math.floor(good.length / 2)), 'AUDIO_UNDECODABLE'],
+    ['a WAV with a header and no samples', () => wavBytes(new Float32Array(0)), 'AUDIO_EMPTY'],
+    ['an upload over the size limit', () => wavBytes(new Float32Array(16000 * 20)), 'INPUT_TOO_LARGE'],
+    ['an unknown language', () => good, 'UNKNOWN_LANGUAGE', { language: 'klingon' }],
+  ];
+  for (const [what, bytes, code, input] of cases) {
+    it(`${what}: ${code}, no job, nothing stored`, async () => {
+      const before = await jobCount();
+      const res = await server.upload(bytes(), 'upload.wav', input);
+      expect(res.errors?.[0].extensions?.code).toBe(code);
+      expect(res.errors?.[0].message).not.toBe('Unexpected error.');
+      expect(res.data?.createJob ?? null).toBeNull();
+      expect(await jobCount()).toBe(before);
+      expect(storedFiles()).toEqual([]);
+    });
+  }
+
+  it('createJob without a file: BAD_USER_INPUT', async () => {
+    const res = await server.gql(`mutation { createJob(input: { language: "en" }) { id } }`);
+    expect(res.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('refused requests', () => {
+  it('worker mutations without the worker token: UNAUTHENTICATED', async () => {
+    const claims = await server.gql(`mutation { claimJobs(input: { workerId: "x", maxJobs: 1, maxSeconds: 30 }) { leaseToken } }`);
+    expect(claims.errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
+    const wrong = await server.gql(`mutation { signOff(workerId: "x") }`, {}, { authorization: 'Bearer not-the-token-at-all-000' });
+    expect(wrong.errors?.[0].extensions?.code).toBe('UNAUTHENTICATED');
+    const audio = await fetch(server.url.replace('/graphql', '/audio/anything'));
+    expect(audio.status).toBe(401);
+  });
+
+  it('an unknown job id: null from job, JOB_NOT_FOUND from mutations and the subscription', async () => {
+    expect((await server.gql(`{ job(id: "no-such-job") { id } }`)).data.job).toBeNull();
+    for (const m of ['cancelJob', 'retryJob']) {
+      const res = await server.gql(`mutation { ${m}(id: "no-such-job") { id } }`);
+      expect(res.errors?.[0].extensions?.code).toBe('JOB_NOT_FOUND');
+    }
+    const client = server.ws();
+    const error = await new Promise<any>((resolve) =>
+      client.subscribe({ query: `subscription { jobUpdated(id: "no-such-job") { id } }` }, { next: (v) => resolve(v.errors), error: resolve, complete: () => resolve(null) }),
+    );
+    await client.dispose();
+    expect(error?.[0]?.extensions?.code).toBe('JOB_NOT_FOUND');
+  });
+
+  it('a bad cursor or page size: BAD_USER_INPUT', async () => {
+    expect((await server.gql(`{ jobs(after: "garbage") { nodes { id } } }`)).errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+    expect((await server.gql(`{ jobs(first: 1000) { nodes { id } } }`)).errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('after all that, a good upload is accepted and stored', async () => {
+    const res = await server.upload(good, 'good.wav');
+    expect(res.data.createJob.status).toBe('PENDING');
+    expect(storedFiles()).toEqual([`${res.data.createJob.id}.bin`]);
+  });
+});
+
+describe('GraphiQL', () => {
+  it('is served self-contained (no CDN) with example operations', async () => {
+    const res = await fetch(server.url, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toMatch(/graphiql/i);
+    expect(html).not.toMatch(/<script[^>]+src="https?:\/\//);
+    expect(html).not.toMatch(/unpkg\.com|jsdelivr|esm\.sh/);
+    for (const op of ['createJob', 'subscription Follow', 'jobUpdated', 'queue {']) expect(html).toContain(op);
+  });
+});
