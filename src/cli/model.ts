@@ -2,7 +2,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { DTYPE_SUFFIXES } from '../../worker/whisper/modelFolder.ts';
 import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
+import { DEFAULT_HUB, downloadModel, repoOf } from '../models/download.ts';
 import { integer } from './main.ts';
 
 export function modelCommand(): Command {
@@ -39,6 +41,25 @@ export function modelCommand(): Command {
       for (const d of dtypes) if (!(SYNTHETIC_DTYPES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--dtypes: unknown variant "${d}": expected ${SYNTHETIC_DTYPES.join(', ')}`);
       const info = await writeSyntheticModel(opts.out, shape, opts.seed, dtypes as (typeof SYNTHETIC_DTYPES)[number][]);
       console.log(JSON.stringify({ out: opts.out, ...shape, ...info }));
+    });
+  model
+    .command('download')
+    .description('fetch a Whisper model folder (onnx-community layout) from the Hugging Face hub; needs internet access')
+    .argument('<name>', 'whisper-tiny, whisper-base, whisper-small, whisper-large-v3-turbo, … (onnx-community/<name>), or owner/name')
+    .option('--out <dir>', 'folder to write (default: models/<name>)')
+    .option('--dtypes <list>', `variants, comma-separated: ${Object.keys(DTYPE_SUFFIXES).join(', ')}`, 'fp32')
+    .option('--hub <url>', 'the hub\'s address (default: $MURMUR_HUB_URL or https://huggingface.co)')
+    .option('--revision <rev>', 'branch, tag or commit', 'main')
+    .action(async (name: string, opts) => {
+      const out = opts.out ?? join('models', repoOf(name).split('/')[1]);
+      const files = await downloadModel(name, out, {
+        hub: opts.hub ?? process.env.MURMUR_HUB_URL ?? DEFAULT_HUB,
+        revision: opts.revision,
+        dtypes: String(opts.dtypes).split(',').map((d) => d.trim()),
+        token: process.env.HF_TOKEN,
+        log: (line) => console.error(line),
+      });
+      console.log(`${out}: ${files.length} files. Use it with MURMUR_MODEL_DIR=${out}`);
     });
   return model;
 }
