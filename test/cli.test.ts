@@ -83,3 +83,20 @@ describe('murmur model synthetic', () => {
     await expect(murmur('model', 'synthetic', '--out', join(tmpdir(), 'murmur-never'), '--d-model', '30', '--heads', '4')).rejects.toMatchObject({ stderr: expect.stringContaining('not divisible') });
   });
 });
+
+describe('murmur serve and murmur worker', () => {
+  it('a bad configuration value stops the server with a message naming the variable', async () => {
+    const err = await run(process.execPath, ['src/cli/bin.js', 'serve'], { env: { ...process.env, PORT: 'eighty', MURMUR_MAX_ATTEMPTS: '0' } }).catch((e) => e);
+    expect(err.code).toBe(1);
+    expect(err.stderr).toMatch(/CONFIG_INVALID: .*PORT/);
+    expect(err.stderr).toMatch(/MURMUR_MAX_ATTEMPTS/);
+  });
+
+  it('a worker without a token refuses to start', async () => {
+    const env = { ...process.env };
+    delete env.MURMUR_WORKER_TOKEN;
+    const err = await run(process.execPath, ['src/cli/bin.js', 'worker', '--api', 'http://127.0.0.1:9/graphql', '--model', 'nowhere'], { env }).catch((e) => e);
+    expect(err.code).toBe(1);
+    expect(err.stderr).toMatch(/UNAUTHENTICATED: no worker token/);
+  });
+});

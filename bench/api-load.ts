@@ -1,0 +1,69 @@
+// Load on the API alone: createJob with a small WAV (multipart) and job(id)
+// queries, from autocannon against `murmur serve` in a child process (no
+// workers, so the numbers are the API's and the queue's). Prints requests per
+// second and latency percentiles.
+//
+//   npm run bench:api            (or: npx tsx bench/api-load.ts [--seconds 10] [--connections 10])
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import wav from 'node-wav';
+import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '10' } } });
+const duration = Number(values.seconds);
+const connections = Number(values.connections);
+
+const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-api-'));
+await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
+const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
+  env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_DATA_DIR: join(dir, 'data'), MURMUR_MODEL_DIR: join(dir, 'model'), MURMUR_MAX_WORKERS: '0' },
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+const url = await new Promise<string>((resolve) =>
+  createInterface({ input: server.stdout! }).on('line', (line) => {
+    const m = line.match(/murmur listening on (\S+)/);
+    if (m) resolve(m[1]);
+  }),
+);
+
+// One second of a 440 Hz tone: 32 kB of 16-bit PCM.
+const samples = Float32Array.from({ length: 16000 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / 16000));
+const audio = Buffer.from(wav.encode([samples], { sampleRate: 16000, float: false, bitDepth: 16 }));
+const boundary = 'murmurbenchboundary';
+const part = (name: string, body: Buffer | string, filename?: string) =>
+  Buffer.concat([
+    Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}\r\n${filename ? 'content-type: audio/wav\r\n' : ''}\r\n`),
+    Buffer.isBuffer(body) ? body : Buffer.from(body),
+    Buffer.from('\r\n'),
+  ]);
+const multipart = Buffer.concat([
+  part('operations', JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } })),
+  part('map', JSON.stringify({ 0: ['variables.file'] })),
+  part('0', audio, 'tone.wav'),
+  Buffer.from(`--${boundary}--\r\n`),
+]);
+
+const first = await fetch(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart }).then((r) => r.json());
+const id = first.data.createJob.id;
+
+async function load(title: string, opts: Omit<autocannon.Options, 'url'>) {
+  const r = await autocannon({ ...opts, url, connections, duration, method: 'POST' });
+  console.log(
+    `${title.padEnd(34)} ${r.requests.average.toFixed(0).padStart(6)} req/s   latency p50 ${r.latency.p50} ms  p90 ${r.latency.p90} ms  p99 ${r.latency.p99} ms   ` +
+      `errors ${r.errors + r.non2xx} of ${r.requests.total}`,
+  );
+}
+
+console.log(`murmur API on ${url}: ${connections} connections, ${duration} s each, 2 cores shared by server and load generator`);
+await load('createJob (1 s WAV, 32 kB)', { headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart });
+// GraphQL errors travel with status 200: count the jobs that really exist.
+const stats = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ queue { pending } }' }) }).then((r) => r.json());
+console.log(`${''.padEnd(34)} jobs in the queue afterwards: ${stats.data.queue.pending}`);
+await load('job(id) query', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: `{ job(id: "${id}") { id status progress input { durationSeconds } } }` }) });
+await load('queue stats', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ queue { pending processing done failed workers } }' }) });
+server.kill('SIGTERM');
