@@ -3,7 +3,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { collect, startServer, wavBytes, type Server } from './helpers/service.ts';
@@ -49,7 +49,7 @@ describe('a job', () => {
     expect(read.data.job).toMatchObject({ status: 'DONE', result: { text: done.result.text } });
     expect(Date.parse(read.data.job.finishedAt)).toBeGreaterThanOrEqual(Date.parse(read.data.job.startedAt));
     // The audio of a finished job is deleted; the transcript stays.
-    expect(readdirSync(join(server.dataDir, 'blobs', 'audio')).filter((f) => f.startsWith(job.id))).toEqual([]);
+    await vi.waitFor(() => expect(readdirSync(join(server.dataDir, 'blobs', 'audio')).filter((f) => f.startsWith(job.id))).toEqual([]), { timeout: 5000 });
   });
 
   it('can be followed over SSE too', async () => {
