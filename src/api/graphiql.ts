@@ -19,19 +19,25 @@ mutation Cancel($id: ID!) {
     variables: '{ "id": "paste-a-job-id" }',
   },
   {
-    query: `# One job, and the newest jobs page by page.
-query Jobs($id: ID!) {
-  job(id: $id) {
-    id status attempts progress
-    input { filename bytes durationSeconds }
-    result { text language model segments { start end text } srt }
-    error { code message }
-  }
+    query: `# The newest jobs, page by page (pass pageInfo.endCursor as \`after\`), and the queue at a glance.
+query Jobs {
   jobs(first: 10) {
-    edges { cursor node { id status createdAt } }
+    edges { cursor node { id status progress createdAt input { filename durationSeconds } } }
     pageInfo { hasNextPage endCursor }
   }
   queue { pending processing done failed oldestPendingAgeSeconds workers }
+}
+`,
+  },
+  {
+    query: `# One job, with its transcript once it is done.
+query Job($id: ID!) {
+  job(id: $id) {
+    id status attempts progress
+    input { filename bytes durationSeconds }
+    result { text language model segments { start end text } srt vtt }
+    error { code message }
+  }
 }
 `,
     variables: '{ "id": "paste-a-job-id" }',
