@@ -24,6 +24,7 @@ const schema = z.object({
   MURMUR_BATCH_SECONDS: z.coerce.number().positive().default(480),
   MURMUR_BATCH_WINDOW_MS: count.default(200),
   MURMUR_MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(200 * 1024 * 1024),
+  MURMUR_MAX_DURATION_SECONDS: z.coerce.number().positive().default(4 * 3600),
   MURMUR_PROVIDERS: z.string().default('cpu'),
   MURMUR_DTYPE: z.string().default('fp32'),
   MURMUR_THREADS: count.default(0),
@@ -48,6 +49,8 @@ export interface Config {
   batchSeconds: number;
   batchWindowMs: number;
   maxUploadBytes: number;
+  /** Longer audio is refused at createJob with AUDIO_TOO_LONG. */
+  maxDurationSeconds: number;
   providers: string;
   dtype: string;
   threads: number;
@@ -81,6 +84,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batchSeconds: e.MURMUR_BATCH_SECONDS,
     batchWindowMs: e.MURMUR_BATCH_WINDOW_MS,
     maxUploadBytes: e.MURMUR_MAX_UPLOAD_BYTES,
+    maxDurationSeconds: e.MURMUR_MAX_DURATION_SECONDS,
     providers: e.MURMUR_PROVIDERS,
     dtype: e.MURMUR_DTYPE,
     threads: e.MURMUR_THREADS,

@@ -20,7 +20,7 @@ function setup(options: Partial<QueueOptions> = {}) {
   return { clock, open, ...open() };
 }
 
-const job = (n: number, extra: Partial<NewJob> = {}): NewJob => ({ filename: `a${n}.wav`, bytes: 100, durationSeconds: 10, blobKey: `k${n}`, ...extra });
+const job = (n: number, extra: Partial<NewJob> = {}): NewJob => ({ filename: `a${n}.wav`, bytes: 100, durationSeconds: 10, format: 'wav', sampleRate: 16000, channels: 1, blobKey: `k${n}`, ...extra });
 
 describe('claims', () => {
   it('take up to N jobs and S seconds of audio, highest priority first, then oldest', () => {

@@ -1,6 +1,12 @@
 // The worker's side of the worker protocol: GraphQL over HTTP with the worker
 // token, and the audio download. A GraphQL error arrives as an ApiCallError
 // carrying the server's `extensions.code`.
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 
 export class ApiCallError extends Error {
   constructor(
@@ -83,10 +89,20 @@ export class ApiClient {
     await this.call(`mutation Bye($workerId: String!) { signOff(workerId: $workerId) }`, { workerId });
   }
 
-  async audio(url: string): Promise<Uint8Array> {
+  /** Streams a job's audio into a temporary file (never whole in memory); remove() deletes it. */
+  async download(url: string): Promise<{ path: string; remove: () => Promise<void> }> {
     const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` } });
-    if (!res.ok) throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
-    return new Uint8Array(await res.arrayBuffer());
+    if (!res.ok || !res.body) throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
+    const dir = await mkdtemp(join(tmpdir(), 'murmur-audio-'));
+    const path = join(dir, 'audio');
+    const remove = () => rm(dir, { recursive: true, force: true });
+    try {
+      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(path));
+    } catch (err) {
+      await remove();
+      throw new ApiCallError('API_UNAVAILABLE', `GET ${url}: ${(err as Error).message}`);
+    }
+    return { path, remove };
   }
 
   private async call<T>(query: string, variables: Record<string, unknown>, signal?: AbortSignal): Promise<T> {

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import { AudioError } from './audio/errors.ts';
-import { decodeWav } from './audio/wav.ts';
+import { decodeAudioFile } from './audio/decode.ts';
 import { ApiCallError, ApiClient, type LeaseFields, type LeaseState } from './apiClient.ts';
 import { WhisperError, WhisperModel } from './whisper/index.ts';
 import { transcribeMany } from './whisper/longAudio.ts';
@@ -136,7 +136,12 @@ export class Worker {
         leases.map((lease) =>
           fetches.add(async () => {
             try {
-              audio.set(lease.job.id, decodeWav(await this.api.audio(lease.audioUrl), lease.job.input.filename).samples);
+              const file = await this.api.download(lease.audioUrl);
+              try {
+                audio.set(lease.job.id, (await decodeAudioFile(file.path, { name: lease.job.input.filename })).samples);
+              } finally {
+                await file.remove();
+              }
             } catch (err) {
               await fail(lease, err);
             }

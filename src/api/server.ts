@@ -11,6 +11,7 @@ import { bearerMatches, type Context, type Services } from './context.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { schema } from './schema/index.ts';
+import { useStreamingUploads } from './uploads.ts';
 
 export interface ApiServer {
   http: Server;
@@ -27,6 +28,7 @@ export function createApiServer(services: Services): ApiServer {
     maskedErrors: { maskError: (error, message) => maskError(error, message, (err) => log(`unexpected error: ${(err as Error)?.stack ?? err}`)) },
     graphiql: { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS' },
     renderGraphiQL,
+    plugins: [useStreamingUploads(services.store, config.maxUploadBytes, log)],
     context: ({ request }) => ({
       ...services,
       isWorker: bearerMatches(request.headers.get('authorization'), config.workerToken),

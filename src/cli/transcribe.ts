@@ -1,15 +1,14 @@
-// `murmur transcribe <audio.wav> --model <dir>`: a local transcription, no server.
-import { readFile } from 'node:fs/promises';
+// `murmur transcribe <audio> --model <dir>`: a local transcription, no server.
 import { Command, Option } from 'commander';
-import { decodeWav } from '../../worker/audio/wav.ts';
+import { decodeAudioFile } from '../../worker/audio/decode.ts';
 import { transcribeLong } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
 import { integer } from './main.ts';
 
 export function transcribeCommand(): Command {
   return new Command('transcribe')
-    .description('transcribe a 16 kHz WAV file with a local model folder')
-    .argument('<audio>', 'path to a 16 kHz WAV file')
+    .description('transcribe an audio file (WAV, FLAC, MP3, OGG, Opus, M4A, WebM) with a local model folder')
+    .argument('<audio>', 'path to the audio file')
     .requiredOption('--model <dir>', 'Whisper model folder (onnx-community layout)')
     .option('--language <language>', 'language code or English name, such as en, de or german (detected when absent)')
     .addOption(new Option('--task <task>', 'transcribe, or translate into English').choices(['transcribe', 'translate']).default('transcribe'))
@@ -19,7 +18,7 @@ export function transcribeCommand(): Command {
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
     .option('--threads <n>', 'threads per session (0: onnxruntime decides)', integer('--threads', 0), 0)
     .action(async (audioPath: string, opts) => {
-      const audio = decodeWav(await readFile(audioPath), audioPath);
+      const audio = await decodeAudioFile(audioPath);
       const model = await WhisperModel.load(opts.model, { dtype: opts.dtype, providers: opts.providers, threads: opts.threads });
       try {
         if (model.folder.synthetic) console.error('murmur: this model has random weights (a generated test model): its transcripts are meaningless');

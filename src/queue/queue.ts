@@ -32,6 +32,9 @@ export interface NewJob {
   filename: string;
   bytes: number;
   durationSeconds: number;
+  format: string;
+  sampleRate: number;
+  channels: number;
   blobKey: string;
   language?: string | null;
   task?: Task;
@@ -111,6 +114,9 @@ export class JobQueue {
             filename: input.filename,
             bytes: input.bytes,
             durationSeconds: input.durationSeconds,
+            format: input.format,
+            sampleRate: input.sampleRate,
+            channels: input.channels,
             blobKey: input.blobKey,
             maxAttempts: this.options.maxAttempts,
             runAfter: now,

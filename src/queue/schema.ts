@@ -18,6 +18,10 @@ export const jobs = sqliteTable(
     filename: text('filename').notNull(),
     bytes: integer('bytes').notNull(),
     durationSeconds: real('duration_seconds').notNull(),
+    /** The upload as probed: container format, its own sample rate and channel count. */
+    format: text('format').notNull().default('wav'),
+    sampleRate: integer('sample_rate').notNull().default(16000),
+    channels: integer('channels').notNull().default(1),
     blobKey: text('blob_key').notNull(),
 
     attempts: integer('attempts').notNull().default(0),

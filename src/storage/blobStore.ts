@@ -3,7 +3,7 @@
 // the API and the audio route speak only this interface.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { randomUUID } from 'node:crypto';
@@ -14,6 +14,8 @@ export interface BlobStore {
   read(key: string): Promise<Readable>;
   size(key: string): Promise<number | null>;
   delete(key: string): Promise<void>;
+  /** Runs `fn` on a local file holding the blob (the blob's own file, or a temporary copy). */
+  withLocalFile<T>(key: string, fn: (path: string) => Promise<T>): Promise<T>;
 }
 
 export class LocalBlobStore implements BlobStore {
@@ -52,6 +54,10 @@ export class LocalBlobStore implements BlobStore {
     await rm(this.path(key), { force: true });
   }
 
+  withLocalFile<T>(key: string, fn: (path: string) => Promise<T>): Promise<T> {
+    return fn(this.path(key));
+  }
+
   /** Keys are the project's own (job ids), but a key that climbs out of the directory is refused all the same. */
   path(key: string): string {
     const path = resolve(this.dir, key);
@@ -59,5 +65,3 @@ export class LocalBlobStore implements BlobStore {
     return path;
   }
 }
-
-export const blobKeyFor = (jobId: string) => join('audio', `${jobId}.bin`);

@@ -86,7 +86,7 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
     waitForLine,
     gql,
     worker: (query, variables) => gql(query, variables, { authorization: `Bearer ${WORKER_TOKEN}` }),
-    upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes durationSeconds }') {
+    upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes format durationSeconds sampleRate channels }') {
       const form = new FormData();
       form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${select} } }`, variables: { input: { ...input, file: null } } }));
       form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));

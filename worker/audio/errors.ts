@@ -2,9 +2,10 @@
 // permanent: retrying the same bytes gives the same answer.
 
 export type AudioErrorCode =
-  | 'AUDIO_UNDECODABLE' // not a file this decoder reads, or cut short
+  | 'AUDIO_UNDECODABLE' // not audio, a format no decoder here reads, or cut short
   | 'AUDIO_EMPTY' // decodes to no samples
-  | 'AUDIO_UNSUPPORTED'; // a valid file in a form this build does not take yet
+  | 'AUDIO_UNSUPPORTED' // audio in a form this installation cannot decode (e.g. M4A without ffmpeg)
+  | 'AUDIO_TOO_LONG'; // longer than the configured maximum duration
 
 export class AudioError extends Error {
   constructor(

@@ -1,42 +1,71 @@
-// WAV → 16 kHz mono float32 for the runtime, through node-wav (PCM 8/16/24/32-bit
-// and float). Other sample rates need resampling, which arrives with the
-// audio-formats work; until then they are refused with a clear error.
-import wav from 'node-wav';
+// WAV through wavefile: PCM 8/16/24/32-bit and 32/64-bit float, plain or
+// WAVE_FORMAT_EXTENSIBLE (what ffmpeg and most tools write beyond 16-bit
+// stereo), any rate, any channel count; with a check of the header's promise.
+import wavefile from 'wavefile';
 import { SAMPLE_RATE } from '../whisper/features.ts';
 import { AudioError } from './errors.ts';
+import { mixToMono } from './resample.ts';
 
-export interface DecodedAudio {
-  samples: Float32Array;
+export interface PcmChannels {
+  channelData: Float32Array[];
   sampleRate: number;
-  channels: number;
-  durationSeconds: number;
 }
 
-export function decodeWav(bytes: Uint8Array, name = 'input'): DecodedAudio {
+/** Full-scale value of each integer bit depth; float depths are already in [-1, 1]. */
+const SCALE: Record<string, { offset: number; scale: number }> = {
+  '8': { offset: 128, scale: 128 }, // 8-bit WAV is unsigned
+  '16': { offset: 0, scale: 32768 },
+  '24': { offset: 0, scale: 8388608 },
+  '32': { offset: 0, scale: 2147483648 },
+  '32f': { offset: 0, scale: 1 },
+  '64': { offset: 0, scale: 1 },
+};
+
+export function readWav(bytes: Uint8Array, name = 'input'): PcmChannels {
   if (bytes.length === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
-  let decoded: { sampleRate: number; channelData: Float32Array[] } | undefined;
+  const cut = wavDataShortfall(bytes, bytes.length);
+  if (cut > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: its data chunk is ${cut} bytes shorter than its header says`);
+  let file: InstanceType<typeof wavefile.WaveFile>;
   try {
-    // node-wav reads from offset 0 of the underlying buffer: give it its own copy.
-    decoded = wav.decode(Uint8Array.from(bytes));
+    file = new wavefile.WaveFile(bytes);
   } catch (err) {
-    throw new AudioError('AUDIO_UNDECODABLE', `${name} is not a WAV file this build can read: ${(err as Error).message}`);
+    throw new AudioError('AUDIO_UNDECODABLE', `${name} is not a WAV file this decoder reads: ${(err as Error).message}`);
   }
-  if (!decoded) throw new AudioError('AUDIO_UNDECODABLE', `${name} has no audio data chunk`);
-  const { sampleRate, channelData } = decoded;
-  const channels = channelData.length;
-  const length = channelData[0]?.length ?? 0;
-  // node-wav sizes its output from the header; a file cut short leaves NaN at the end.
-  if (channels > 0 && length > 0 && channelData.some((c) => Number.isNaN(c[length - 1]))) {
-    throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: the header promises more samples than the file holds`);
+  const fmt = file.fmt as { numChannels: number; sampleRate: number; audioFormat: number; subformat?: number[] };
+  // WAVE_FORMAT_EXTENSIBLE (0xFFFE) names the sample format in its subformat GUID; wavefile reports float there as '32'.
+  const float = fmt.audioFormat === 3 || (fmt.audioFormat === 0xfffe && fmt.subformat?.[0] === 3);
+  const depth = SCALE[float && file.bitDepth === '32' ? '32f' : file.bitDepth];
+  if (!depth) throw new AudioError('AUDIO_UNSUPPORTED', `${name} holds ${file.bitDepth}-bit samples; PCM 8/16/24/32-bit and float are read`);
+  // Extensible float arrives as int32 bit patterns: read them as such and view them as float32, bit for bit.
+  const floatBits = float && file.bitDepth === '32';
+  const raw = file.getSamples(false, floatBits ? Int32Array : Float32Array) as unknown as (Float32Array | Int32Array) | (Float32Array | Int32Array)[];
+  const channels = (Array.isArray(raw) ? raw : [raw]).map((c) => (c instanceof Int32Array ? new Float32Array(c.buffer, c.byteOffset, c.length) : c));
+  for (const c of channels) for (let i = 0; i < c.length; i++) c[i] = (c[i] - depth.offset) / depth.scale;
+  if ((channels[0]?.length ?? 0) === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
+  return { channelData: channels.slice(0, fmt.numChannels), sampleRate: fmt.sampleRate };
+}
+
+/**
+ * Bytes the `data` chunk lacks against its declared size (0 when whole),
+ * from the RIFF header alone: a file cut short decodes without complaint in
+ * most decoders, as a shorter recording.
+ */
+export function wavDataShortfall(head: Uint8Array, fileSize: number): number {
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let at = 12;
+  while (at + 8 <= head.length) {
+    const id = String.fromCharCode(...head.subarray(at, at + 4));
+    const size = view.getUint32(at + 4, true);
+    if (id === 'data') return size === 0xffffffff || size === 0 ? 0 : Math.max(0, at + 8 + size - fileSize);
+    at += 8 + size + (size % 2);
   }
-  if (length === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
-  if (sampleRate !== SAMPLE_RATE) {
-    throw new AudioError('AUDIO_UNSUPPORTED', `${name} is sampled at ${sampleRate} Hz; this build reads 16000 Hz WAV only`);
-  }
-  let samples = channelData[0];
-  if (channels > 1) {
-    samples = new Float32Array(length);
-    for (const c of channelData) for (let i = 0; i < length; i++) samples[i] += c[i] / channels;
-  }
-  return { samples, sampleRate, channels, durationSeconds: length / sampleRate };
+  return 0;
+}
+
+/** A 16 kHz WAV as mono samples, synchronously (fixtures, benchmarks); anything else goes through decodeAudioFile. */
+export function decodeWav(bytes: Uint8Array, name = 'input'): { samples: Float32Array; channels: number; durationSeconds: number } {
+  const { channelData, sampleRate } = readWav(bytes, name);
+  if (sampleRate !== SAMPLE_RATE) throw new RangeError(`${name} is sampled at ${sampleRate} Hz: decode it with decodeAudioFile, which resamples`);
+  const samples = mixToMono(channelData);
+  return { samples, channels: channelData.length, durationSeconds: samples.length / SAMPLE_RATE };
 }

@@ -28,7 +28,10 @@ InputRef.implement({
   fields: (t) => ({
     filename: t.exposeString('filename'),
     bytes: t.exposeInt('bytes'),
+    format: t.exposeString('format', { description: 'the container as probed: wav, flac, mp3, ogg, opus, m4a, aac, webm' }),
     durationSeconds: t.exposeFloat('durationSeconds'),
+    sampleRate: t.exposeInt('sampleRate', { description: 'of the upload, before resampling to 16 kHz' }),
+    channels: t.exposeInt('channels'),
   }),
 });
 
@@ -135,7 +138,7 @@ builder.queryFields((t) => ({
 
 const CreateJobInput = builder.inputType('CreateJobInput', {
   fields: (t) => ({
-    file: t.field({ type: 'File', description: 'the audio (WAV), sent as a GraphQL multipart request' }),
+    file: t.field({ type: 'File', description: 'the audio (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM), sent as a GraphQL multipart request' }),
     language: t.string({ description: 'a code ("en") or English name ("German"); detected when left out' }),
     task: t.field({ type: Task, description: 'TRANSCRIBE (default) or TRANSLATE into English' }),
     timestamps: t.boolean({ description: 'segment times from the model (default true)' }),

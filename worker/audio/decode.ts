@@ -1,0 +1,102 @@
+// Any audio file murmur takes → 16 kHz mono float32, with the facts a job
+// records (format, duration, sample rate, channels). ffmpeg does the work when
+// it is installed; otherwise the JavaScript/WebAssembly decoders do, with
+// libsamplerate for the resampling. Refusals are typed: AUDIO_EMPTY,
+// AUDIO_UNDECODABLE (not audio, or cut short), AUDIO_UNSUPPORTED,
+// AUDIO_TOO_LONG.
+import { open, readFile, stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { SAMPLE_RATE } from '../whisper/features.ts';
+import { AudioError } from './errors.ts';
+import { ffmpegAvailable, ffmpegDecode, ffprobe } from './ffmpeg.ts';
+import { flacDeclaredSeconds, oggComplete, sniffFormat, type AudioFormat } from './formats.ts';
+import { wavDataShortfall } from './wav.ts';
+import { decodeWithJs } from './jsDecoders.ts';
+import { mixToMono, resampleTo16k } from './resample.ts';
+
+export interface AudioFacts {
+  format: AudioFormat;
+  /** Of the file, before resampling. */
+  sampleRate: number;
+  channels: number;
+  durationSeconds: number;
+}
+
+export interface DecodedAudio extends AudioFacts {
+  /** 16 kHz mono. */
+  samples: Float32Array;
+}
+
+export interface DecodeOptions {
+  /** Longer audio is refused with AUDIO_TOO_LONG. */
+  maxSeconds?: number;
+  /** Use ffmpeg (default: when it is installed and MURMUR_FFMPEG is not "off"). */
+  ffmpeg?: boolean;
+}
+
+export async function decodeAudioFile(path: string, options: DecodeOptions & { name?: string } = {}): Promise<DecodedAudio> {
+  return (await decode(path, options.name ?? basename(path), options, true)) as DecodedAudio;
+}
+
+/** Checks that the file decodes whole, and returns its facts without keeping the samples (when ffmpeg decodes). */
+export async function probeAudioFile(path: string, options: DecodeOptions & { name?: string } = {}): Promise<AudioFacts> {
+  const { samples: _, ...facts } = (await decode(path, options.name ?? basename(path), options, false)) as DecodedAudio;
+  return facts;
+}
+
+async function decode(path: string, name: string, options: DecodeOptions, keep: boolean): Promise<AudioFacts & { samples?: Float32Array }> {
+  const size = (await stat(path)).size;
+  if (size === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
+  const head = Buffer.alloc(Math.min(size, 4096));
+  const tail = Buffer.alloc(Math.min(size, 65536));
+  const file = await open(path);
+  try {
+    await file.read(head, 0, head.length, 0);
+    await file.read(tail, 0, tail.length, size - tail.length);
+  } finally {
+    await file.close();
+  }
+  const format = sniffFormat(head);
+  if (!format) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio murmur reads (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM)`);
+  // Cut files that decoders take for shorter recordings, told from the container itself.
+  const shortfall = format === 'wav' ? wavDataShortfall(head, size) : 0;
+  if (shortfall > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: its data chunk is ${shortfall} bytes shorter than its header says`);
+  if ((format === 'ogg' || format === 'opus') && !oggComplete(tail)) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
+  const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
+  const tooLong = (seconds: number) => {
+    if (options.maxSeconds !== undefined && seconds > options.maxSeconds) {
+      throw new AudioError('AUDIO_TOO_LONG', `${name} lasts ${seconds.toFixed(1)} s; the limit is ${options.maxSeconds} s`);
+    }
+  };
+
+  if (useFfmpeg) {
+    const probe = await ffprobe(path, name);
+    if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds);
+    const { samples, count, warnings } = await ffmpegDecode(path, name, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE);
+    if (count === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
+    const seconds = count / SAMPLE_RATE;
+    truncated(name, seconds, probe.declaredSeconds, warnings);
+    tooLong(seconds);
+    return { format, sampleRate: probe.sampleRate, channels: probe.channels, durationSeconds: seconds, ...(keep && { samples }) };
+  }
+
+  const pcm = await decodeWithJs(await readFile(path), format, name);
+  const length = pcm.channelData[0]?.length ?? 0;
+  if (length === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
+  if (format === 'flac') truncated(name, length / pcm.sampleRate, flacDeclaredSeconds(head), '');
+  tooLong(length / pcm.sampleRate);
+  const samples = await resampleTo16k(mixToMono(pcm.channelData), pcm.sampleRate);
+  return { format, sampleRate: pcm.sampleRate, channels: pcm.channelData.length, durationSeconds: samples.length / SAMPLE_RATE, samples };
+}
+
+/**
+ * A file cut short decodes to less than its headers declare, or makes ffmpeg
+ * complain of missing data. 1% or 100 ms of slack absorbs encoder padding.
+ */
+function truncated(name: string, seconds: number, declared: number | null, warnings: string): void {
+  const complaint = warnings.split('\n').find((l) => /partial file|truncat|invalid data|end of file|corrupt|error while decoding|incomplete|do not match/i.test(l));
+  if (complaint) throw new AudioError('AUDIO_UNDECODABLE', `${name} is damaged or cut short: ${complaint.trim()}`);
+  if (declared !== null && seconds < declared - Math.max(0.1, declared * 0.01)) {
+    throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: it decodes to ${seconds.toFixed(2)} s of the ${declared.toFixed(2)} s its headers declare`);
+  }
+}

@@ -1,0 +1,88 @@
+// ffmpeg and ffprobe, when they are on the PATH (Debian's ffmpeg package):
+// every format murmur takes, decoded straight to 16 kHz mono float32 with
+// ffmpeg's band-limited resampler, streamed through a pipe.
+import { spawn, spawnSync } from 'node:child_process';
+import { AudioError } from './errors.ts';
+
+let available: boolean | undefined;
+
+/** Whether ffmpeg and ffprobe run here. MURMUR_FFMPEG=off turns them off (the JavaScript decoders take over). */
+export function ffmpegAvailable(): boolean {
+  if (process.env.MURMUR_FFMPEG === 'off') return false;
+  available ??= ['ffmpeg', 'ffprobe'].every((cmd) => spawnSync(cmd, ['-version'], { stdio: 'ignore' }).status === 0);
+  return available;
+}
+
+export interface ProbedStream {
+  /** ffprobe's container name, e.g. "wav", "mov,mp4,m4a,3gp,3g2,mj2". */
+  container: string;
+  codec: string;
+  sampleRate: number;
+  channels: number;
+  /** As the file's headers declare it; null when they do not say. */
+  declaredSeconds: number | null;
+}
+
+export async function ffprobe(path: string, name: string): Promise<ProbedStream> {
+  const { stdout, stderr, code } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', path]);
+  if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio ffmpeg can read: ${firstLine(stderr)}`);
+  const info = JSON.parse(stdout) as { format?: { format_name?: string; duration?: string }; streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[] };
+  const audio = info.streams?.find((s) => s.codec_type === 'audio');
+  if (!audio) throw new AudioError('AUDIO_UNDECODABLE', `${name} has no audio stream`);
+  const declared = Number(audio.duration ?? info.format?.duration);
+  return {
+    container: info.format?.format_name ?? 'unknown',
+    codec: audio.codec_name ?? 'unknown',
+    sampleRate: Number(audio.sample_rate),
+    channels: audio.channels ?? 0,
+    declaredSeconds: Number.isFinite(declared) ? declared : null,
+  };
+}
+
+/**
+ * Decodes the first audio stream to 16 kHz mono float32. `onSamples` gets the
+ * samples as they come (for counting without keeping them); the result holds
+ * them all unless `keep` is false.
+ */
+export async function ffmpegDecode(path: string, name: string, keep = true, expectedSamples = 0): Promise<{ samples: Float32Array; count: number; warnings: string }> {
+  const child = spawn('ffmpeg', ['-nostdin', '-v', 'warning', '-i', path, '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let out = new Float32Array(keep ? Math.max(16000, Math.ceil(expectedSamples * 1.01)) : 0);
+  let count = 0;
+  let carry = Buffer.alloc(0);
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+    const usable = data.length - (data.length % 4);
+    carry = Buffer.from(data.subarray(usable));
+    const n = usable / 4;
+    if (keep) {
+      if (count + n > out.length) {
+        const grown = new Float32Array(Math.max(out.length * 2, count + n));
+        grown.set(out.subarray(0, count));
+        out = grown;
+      }
+      // Copied byte-wise: the chunk's offset need not be 4-aligned.
+      new Uint8Array(out.buffer, count * 4, usable).set(data.subarray(0, usable));
+    }
+    count += n;
+  }
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+  // Warnings too: a cut or damaged file often decodes with only a warning ("corrupt input packet").
+  if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded: ${firstLine(stderr)}`);
+  return { samples: keep ? out.subarray(0, count) : out, count, warnings: stderr };
+}
+
+function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ stdout, stderr, code: code ?? 1 }));
+  });
+}
+
+const firstLine = (text: string) => text.trim().split('\n').at(-1)?.replace(/^.*?: /, '') || 'no details';
