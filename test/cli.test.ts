@@ -1,5 +1,5 @@
 // The murmur command, run as a real child process.
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,7 +55,28 @@ describe('murmur transcribe', () => {
     expect([...starts].sort((x, y) => x - y)).toEqual(starts);
   });
 
-  it('refuses a file that is not WAV, and a missing model, with a code and a non-zero exit', async () => {
+  it('reads MP3, FLAC and M4A with ffmpeg; without it (MURMUR_FFMPEG=off) MP3 still, M4A refused with a code', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-cli-formats-'));
+    const source = join(POCKETSPHINX, RECORDINGS[2]);
+    const files = ['talk.mp3', 'talk.flac', 'talk.m4a'].map((name) => {
+      execFileSync('ffmpeg', ['-v', 'error', '-i', source, '-ar', '44100', '-ac', '2', join(dir, name)]);
+      return join(dir, name);
+    });
+    for (const file of files) {
+      const result = JSON.parse((await murmur('transcribe', file, '--model', model, '--language', 'en', '--timestamps', '--json')).stdout);
+      expect(result.language).toBe('en');
+      expect(result.segments.length).toBeGreaterThan(0);
+      expect(result.segments.at(-1).end).toBeLessThanOrEqual(7.11);
+    }
+    const env = { ...process.env, MURMUR_FFMPEG: 'off' };
+    const mp3 = await run(process.execPath, ['src/cli/bin.js', 'transcribe', files[0], '--model', model, '--json'], { env });
+    expect(JSON.parse(mp3.stdout).segments.length).toBeGreaterThan(0);
+    const m4a = await run(process.execPath, ['src/cli/bin.js', 'transcribe', files[2], '--model', model], { env }).catch((e) => e);
+    expect(m4a.code).toBe(1);
+    expect(m4a.stderr).toMatch(/AUDIO_UNSUPPORTED: .*needs ffmpeg/);
+  });
+
+  it('refuses a file that is not audio, and a missing model, with a code and a non-zero exit', async () => {
     const notAudio = join(mkdtempSync(join(tmpdir(), 'murmur-bad-')), 'notes.wav');
     writeFileSync(notAudio, 'these are not samples');
     await expect(murmur('transcribe', notAudio, '--model', model)).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('AUDIO_UNDECODABLE') });
