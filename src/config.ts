@@ -28,6 +28,7 @@ const schema = z.object({
   MURMUR_PROVIDERS: z.string().default('cpu'),
   MURMUR_DTYPE: z.string().default('fp32'),
   MURMUR_THREADS: count.default(0),
+  MURMUR_SEGMENTATION: z.enum(['vad', 'fixed']).default('vad'),
 });
 
 export interface Config {
@@ -54,6 +55,7 @@ export interface Config {
   providers: string;
   dtype: string;
   threads: number;
+  segmentation: 'vad' | 'fixed';
 }
 
 export class ConfigError extends Error {
@@ -88,5 +90,6 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     providers: e.MURMUR_PROVIDERS,
     dtype: e.MURMUR_DTYPE,
     threads: e.MURMUR_THREADS,
+    segmentation: e.MURMUR_SEGMENTATION,
   };
 }

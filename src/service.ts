@@ -66,6 +66,7 @@ export async function startService(config: Config, log: (line: string) => void =
       '--providers', config.providers,
       '--dtype', config.dtype,
       '--threads', String(config.threads),
+      '--segmentation', config.segmentation,
     ],
     workerEnv: { ...process.env, MURMUR_WORKER_TOKEN: config.workerToken },
     log,

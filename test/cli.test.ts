@@ -21,7 +21,7 @@ describe('murmur transcribe', () => {
 
   it('prints one JSON object with text, language, segments and the generated tokens', async () => {
     const file = join(POCKETSPHINX, RECORDINGS[2]);
-    const { stdout, stderr } = await murmur('transcribe', file, '--model', model, '--language', 'en', '--timestamps', '--json');
+    const { stdout, stderr } = await murmur('transcribe', file, '--model', model, '--language', 'en', '--timestamps', '--json', '--segmentation', 'fixed');
     const result = JSON.parse(stdout);
     expect(Object.keys(result).sort()).toEqual(['language', 'segments', 'text', 'tokens']);
     expect(result.language).toBe('en');
@@ -48,7 +48,7 @@ describe('murmur transcribe', () => {
     for (let i = 0; i < long.length; i++) long[i] = a[i % a.length];
     const file = join(mkdtempSync(join(tmpdir(), 'murmur-long-')), 'long.wav');
     writeFileSync(file, wav.encode([long], { sampleRate: 16000, bitDepth: 16 }));
-    const { stdout } = await murmur('transcribe', file, '--model', model, '--timestamps', '--json');
+    const { stdout } = await murmur('transcribe', file, '--model', model, '--timestamps', '--json', '--segmentation', 'fixed');
     const result = JSON.parse(stdout);
     const starts = result.segments.map((s: { start: number }) => s.start);
     expect(starts.some((s: number) => s >= 60)).toBe(true);

@@ -11,6 +11,7 @@ import { decodeAudioFile } from './audio/decode.ts';
 import { ApiCallError, ApiClient, type LeaseFields, type LeaseState } from './apiClient.ts';
 import { WhisperError, WhisperModel } from './whisper/index.ts';
 import { transcribeMany } from './whisper/longAudio.ts';
+import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from './vad/index.ts';
 
 export interface WorkerOptions {
   api: string;
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   providers: string;
   dtype: string;
   threads: number;
+  /** vad: decode only the speech Silero VAD finds, in chunks of up to 30 s; fixed: every 30 s window. */
+  segmentation: Segmentation;
   log: (line: string) => void;
 }
 
@@ -38,6 +41,7 @@ export class Worker {
   readonly id: string;
   private readonly api: ApiClient;
   private model: WhisperModel | null = null;
+  private vad: SileroVad | null = null;
   private modelLabel = '';
   private stopping = false;
   private readonly poll = new AbortController();
@@ -97,7 +101,9 @@ export class Worker {
     const live = () => leases.filter((l) => !dropped.has(l.job.id));
 
     let beating: Promise<void> | null = null;
+    let lastBeat = 0;
     const beat = () => {
+      lastBeat = Date.now();
       beating ??= this.api
         .heartbeat(this.id, live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: progress.get(l.job.id)! })))
         .then((states) => {
@@ -151,15 +157,26 @@ export class Worker {
       const ready = live().filter((l) => audio.has(l.job.id));
       if (ready.length === 0) return;
       const model = await this.load();
+      const chunks = await Promise.all(ready.map((l) => this.chunks(audio.get(l.job.id)!)));
+      const speech = chunks.flat(2).reduce((t, x) => t + (x ? x.end - x.start : 0), 0) / 16000;
+      if (this.o.segmentation === 'vad') log(`worker ${this.id}: ${chunks.reduce((n, c) => n + c!.length, 0)} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
       const transcripts = await transcribeMany(
         model,
-        ready.map((l) => ({
+        ready.map((l, i) => ({
           samples: audio.get(l.job.id)!,
+          chunks: chunks[i],
           language: l.job.options.language ?? undefined,
           task: l.job.options.task === 'TRANSLATE' ? 'translate' : 'transcribe',
           timestamps: l.job.options.timestamps,
         })),
-        { batchSize: 16, onProgress: (i, fraction) => progress.set(ready[i].job.id, fraction) },
+        {
+          batchSize: 16,
+          onProgress: (i, fraction) => {
+            progress.set(ready[i].job.id, fraction);
+            // Progress reaches subscribers at once, not only at the next lease renewal (at most twice a second).
+            if (Date.now() - lastBeat > 500) beat();
+          },
+        },
       );
       await beating;
       for (const [i, lease] of ready.entries()) {
@@ -185,9 +202,18 @@ export class Worker {
     return this.model;
   }
 
+  /** Speech chunks found by VAD; undefined for fixed 30 s windows. */
+  private async chunks(samples: Float32Array): Promise<Chunk[] | undefined> {
+    if (this.o.segmentation === 'fixed') return undefined;
+    this.vad ??= await SileroVad.load();
+    return speechChunksOf(this.vad, samples);
+  }
+
   private async unload(why: string): Promise<void> {
     if (!this.model) return;
     await this.model.dispose();
+    await this.vad?.release();
+    this.vad = null;
     this.model = null;
     this.o.log(`worker ${this.id}: model unloaded (${why})`);
   }

@@ -1,7 +1,8 @@
 // `murmur transcribe <audio> --model <dir>`: a local transcription, no server.
 import { Command, Option } from 'commander';
 import { decodeAudioFile } from '../../worker/audio/decode.ts';
-import { transcribeLong } from '../../worker/whisper/longAudio.ts';
+import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts';
+import { transcribeMany } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
 import { integer } from './main.ts';
 
@@ -17,12 +18,19 @@ export function transcribeCommand(): Command {
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8 (quantized), q4, …', 'fp32')
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
     .option('--threads <n>', 'threads per session (0: onnxruntime decides)', integer('--threads', 0), 0)
+    .addOption(new Option('--segmentation <how>', 'vad: decode the speech Silero VAD finds, in chunks of up to 30 s; fixed: every 30 s window').choices(['vad', 'fixed']).default('vad'))
     .action(async (audioPath: string, opts) => {
       const audio = await decodeAudioFile(audioPath);
       const model = await WhisperModel.load(opts.model, { dtype: opts.dtype, providers: opts.providers, threads: opts.threads });
       try {
         if (model.folder.synthetic) console.error('murmur: this model has random weights (a generated test model): its transcripts are meaningless');
-        const result = await transcribeLong(model, audio.samples, { language: opts.language, task: opts.task, timestamps: opts.timestamps });
+        let chunks: Chunk[] | undefined;
+        if (opts.segmentation === 'vad') {
+          const vad = await SileroVad.load();
+          chunks = await speechChunksOf(vad, audio.samples);
+          await vad.release();
+        }
+        const [result] = await transcribeMany(model, [{ samples: audio.samples, chunks, language: opts.language, task: opts.task, timestamps: opts.timestamps }]);
         if (opts.json) console.log(JSON.stringify(result));
         else if (opts.timestamps) for (const s of result.segments) console.log(`[${s.start.toFixed(2)} → ${s.end.toFixed(2)}] ${s.text}`);
         else console.log(result.text);

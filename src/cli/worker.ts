@@ -1,5 +1,5 @@
 // `murmur worker`: the worker program, here or on any machine that reaches the API.
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { Worker } from '../../worker/worker.ts';
 import { integer } from './main.ts';
 
@@ -24,6 +24,7 @@ export function workerCommand(): Command {
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8, …', 'fp32')
     .option('--threads <n>', 'intra-op threads per session (0: onnxruntime chooses)', integer('--threads', 0), 0)
+    .addOption(new Option('--segmentation <how>', 'vad: decode the speech Silero VAD finds; fixed: every 30 s window').choices(['vad', 'fixed']).default('vad'))
     .action(async (opts) => {
       const token = opts.token ?? process.env.MURMUR_WORKER_TOKEN;
       if (!token) throw Object.assign(new Error('no worker token: pass --token or set MURMUR_WORKER_TOKEN'), { code: 'UNAUTHENTICATED' });
@@ -40,6 +41,7 @@ export function workerCommand(): Command {
         providers: opts.providers,
         dtype: opts.dtype,
         threads: opts.threads,
+        segmentation: opts.segmentation,
         log: (line) => console.log(line),
       });
       process.once('SIGTERM', () => worker.stop());

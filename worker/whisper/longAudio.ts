@@ -1,9 +1,13 @@
-// Recordings of any length, many at once: each is cut into fixed 30 s windows
-// and the windows of all recordings are decoded as one batch, so a worker's
-// claimed jobs share encoder and decoder runs. (Voice-activity segmentation
-// replaces the fixed cut later.)
+// Recordings of any length, many at once: each is cut into chunks of at most
+// 30 s (the speech chunks voice-activity detection found, or fixed 30 s
+// windows) and the chunks of all recordings are decoded as one batch, so a
+// worker's claimed jobs share encoder and decoder runs. Times come out on each
+// recording's own timeline.
 import type { SegmentResult, Task, TimedSegment, WhisperModel } from './index.ts';
-import { SAMPLE_RATE, WINDOW_SAMPLES } from './features.ts';
+import { chunkAudio, recordingTime, type Chunk } from '../vad/speech.ts';
+import { WINDOW_SAMPLES } from './features.ts';
+
+const round = (t: number) => Math.round(t * 100) / 100;
 
 export interface Transcript {
   text: string;
@@ -16,6 +20,8 @@ export interface Transcript {
 export interface Recording {
   /** 16 kHz mono samples, any length. */
   samples: Float32Array;
+  /** What to decode, in order: chunks of sample ranges joined back to back, ≤ 30 s each (voice-activity segmentation); fixed 30 s windows when absent. None: nothing to decode. */
+  chunks?: Chunk[];
   language?: string;
   task?: Task;
   timestamps?: boolean;
@@ -27,21 +33,21 @@ export interface ManyOptions {
   onProgress?: (recording: number, fraction: number) => void;
 }
 
-export function fixedWindows(samples: Float32Array): { audio: Float32Array; offset: number }[] {
-  const windows: { audio: Float32Array; offset: number }[] = [];
-  for (let start = 0; start < samples.length; start += WINDOW_SAMPLES) {
-    windows.push({ audio: samples.subarray(start, start + WINDOW_SAMPLES), offset: start / SAMPLE_RATE });
-  }
+export function fixedWindows(length: number): Chunk[] {
+  const windows: Chunk[] = [];
+  for (let start = 0; start < length; start += WINDOW_SAMPLES) windows.push([{ start, end: Math.min(length, start + WINDOW_SAMPLES) }]);
   return windows;
 }
 
 export async function transcribeMany(model: WhisperModel, recordings: Recording[], options: ManyOptions = {}): Promise<Transcript[]> {
-  const windows = recordings.map((r) => fixedWindows(r.samples));
+  const chunks = recordings.map((r) => r.chunks ?? fixedWindows(r.samples.length));
+  const windows = recordings.map((r, i) => chunks[i].map((c) => ({ audio: chunkAudio(r.samples, c) })));
   // One language for a whole recording, from its first window (as openai/whisper does);
   // a recording of one window detects it in the batch itself.
   const languages: (string | undefined)[] = [];
   for (const [i, r] of recordings.entries()) {
     languages.push(r.language ?? (windows[i].length > 1 ? (await model.detectLanguage(windows[i][0].audio)).language : undefined));
+    if (windows[i].length === 0) options.onProgress?.(i, 1);
   }
   const owner = windows.flatMap((ws, i) => ws.map(() => i));
   const done = recordings.map(() => 0);
@@ -61,12 +67,9 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
     return {
       text: mine.map((r) => r.text).filter(Boolean).join(' '),
       language: mine[0]?.language ?? languages[i] ?? 'en',
-      segments: mine.flatMap((r) => r.segments),
+      // The runtime times each chunk from 0; on the recording, a chunk's spans sit where they were cut from.
+      segments: mine.flatMap((r, k) => r.segments.map((seg) => ({ ...seg, start: round(recordingTime(chunks[i][k], seg.start)), end: round(recordingTime(chunks[i][k], seg.end, true)) }))),
       tokens: mine.flatMap((r) => r.tokens),
     };
   });
-}
-
-export async function transcribeLong(model: WhisperModel, samples: Float32Array, options: Omit<Recording, 'samples'> = {}): Promise<Transcript> {
-  return (await transcribeMany(model, [{ samples, ...options }]))[0];
 }
