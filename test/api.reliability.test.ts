@@ -22,6 +22,7 @@ beforeAll(async () => {
   slow = await generatedModel({ dModel: 256, encoderLayers: 4, decoderLayers: 4, heads: 4, tokensPerWindow: 300 });
 });
 
+// A tone, not speech: these servers decode fixed 30 s windows, so every job costs the same.
 const long = () => wavBytes(tone(220, 30, 0.2).map((v, i) => v + 0.05 * Math.sin(i * 0.37)));
 const JOB = `query ($id: ID!) { job(id: $id) { id status attempts progress error { code message } result { text } } }`;
 const FOLLOW = `subscription ($id: ID!) { jobUpdated(id: $id) { id status attempts } }`;
@@ -40,7 +41,7 @@ const complete = (server: Server, jobId: string, leaseToken: number) =>
 
 describe('reliability', () => {
   it('a worker killed with SIGKILL mid-batch: its jobs finish on a new worker with attempts 2, none twice', async () => {
-    const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1' });
+    const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1', MURMUR_SEGMENTATION: 'fixed' });
     const audio = long();
     const ids = (await Promise.all([0, 1, 2, 3].map((i) => server.upload(audio, `long-${i}.wav`)))).map((r) => r.data.createJob.id as string);
     const [, pid] = await server.waitForLine(/\[worker (\d+)\] .*batch of 4 job/);
@@ -56,7 +57,7 @@ describe('reliability', () => {
   });
 
   it('cancel works on a pending job and on one a worker is processing', async () => {
-    const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_JOBS: '2' });
+    const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_JOBS: '2', MURMUR_SEGMENTATION: 'fixed' });
     const audio = long();
     const ids = (await Promise.all([0, 1, 2].map((i) => server.upload(audio, `c-${i}.wav`)))).map((r) => r.data.createJob.id as string);
     await server.waitForLine(/batch of 2 job/);
