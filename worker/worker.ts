@@ -187,6 +187,8 @@ export class Worker {
       for (const lease of live()) await fail(lease, err);
     } finally {
       clearInterval(timer);
+      // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
+      log(`worker ${this.id}: batch done; peak memory ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
     }
   }
 
