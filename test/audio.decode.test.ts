@@ -60,6 +60,10 @@ describe('decoding', () => {
       expect(js).toMatchObject({ format, sampleRate: rate, channels });
       expect(Math.abs(js.durationSeconds - reference.durationSeconds)).toBeLessThan(0.01);
       expect(relativeRms(reference.samples, js.samples)).toBeLessThan(tolerance);
+      // Probing without ffmpeg streams the file through the decoders (or reads the WAV header): the same facts.
+      const probed = await probeAudioFile(path, { ffmpeg: false });
+      expect(probed).toMatchObject({ format, sampleRate: rate, channels });
+      expect(Math.abs(probed.durationSeconds - reference.durationSeconds)).toBeLessThan(0.01);
     });
   }
 
@@ -91,7 +95,10 @@ describe('refusals', () => {
     it(`a cut ${name} is AUDIO_UNDECODABLE${js ? ' with either decoder' : ' (ffmpeg)'}`, async () => {
       const path = cut(name);
       await expect(probeAudioFile(path, { ffmpeg: true })).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE' });
-      if (js) await expect(decodeAudioFile(path, { ffmpeg: false })).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE' });
+      if (js) {
+        await expect(decodeAudioFile(path, { ffmpeg: false })).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE' });
+        await expect(probeAudioFile(path, { ffmpeg: false })).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE' });
+      }
     });
   }
 

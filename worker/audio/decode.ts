@@ -4,14 +4,15 @@
 // libsamplerate for the resampling. Refusals are typed: AUDIO_EMPTY,
 // AUDIO_UNDECODABLE (not audio, or cut short), AUDIO_UNSUPPORTED,
 // AUDIO_TOO_LONG.
+import { createReadStream } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { SAMPLE_RATE } from '../whisper/features.ts';
 import { AudioError } from './errors.ts';
 import { ffmpegAvailable, ffmpegDecode, ffprobe } from './ffmpeg.ts';
 import { flacDeclaredSeconds, oggComplete, sniffFormat, type AudioFormat } from './formats.ts';
-import { wavDataShortfall } from './wav.ts';
-import { decodeWithJs } from './jsDecoders.ts';
+import { wavDataShortfall, wavFacts } from './wav.ts';
+import { countWithJs, decodeWithJs } from './jsDecoders.ts';
 import { mixToMono, resampleTo16k } from './resample.ts';
 
 export interface AudioFacts {
@@ -38,7 +39,7 @@ export async function decodeAudioFile(path: string, options: DecodeOptions & { n
   return (await decode(path, options.name ?? basename(path), options, true)) as DecodedAudio;
 }
 
-/** Checks that the file decodes whole, and returns its facts without keeping the samples (when ffmpeg decodes). */
+/** Checks that the file decodes whole, and returns its facts without keeping the samples or holding the file in memory. */
 export async function probeAudioFile(path: string, options: DecodeOptions & { name?: string } = {}): Promise<AudioFacts> {
   const { samples: _, ...facts } = (await decode(path, options.name ?? basename(path), options, false)) as DecodedAudio;
   return facts;
@@ -80,6 +81,14 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
     return { format, sampleRate: probe.sampleRate, channels: probe.channels, durationSeconds: seconds, ...(keep && { samples }) };
   }
 
+  if (!keep) {
+    // Probing without ffmpeg: the WAV header, or the decoders fed 1 MB at a time, so the file is never whole in memory.
+    const { frames, sampleRate, channels } = format === 'wav' ? wavFacts(head, name) : await countWithJs(createReadStream(path, { highWaterMark: 1 << 20 }), format, name);
+    if (frames === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
+    if (format === 'flac') truncated(name, frames / sampleRate, flacDeclaredSeconds(head), '');
+    tooLong(frames / sampleRate);
+    return { format, sampleRate, channels, durationSeconds: Math.round((frames / sampleRate) * SAMPLE_RATE) / SAMPLE_RATE };
+  }
   const pcm = await decodeWithJs(await readFile(path), format, name);
   const length = pcm.channelData[0]?.length ?? 0;
   if (length === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);

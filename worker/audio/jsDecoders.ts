@@ -10,10 +10,13 @@ import { AudioError } from './errors.ts';
 import type { AudioFormat } from './formats.ts';
 import { readWav, type PcmChannels } from './wav.ts';
 
+type Decoded = PcmChannels & { samplesDecoded: number; errors: { message: string }[] };
+
 interface WasmDecoder {
   ready: Promise<void>;
-  decodeFile?: (data: Uint8Array) => Promise<PcmChannels & { errors: { message: string }[] }>;
-  decode: (data: Uint8Array) => (PcmChannels & { errors: { message: string }[] }) | Promise<PcmChannels & { errors: { message: string }[] }>;
+  decodeFile?: (data: Uint8Array) => Promise<Decoded>;
+  decode: (data: Uint8Array) => Decoded | Promise<Decoded>;
+  flush?: () => Promise<Decoded>;
   free: () => void;
 }
 
@@ -37,4 +40,34 @@ export async function decodeWithJs(bytes: Uint8Array, format: AudioFormat, name:
   } finally {
     decoder.free();
   }
+}
+
+/**
+ * Decodes chunk by chunk, keeping nothing but the count: what the API needs to
+ * check an upload without holding it in memory. Returns samples per channel,
+ * the rate and the channel count.
+ */
+export async function countWithJs(chunks: AsyncIterable<Uint8Array>, format: AudioFormat, name: string): Promise<{ frames: number; sampleRate: number; channels: number }> {
+  const make = WASM[format];
+  if (!make) throw new AudioError('AUDIO_UNSUPPORTED', `${name} is ${format.toUpperCase()}, which needs ffmpeg: install it (Debian: apt-get install ffmpeg)`);
+  const decoder = make();
+  let frames = 0;
+  let sampleRate = 0;
+  let channels = 0;
+  const take = (out: Decoded) => {
+    if (out.errors.length > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is damaged or cut short: ${out.errors[0].message}`);
+    frames += out.samplesDecoded;
+    if (out.samplesDecoded > 0) {
+      sampleRate = out.sampleRate;
+      channels = out.channelData.length;
+    }
+  };
+  try {
+    await decoder.ready;
+    for await (const chunk of chunks) take(await decoder.decode(chunk));
+    if (decoder.flush) take(await decoder.flush());
+  } finally {
+    decoder.free();
+  }
+  return { frames, sampleRate, channels };
 }

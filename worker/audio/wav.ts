@@ -62,6 +62,24 @@ export function wavDataShortfall(head: Uint8Array, fileSize: number): number {
   return 0;
 }
 
+/** Rate, channels and length from the RIFF header alone (for probing without reading the samples). */
+export function wavFacts(head: Uint8Array, name: string): { frames: number; sampleRate: number; channels: number } {
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  let fmt: { channels: number; sampleRate: number; blockAlign: number } | null = null;
+  let at = 12;
+  while (at + 8 <= head.length) {
+    const id = String.fromCharCode(...head.subarray(at, at + 4));
+    const size = view.getUint32(at + 4, true);
+    if (id === 'fmt ' && at + 24 <= head.length) fmt = { channels: view.getUint16(at + 10, true), sampleRate: view.getUint32(at + 12, true), blockAlign: view.getUint16(at + 20, true) };
+    if (id === 'data') {
+      if (!fmt || fmt.blockAlign === 0 || fmt.sampleRate === 0) break;
+      return { frames: Math.floor(size / fmt.blockAlign), sampleRate: fmt.sampleRate, channels: fmt.channels };
+    }
+    at += 8 + size + (size % 2);
+  }
+  throw new AudioError('AUDIO_UNDECODABLE', `${name} is not a WAV file this decoder reads: no format and data chunks in its header`);
+}
+
 /** A 16 kHz WAV as mono samples, synchronously (fixtures, benchmarks); anything else goes through decodeAudioFile. */
 export function decodeWav(bytes: Uint8Array, name = 'input'): { samples: Float32Array; channels: number; durationSeconds: number } {
   const { channelData, sampleRate } = readWav(bytes, name);
