@@ -1,11 +1,11 @@
 // Load on the API alone: createJob with a small WAV (multipart) and job(id)
 // queries, from autocannon against `murmur serve` in a child process (no
 // workers, so the numbers are the API's and the queue's). Prints requests per
-// second and latency percentiles.
+// second and latency percentiles. Needs ffmpeg for the MP3 case.
 //
 //   npm run bench:api            (or: npx tsx bench/api-load.ts [--seconds 10] [--connections 10])
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -41,12 +41,18 @@ const part = (name: string, body: Buffer | string, filename?: string) =>
     Buffer.isBuffer(body) ? body : Buffer.from(body),
     Buffer.from('\r\n'),
   ]);
-const multipart = Buffer.concat([
-  part('operations', JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } })),
-  part('map', JSON.stringify({ 0: ['variables.file'] })),
-  part('0', audio, 'tone.wav'),
-  Buffer.from(`--${boundary}--\r\n`),
-]);
+const multipartOf = (file: Buffer, name: string) =>
+  Buffer.concat([
+    part('operations', JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } })),
+    part('map', JSON.stringify({ 0: ['variables.file'] })),
+    part('0', file, name),
+    Buffer.from(`--${boundary}--\r\n`),
+  ]);
+const multipart = multipartOf(audio, 'tone.wav');
+// The same second as MP3: compressed uploads are probed by ffprobe and decoded whole by ffmpeg (two processes each).
+writeFileSync(join(dir, 'tone.wav'), audio);
+execFileSync('ffmpeg', ['-v', 'error', '-i', join(dir, 'tone.wav'), '-b:a', '64k', join(dir, 'tone.mp3')]);
+const mp3 = readFileSync(join(dir, 'tone.mp3'));
 
 const first = await fetch(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart }).then((r) => r.json());
 const id = first.data.createJob.id;
@@ -61,6 +67,7 @@ async function load(title: string, opts: Omit<autocannon.Options, 'url'>) {
 
 console.log(`murmur API on ${url}: ${connections} connections, ${duration} s each, 2 cores shared by server and load generator`);
 await load('createJob (1 s WAV, 32 kB)', { headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart });
+await load(`createJob (1 s MP3, ${(mp3.length / 1000).toFixed(0)} kB)`, { headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipartOf(mp3, 'tone.mp3') });
 // GraphQL errors travel with status 200: count the jobs that really exist.
 const stats = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ queue { pending } }' }) }).then((r) => r.json());
 console.log(`${''.padEnd(34)} jobs in the queue afterwards: ${stats.data.queue.pending}`);
