@@ -10,10 +10,13 @@ import { basename } from 'node:path';
 import { SAMPLE_RATE } from '../whisper/features.ts';
 import { AudioError } from './errors.ts';
 import { ffmpegAvailable, ffmpegDecode, ffprobe } from './ffmpeg.ts';
-import { flacDeclaredSeconds, oggComplete, sniffFormat, type AudioFormat } from './formats.ts';
+import { flacDeclaredSeconds, JS_FORMATS, mp3DeclaredSeconds, oggComplete, sniffFormat, type AudioFormat } from './formats.ts';
 import { wavDataShortfall, wavFacts } from './wav.ts';
 import { countWithJs, decodeWithJs } from './jsDecoders.ts';
 import { mixToMono, resampleTo16k } from './resample.ts';
+
+/** Up to this size, a file the WebAssembly decoders read is probed in-process (~4 minutes of 128 kb/s MP3). */
+const IN_PROCESS_PROBE_BYTES = 4 * 1024 * 1024;
 
 export interface AudioFacts {
   format: AudioFormat;
@@ -79,7 +82,12 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   // (the API's createJob went from 188 to 8 requests a second when every WAV went through ffmpeg).
   if (!keep && format === 'wav') return factsOf(format, wavFacts(head, name));
 
-  if (useFfmpeg) {
+  // Small files in the formats the WebAssembly decoders read are probed in this process: two ffmpeg
+  // process starts cost ~280 ms of CPU an upload (7 createJob/s for 1 s MP3s on 2 cores), decoding
+  // a few MB here a few milliseconds at a time. Longer files go to ffmpeg, off the event loop.
+  const inProcess = !keep && JS_FORMATS.includes(format) && size <= IN_PROCESS_PROBE_BYTES;
+
+  if (useFfmpeg && !inProcess) {
     const probe = await ffprobe(path, name);
     if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds);
     const { samples, count, warnings } = await ffmpegDecode(path, name, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE);
@@ -92,18 +100,21 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
 
   if (!keep) {
     // Probing without ffmpeg: the decoders fed 1 MB at a time, so the file is never whole in memory.
-    const counted = await countWithJs(createReadStream(path, { highWaterMark: 1 << 20 }), format, name);
-    if (format === 'flac' && counted.frames > 0) truncated(name, counted.frames / counted.sampleRate, flacDeclaredSeconds(head), '');
+    const counted = await countWithJs(createReadStream(path, { highWaterMark: 256 * 1024 }), format, name);
+    if (counted.frames > 0) truncated(name, counted.frames / counted.sampleRate, declaredSeconds(format, head), '');
     return factsOf(format, counted);
   }
   const pcm = await decodeWithJs(await readFile(path), format, name);
   const length = pcm.channelData[0]?.length ?? 0;
   if (length === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
-  if (format === 'flac') truncated(name, length / pcm.sampleRate, flacDeclaredSeconds(head), '');
+  truncated(name, length / pcm.sampleRate, declaredSeconds(format, head), '');
   tooLong(length / pcm.sampleRate);
   const samples = await resampleTo16k(mixToMono(pcm.channelData), pcm.sampleRate);
   return { format, sampleRate: pcm.sampleRate, channels: pcm.channelData.length, durationSeconds: samples.length / SAMPLE_RATE, samples };
 }
+
+/** The length a file's own headers declare, where the JavaScript path can read it. */
+const declaredSeconds = (format: AudioFormat, head: Uint8Array) => (format === 'flac' ? flacDeclaredSeconds(head) : format === 'mp3' ? mp3DeclaredSeconds(head) : null);
 
 /**
  * A file cut short decodes to less than its headers declare, or makes ffmpeg

@@ -52,3 +52,28 @@ export function flacDeclaredSeconds(head: Uint8Array): number | null {
   const total = (head[21] & 0x0f) * 2 ** 32 + ((head[22] << 24) >>> 0) + (head[23] << 16) + (head[24] << 8) + head[25];
   return rate > 0 && total > 0 ? total / rate : null;
 }
+
+/**
+ * An MP3's length as its Xing/Info tag declares it (LAME and most encoders
+ * write one), from the first frame; null without a tag. A cut MP3 is
+ * otherwise a valid shorter MP3.
+ */
+export function mp3DeclaredSeconds(head: Uint8Array): number | null {
+  let at = 0;
+  if (head[0] === 0x49 && head[1] === 0x44 && head[2] === 0x33) {
+    // ID3v2: a 10-byte header, a syncsafe size, and a 10-byte footer when flagged.
+    at = 10 + ((head[6] & 0x7f) << 21) + ((head[7] & 0x7f) << 14) + ((head[8] & 0x7f) << 7) + (head[9] & 0x7f) + (head[5] & 0x10 ? 10 : 0);
+  }
+  if (at + 4 > head.length || head[at] !== 0xff || (head[at + 1] & 0xe0) !== 0xe0) return null;
+  const version = (head[at + 1] >> 3) & 3; // 3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5
+  const rates = version === 3 ? [44100, 48000, 32000] : version === 2 ? [22050, 24000, 16000] : [11025, 12000, 8000];
+  const rate = rates[(head[at + 2] >> 2) & 3];
+  const mono = head[at + 3] >> 6 === 3;
+  const tag = at + 4 + (version === 3 ? (mono ? 17 : 32) : mono ? 9 : 17);
+  if (!rate || tag + 12 > head.length) return null;
+  const id = String.fromCharCode(...head.subarray(tag, tag + 4));
+  if (id !== 'Xing' && id !== 'Info') return null;
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (!(view.getUint32(tag + 4) & 1)) return null;
+  return (view.getUint32(tag + 8) * (version === 3 ? 1152 : 576)) / rate;
+}
