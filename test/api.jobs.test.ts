@@ -78,6 +78,8 @@ describe('a job', () => {
     const batches = server.lines.slice(before).flatMap((l) => [...l.matchAll(/batch of (\d+) job/g)].map((m) => Number(m[1])));
     expect(batches.reduce((a, b) => a + b, 0)).toBe(20);
     expect(Math.max(...batches)).toBeGreaterThan(1);
+    // 20 jobs at 8 a batch want more than one worker: the server started a second (its maximum).
+    expect(server.lines.filter((l) => / started: \d+ job\(s\) waiting/.test(l))).toHaveLength(2);
   });
 
   it('an idempotency key returns the same job instead of a second one', async () => {
