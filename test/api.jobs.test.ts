@@ -74,6 +74,8 @@ describe('a job', () => {
     const finals = await Promise.all(ids.map((id) => collect<{ jobUpdated: any }>(client, FOLLOW, { id }).then((u) => u.at(-1)!.jobUpdated)));
     await client.dispose();
     expect(finals.every((j) => j.status === 'DONE' && j.attempts === 1)).toBe(true);
+    // The same audio gives the same transcript, whatever else shared its batch.
+    expect(new Set(finals.map((j) => JSON.stringify(j.result.segments))).size).toBe(1);
     // What the workers reported: batch sizes of their claims.
     const batches = server.lines.slice(before).flatMap((l) => [...l.matchAll(/batch of (\d+) job/g)].map((m) => Number(m[1])));
     expect(batches.reduce((a, b) => a + b, 0)).toBe(20);

@@ -48,6 +48,16 @@ describe('voice activity', () => {
     }
   });
 
+  it('gives each recording the same probabilities alone or after another, and refuses two at once', async () => {
+    const other = recording(RECORDINGS[2]);
+    const fresh = await (await SileroVad.load()).probabilities(other);
+    await vad.probabilities(audio);
+    expect(await vad.probabilities(other)).toEqual(fresh);
+    const [first, second] = await Promise.allSettled([vad.probabilities(audio), vad.probabilities(other)]);
+    expect(first.status).toBe('fulfilled');
+    expect(second).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: expect.stringMatching(/one recording at a time/) }) });
+  });
+
   it('packs regions into chunks of at most 30 s, in order, and splits longer speech', async () => {
     const talk = recording(RECORDINGS[3]);
     const long = new Float32Array(RATE * 75);

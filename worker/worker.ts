@@ -157,7 +157,9 @@ export class Worker {
       const ready = live().filter((l) => audio.has(l.job.id));
       if (ready.length === 0) return;
       const model = await this.load();
-      const chunks = await Promise.all(ready.map((l) => this.chunks(audio.get(l.job.id)!)));
+      // One after another: Silero carries a recurrent state through each recording.
+      const chunks: (Chunk[] | undefined)[] = [];
+      for (const l of ready) chunks.push(await this.chunks(audio.get(l.job.id)!));
       const speech = chunks.flat(2).reduce((t, x) => t + (x ? x.end - x.start : 0), 0) / 16000;
       if (this.o.segmentation === 'vad') log(`worker ${this.id}: ${chunks.reduce((n, c) => n + c!.length, 0)} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
       const transcripts = await transcribeMany(

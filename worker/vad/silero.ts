@@ -12,8 +12,20 @@ export class SileroVad {
     return new SileroVad(await silero.loadSileroVad('default', { sessionOptions: { intraOpNumThreads: 1, interOpNumThreads: 1 } }));
   }
 
-  /** Speech probability of each 512-sample frame; the last, partial frame is zero-padded. */
+  private busy = false;
+
+  /** Speech probability of each 512-sample frame; the last, partial frame is zero-padded. One recording at a time: the model's state runs through it. */
   async probabilities(samples: Float32Array): Promise<Float32Array> {
+    if (this.busy) throw new Error('SileroVad.probabilities is already running: its recurrent state serves one recording at a time');
+    this.busy = true;
+    try {
+      return await this.run(samples);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async run(samples: Float32Array): Promise<Float32Array> {
     this.vad.resetStates();
     const frames = Math.ceil(samples.length / FRAME_SAMPLES);
     const out = new Float32Array(frames);
