@@ -28,6 +28,7 @@ export interface LeaseFields {
   job: JobFields;
   leaseToken: number;
   leaseExpiresAt: string;
+  leaseSeconds: number;
   audioUrl: string;
 }
 
@@ -50,7 +51,7 @@ export class ApiClient {
     const data = await this.call<{ claimJobs: LeaseFields[] }>(
       `mutation Claim($input: ClaimInput!) {
         claimJobs(input: $input) {
-          leaseToken leaseExpiresAt audioUrl
+          leaseToken leaseExpiresAt leaseSeconds audioUrl
           job { id input { filename durationSeconds } options { language task timestamps } }
         }
       }`,

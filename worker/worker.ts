@@ -116,8 +116,9 @@ export class Worker {
         .catch((err) => log(`worker ${this.id}: heartbeat failed: ${err.message}`))
         .finally(() => (beating = null));
     };
-    const leaseMs = Math.min(...leases.map((l) => Date.parse(l.leaseExpiresAt))) - Date.now();
-    const timer = setInterval(beat, Math.max(100, leaseMs / 3));
+    // Three heartbeats a lease, timed by the lease's length rather than its expiry: the clocks of a
+    // remote worker and the API need not agree.
+    const timer = setInterval(beat, Math.max(100, (Math.min(...leases.map((l) => l.leaseSeconds)) * 1000) / 3));
 
     const finish = async (lease: LeaseFields, outcome: () => Promise<void>) => {
       if (dropped.has(lease.job.id)) return;

@@ -16,6 +16,7 @@ const LeaseRef = builder.objectRef<Lease & { audioUrl: string }>('Lease').implem
     job: t.field({ type: JobRef, resolve: (l) => l.job }),
     leaseToken: t.exposeInt('leaseToken', { description: 'the fencing token: progress, complete and fail must present it' }),
     leaseExpiresAt: t.field({ type: 'DateTime', resolve: (l) => l.leaseExpiresAt }),
+    leaseSeconds: t.float({ description: 'how long a lease lasts without a heartbeat: heartbeat well within it (the worker\'s clock need not agree with leaseExpiresAt)', resolve: (_l, _args, ctx) => ctx.config.leaseSeconds }),
     audioUrl: t.exposeString('audioUrl', { description: 'GET it with the worker token' }),
   }),
 });
