@@ -51,21 +51,13 @@ export async function probeAudioFile(path: string, options: DecodeOptions & { na
 async function decode(path: string, name: string, options: DecodeOptions, keep: boolean): Promise<AudioFacts & { samples?: Float32Array }> {
   const size = (await stat(path)).size;
   if (size === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
-  const head = Buffer.alloc(Math.min(size, 4096));
-  const tail = Buffer.alloc(Math.min(size, 65536));
-  const file = await open(path);
-  try {
-    await file.read(head, 0, head.length, 0);
-    await file.read(tail, 0, tail.length, size - tail.length);
-  } finally {
-    await file.close();
-  }
+  const head = await readAt(path, 0, Math.min(size, 4096));
   const format = sniffFormat(head);
   if (!format) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio murmur reads (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM)`);
   // Cut files that decoders take for shorter recordings, told from the container itself.
   const shortfall = format === 'wav' ? wavDataShortfall(head, size) : 0;
   if (shortfall > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: its data chunk is ${shortfall} bytes shorter than its header says`);
-  if ((format === 'ogg' || format === 'opus') && !oggComplete(tail)) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
+  if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536)))) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
   const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
   const tooLong = (seconds: number) => {
     if (options.maxSeconds !== undefined && seconds > options.maxSeconds) {
@@ -99,18 +91,28 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   }
 
   if (!keep) {
-    // Probing without ffmpeg: the decoders fed 1 MB at a time, so the file is never whole in memory.
+    // Probing in-process: the decoders fed 256 kB at a time, so the file is never whole in memory.
     const counted = await countWithJs(createReadStream(path, { highWaterMark: 256 * 1024 }), format, name);
     if (counted.frames > 0) truncated(name, counted.frames / counted.sampleRate, declaredSeconds(format, head), '');
     return factsOf(format, counted);
   }
   const pcm = await decodeWithJs(await readFile(path), format, name);
-  const length = pcm.channelData[0]?.length ?? 0;
-  if (length === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
-  truncated(name, length / pcm.sampleRate, declaredSeconds(format, head), '');
-  tooLong(length / pcm.sampleRate);
+  const frames = pcm.channelData[0]?.length ?? 0;
+  if (frames > 0) truncated(name, frames / pcm.sampleRate, declaredSeconds(format, head), '');
+  const facts = factsOf(format, { frames, sampleRate: pcm.sampleRate, channels: pcm.channelData.length });
   const samples = await resampleTo16k(mixToMono(pcm.channelData), pcm.sampleRate);
-  return { format, sampleRate: pcm.sampleRate, channels: pcm.channelData.length, durationSeconds: samples.length / SAMPLE_RATE, samples };
+  return { ...facts, durationSeconds: samples.length / SAMPLE_RATE, samples };
+}
+
+async function readAt(path: string, position: number, length: number): Promise<Buffer> {
+  const file = await open(path);
+  try {
+    const out = Buffer.alloc(length);
+    await file.read(out, 0, length, position);
+    return out;
+  } finally {
+    await file.close();
+  }
 }
 
 /** The length a file's own headers declare, where the JavaScript path can read it. */

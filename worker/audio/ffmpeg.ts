@@ -25,7 +25,7 @@ export interface ProbedStream {
 
 export async function ffprobe(path: string, name: string): Promise<ProbedStream> {
   const { stdout, stderr, code } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', path]);
-  if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio ffmpeg can read: ${firstLine(stderr)}`);
+  if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio ffmpeg can read: ${lastLine(stderr)}`);
   const info = JSON.parse(stdout) as { format?: { format_name?: string; duration?: string }; streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[] };
   const audio = info.streams?.find((s) => s.codec_type === 'audio');
   if (!audio) throw new AudioError('AUDIO_UNDECODABLE', `${name} has no audio stream`);
@@ -69,7 +69,7 @@ export async function ffmpegDecode(path: string, name: string, keep = true, expe
   }
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
   // Warnings too: a cut or damaged file often decodes with only a warning ("corrupt input packet").
-  if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded: ${firstLine(stderr)}`);
+  if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded: ${lastLine(stderr)}`);
   return { samples: keep ? out.subarray(0, count) : out, count, warnings: stderr };
 }
 
@@ -85,4 +85,4 @@ function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: str
   });
 }
 
-const firstLine = (text: string) => text.trim().split('\n').at(-1)?.replace(/^.*?: /, '') || 'no details';
+const lastLine = (text: string) => text.trim().split('\n').at(-1)?.replace(/^.*?: /, '') || 'no details';

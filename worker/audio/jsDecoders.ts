@@ -1,5 +1,5 @@
 // Decoders in JavaScript and WebAssembly for installations without ffmpeg:
-// node-wav for WAV, and eshaz's wasm-audio-decoders (mpg123, libFLAC,
+// wavefile for WAV, and eshaz's wasm-audio-decoders (mpg123, libFLAC,
 // libvorbis, libopus) for MP3, FLAC, OGG Vorbis and Opus. They take the whole
 // file and return every channel at the file's own rate.
 import { FLACDecoder } from '@wasm-audio-decoders/flac';
@@ -27,15 +27,24 @@ const WASM: Partial<Record<AudioFormat, () => WasmDecoder>> = {
   opus: () => new OggOpusDecoder() as unknown as WasmDecoder,
 };
 
-export async function decodeWithJs(bytes: Uint8Array, format: AudioFormat, name: string): Promise<PcmChannels> {
-  if (format === 'wav') return readWav(bytes, name);
+async function wasmDecoder(format: AudioFormat, name: string): Promise<WasmDecoder> {
   const make = WASM[format];
   if (!make) throw new AudioError('AUDIO_UNSUPPORTED', `${name} is ${format.toUpperCase()}, which needs ffmpeg: install it (Debian: apt-get install ffmpeg)`);
   const decoder = make();
+  await decoder.ready;
+  return decoder;
+}
+
+function checked(out: Decoded, name: string): Decoded {
+  if (out.errors.length > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is damaged or cut short: ${out.errors[0].message}`);
+  return out;
+}
+
+export async function decodeWithJs(bytes: Uint8Array, format: AudioFormat, name: string): Promise<PcmChannels> {
+  if (format === 'wav') return readWav(bytes, name);
+  const decoder = await wasmDecoder(format, name);
   try {
-    await decoder.ready;
-    const out = await (decoder.decodeFile ? decoder.decodeFile(bytes) : decoder.decode(bytes));
-    if (out.errors.length > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is damaged or cut short: ${out.errors[0].message}`);
+    const out = checked(await (decoder.decodeFile ? decoder.decodeFile(bytes) : decoder.decode(bytes)), name);
     return { channelData: out.channelData, sampleRate: out.sampleRate };
   } finally {
     decoder.free();
@@ -48,14 +57,12 @@ export async function decodeWithJs(bytes: Uint8Array, format: AudioFormat, name:
  * the rate and the channel count.
  */
 export async function countWithJs(chunks: AsyncIterable<Uint8Array>, format: AudioFormat, name: string): Promise<{ frames: number; sampleRate: number; channels: number }> {
-  const make = WASM[format];
-  if (!make) throw new AudioError('AUDIO_UNSUPPORTED', `${name} is ${format.toUpperCase()}, which needs ffmpeg: install it (Debian: apt-get install ffmpeg)`);
-  const decoder = make();
+  const decoder = await wasmDecoder(format, name);
   let frames = 0;
   let sampleRate = 0;
   let channels = 0;
-  const take = (out: Decoded) => {
-    if (out.errors.length > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is damaged or cut short: ${out.errors[0].message}`);
+  const take = (decoded: Decoded) => {
+    const out = checked(decoded, name);
     frames += out.samplesDecoded;
     if (out.samplesDecoded > 0) {
       sampleRate = out.sampleRate;
@@ -63,7 +70,6 @@ export async function countWithJs(chunks: AsyncIterable<Uint8Array>, format: Aud
     }
   };
   try {
-    await decoder.ready;
     for await (const chunk of chunks) take(await decoder.decode(chunk));
     if (decoder.flush) take(await decoder.flush());
   } finally {

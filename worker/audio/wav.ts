@@ -51,31 +51,31 @@ export function readWav(bytes: Uint8Array, name = 'input'): PcmChannels {
  * most decoders, as a shorter recording.
  */
 export function wavDataShortfall(head: Uint8Array, fileSize: number): number {
-  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  let at = 12;
-  while (at + 8 <= head.length) {
-    const id = String.fromCharCode(...head.subarray(at, at + 4));
-    const size = view.getUint32(at + 4, true);
+  for (const { id, at, size } of riffChunks(head)) {
     if (id === 'data') return size === 0xffffffff || size === 0 ? 0 : Math.max(0, at + 8 + size - fileSize);
-    at += 8 + size + (size % 2);
   }
   return 0;
 }
 
+/** The RIFF chunks whose headers lie within `head`: id, offset of the chunk header, declared size. */
+function* riffChunks(head: Uint8Array): Generator<{ id: string; at: number; size: number; view: DataView }> {
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  for (let at = 12; at + 8 <= head.length; ) {
+    const size = view.getUint32(at + 4, true);
+    yield { id: String.fromCharCode(...head.subarray(at, at + 4)), at, size, view };
+    at += 8 + size + (size % 2);
+  }
+}
+
 /** Rate, channels and length from the RIFF header alone (for probing without reading the samples). */
 export function wavFacts(head: Uint8Array, name: string): { frames: number; sampleRate: number; channels: number } {
-  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
   let fmt: { channels: number; sampleRate: number; blockAlign: number } | null = null;
-  let at = 12;
-  while (at + 8 <= head.length) {
-    const id = String.fromCharCode(...head.subarray(at, at + 4));
-    const size = view.getUint32(at + 4, true);
+  for (const { id, at, size, view } of riffChunks(head)) {
     if (id === 'fmt ' && at + 24 <= head.length) fmt = { channels: view.getUint16(at + 10, true), sampleRate: view.getUint32(at + 12, true), blockAlign: view.getUint16(at + 20, true) };
     if (id === 'data') {
       if (!fmt || fmt.blockAlign === 0 || fmt.sampleRate === 0) break;
       return { frames: Math.floor(size / fmt.blockAlign), sampleRate: fmt.sampleRate, channels: fmt.channels };
     }
-    at += 8 + size + (size % 2);
   }
   throw new AudioError('AUDIO_UNDECODABLE', `${name} is not a WAV file this decoder reads: no format and data chunks in its header`);
 }
