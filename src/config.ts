@@ -29,6 +29,15 @@ const schema = z.object({
   MURMUR_DTYPE: z.string().default('fp32'),
   MURMUR_THREADS: count.default(0),
   MURMUR_SEGMENTATION: z.enum(['vad', 'fixed']).default('vad'),
+  MURMUR_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL (leave it unset for the SQLite file in MURMUR_DATA_DIR)').optional(),
+  MURMUR_DATABASE_WAIT_SECONDS: seconds.default(30),
+  MURMUR_SMALL_JOB_SECONDS: seconds.default(120),
+  MURMUR_WORKER_POOL: z.enum(['cpu', 'gpu']).default('cpu'),
+  MURMUR_S3_BUCKET: z.string().optional(),
+  MURMUR_S3_ENDPOINT: z.string().url('must be a URL such as http://minio:9000').optional(),
+  MURMUR_S3_FORCE_PATH_STYLE: z.enum(['0', '1', 'true', 'false']).default('false'),
+  MURMUR_S3_PREFIX: z.string().default(''),
+  MURMUR_UPLOAD_EXPIRY_SECONDS: z.coerce.number().int().min(60).default(3600),
 });
 
 export interface Config {
@@ -56,6 +65,18 @@ export interface Config {
   dtype: string;
   threads: number;
   segmentation: 'vad' | 'fixed';
+  /** PostgreSQL; unset: the SQLite file in the data directory. */
+  databaseUrl: string | undefined;
+  /** How long to wait at start for a database that does not answer yet. */
+  databaseWaitSeconds: number;
+  /** Jobs up to this long go to cpu workers; longer ones to gpu workers while any is live. */
+  smallJobSeconds: number;
+  /** The pool of the workers this instance spawns. */
+  workerPool: 'cpu' | 'gpu';
+  /** Audio in S3 (set) or in the data directory (unset). */
+  s3: { bucket: string; endpoint?: string; forcePathStyle: boolean; prefix: string } | undefined;
+  /** How long a presigned upload URL stays valid, and how long an upload no job took is kept. */
+  uploadExpirySeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -91,5 +112,13 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dtype: e.MURMUR_DTYPE,
     threads: e.MURMUR_THREADS,
     segmentation: e.MURMUR_SEGMENTATION,
+    databaseUrl: e.MURMUR_DATABASE_URL,
+    databaseWaitSeconds: e.MURMUR_DATABASE_WAIT_SECONDS,
+    smallJobSeconds: e.MURMUR_SMALL_JOB_SECONDS,
+    workerPool: e.MURMUR_WORKER_POOL,
+    s3: e.MURMUR_S3_BUCKET
+      ? { bucket: e.MURMUR_S3_BUCKET, endpoint: e.MURMUR_S3_ENDPOINT, forcePathStyle: ['1', 'true'].includes(e.MURMUR_S3_FORCE_PATH_STYLE), prefix: e.MURMUR_S3_PREFIX }
+      : undefined,
+    uploadExpirySeconds: e.MURMUR_UPLOAD_EXPIRY_SECONDS,
   };
 }

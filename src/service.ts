@@ -1,17 +1,19 @@
-// The embedded service on one machine: SQLite queue, local blob directory,
-// the API, the lease sweeper, and the supervisor that runs workers as child
-// processes. `murmur serve` (and `npm start`) run this.
+// One murmur service: the API over the queue (SQLite or PostgreSQL) and the
+// blob store (a folder or S3), the lease and upload sweepers, and the
+// supervisor that runs workers as child processes. `murmur serve` (and
+// `npm start`) run this; with PostgreSQL any number of them share the work.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
 import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
 import { createApiServer } from './api/server.ts';
-import { WorkerRegistry } from './api/workers.ts';
+import { UPLOAD_PREFIX } from './api/presignedUploads.ts';
 import type { Config } from './config.ts';
-import { openDatabase } from './queue/database.ts';
-import { JobQueue } from './queue/queue.ts';
-import { LocalBlobStore } from './storage/blobStore.ts';
+import type { JobQueue } from './queue/jobQueue.ts';
+import { openQueue } from './queue/open.ts';
+import type { BlobStore } from './storage/blobStore.ts';
+import { openBlobStore } from './storage/open.ts';
 import { Supervisor } from './supervisor/supervisor.ts';
 
 const BIN = fileURLToPath(new URL('./cli/bin.js', import.meta.url));
@@ -19,26 +21,16 @@ const BIN = fileURLToPath(new URL('./cli/bin.js', import.meta.url));
 export interface Service {
   url: string;
   queue: JobQueue;
+  store: BlobStore;
   supervisor: Supervisor;
   close(): Promise<void>;
 }
 
 export async function startService(config: Config, log: (line: string) => void = console.log): Promise<Service> {
   const modelDir = config.modelDir ?? (await syntheticModel(config.dataDir, log));
-  const db = openDatabase(join(config.dataDir, 'murmur.sqlite'));
-  const queue = new JobQueue(db, {
-    leaseMs: config.leaseSeconds * 1000,
-    maxAttempts: config.maxAttempts,
-    retryBaseMs: config.retryBaseSeconds * 1000,
-    retryMaxMs: config.retryMaxSeconds * 1000,
-  });
-  const store = new LocalBlobStore(join(config.dataDir, 'blobs'));
-  // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
-  queue.events.on('job', (job) => {
-    if (job.status === 'DONE') store.delete(job.blobKey).catch((err) => log(`could not delete the audio of job ${job.id}: ${err.message}`));
-  });
-  const workers = new WorkerRegistry(config.leaseSeconds * 1000 + 60_000);
-  const api = createApiServer({ config, queue, store, workers, log });
+  const store = await openBlobStore(config, log);
+  const queue = await openQueue(config, log);
+  const api = createApiServer({ config, queue, store, log });
   await new Promise<void>((resolve, reject) => {
     api.http.once('error', reject);
     api.http.listen(config.port, config.host, () => resolve());
@@ -46,18 +38,22 @@ export async function startService(config: Config, log: (line: string) => void =
   const { port } = api.http.address() as AddressInfo;
   const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}/graphql`;
 
-  const recovered = queue.expireLeases();
+  const sweep = (what: string, task: () => Promise<unknown>) => () => task().catch((err) => log(`${what} failed: ${err.message}`));
+  const recovered = await queue.expireLeases().catch(() => 0);
   if (recovered) log(`${recovered} job(s) held by workers of a previous run went back to the queue`);
-  const sweeper = setInterval(() => queue.expireLeases(), Math.min(1000, (config.leaseSeconds * 1000) / 4));
+  const leaseSweeper = setInterval(sweep('lease sweep', () => queue.expireLeases()), Math.min(1000, (config.leaseSeconds * 1000) / 4));
+  const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
 
   const supervisor = new Supervisor({
     queue,
+    pool: config.workerPool,
     maxWorkers: config.maxWorkers,
     batchJobs: config.batchJobs,
     workerArgs: () => [
       BIN, 'worker',
       '--api', url,
       '--model', modelDir,
+      '--pool', config.workerPool,
       '--max-jobs', String(config.batchJobs),
       '--max-seconds', String(config.batchSeconds),
       '--batch-window-ms', String(config.batchWindowMs),
@@ -72,19 +68,36 @@ export async function startService(config: Config, log: (line: string) => void =
     log,
   });
   supervisor.start();
-  log(`murmur listening on ${url} (GraphiQL: open it in a browser); data in ${config.dataDir}; up to ${config.maxWorkers} embedded worker(s)`);
+  log(
+    `murmur listening on ${url} (GraphiQL: open it in a browser); queue in ${config.databaseUrl ? 'PostgreSQL' : `${config.dataDir}/murmur.sqlite`}, ` +
+      `audio in ${store.name}; up to ${config.maxWorkers} embedded ${config.workerPool} worker(s)`,
+  );
 
   return {
     url,
     queue,
+    store,
     supervisor,
     async close() {
-      clearInterval(sweeper);
+      clearInterval(leaseSweeper);
+      clearInterval(uploadSweeper);
       await supervisor.close();
       await api.close();
-      db.$client.close();
+      await queue.close();
     },
   };
+}
+
+/** Presigned uploads no job took within the expiry are deleted. */
+export async function expireUploads(queue: JobQueue, store: BlobStore, expiryMs: number): Promise<number> {
+  const before = Date.now() - expiryMs;
+  let removed = 0;
+  for await (const blob of store.list(UPLOAD_PREFIX)) {
+    if (blob.lastModified >= before || (await queue.findByBlobKey(blob.key))) continue;
+    await store.delete(blob.key);
+    removed++;
+  }
+  return removed;
 }
 
 /** With no model configured, the generated one: meaningless text, and the service says so loudly. */

@@ -1,4 +1,4 @@
-// The migrations applied at start-up are the ones the drizzle schema implies.
+// The migrations applied at start-up are the ones the drizzle schemas imply, for both dialects.
 import { execFile } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,13 +9,20 @@ import { describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-describe('migrations', () => {
-  it('drizzle/ is up to date with src/queue/schema.ts', async () => {
+describe.each([
+  ['sqlite', 'sqlite'],
+  ['postgres', 'postgresql'],
+])('migrations for %s', (folder, dialect) => {
+  it(`drizzle/${folder} is up to date with src/queue/${folder}/schema.ts`, async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'murmur-drift-')), 'drizzle');
-    cpSync(join(root, 'drizzle'), out, { recursive: true });
+    cpSync(join(root, 'drizzle', folder), out, { recursive: true });
     // drizzle-kit takes its paths relative to the working directory: run it from / on a copy.
-    const { stdout } = await promisify(execFile)(join(root, 'node_modules/.bin/drizzle-kit'), ['generate', '--dialect', 'sqlite', '--schema', relative('/', join(root, 'src/queue/schema.ts')), '--out', relative('/', out)], { cwd: '/' });
+    const { stdout } = await promisify(execFile)(
+      join(root, 'node_modules/.bin/drizzle-kit'),
+      ['generate', '--dialect', dialect, '--schema', relative('/', join(root, 'src/queue', folder, 'schema.ts')), '--out', relative('/', out)],
+      { cwd: '/' },
+    );
     expect(stdout).toMatch(/No schema changes/);
-    expect(readdirSync(out).sort()).toEqual(readdirSync(join(root, 'drizzle')).sort());
+    expect(readdirSync(out).sort()).toEqual(readdirSync(join(root, 'drizzle', folder)).sort());
   });
 });

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Transcript } from '../src/transcript/transcript.ts';
 
 export class ApiCallError extends Error {
   constructor(
@@ -34,12 +35,6 @@ export interface LeaseFields {
 
 export type LeaseState = 'ACTIVE' | 'CANCELLED' | 'LOST';
 
-export interface TranscriptPayload {
-  text: string;
-  language: string;
-  model: string;
-  segments: { start: number; end: number; text: string }[];
-}
 
 export class ApiClient {
   constructor(
@@ -47,7 +42,10 @@ export class ApiClient {
     private readonly token: string,
   ) {}
 
-  async claim(input: { workerId: string; maxJobs: number; maxSeconds: number; waitSeconds: number; batchWindowMs?: number }, signal?: AbortSignal): Promise<LeaseFields[]> {
+  async claim(
+    input: { workerId: string; pool: 'CPU' | 'GPU'; provider?: string; host?: string; maxJobs: number; maxSeconds: number; waitSeconds: number; batchWindowMs?: number },
+    signal?: AbortSignal,
+  ): Promise<LeaseFields[]> {
     const data = await this.call<{ claimJobs: LeaseFields[] }>(
       `mutation Claim($input: ClaimInput!) {
         claimJobs(input: $input) {
@@ -61,15 +59,15 @@ export class ApiClient {
     return data.claimJobs;
   }
 
-  async heartbeat(workerId: string, leases: { jobId: string; leaseToken: number; progress: number }[]): Promise<{ jobId: string; state: LeaseState }[]> {
+  async heartbeat(worker: { workerId: string; pool: 'CPU' | 'GPU'; provider?: string }, leases: { jobId: string; leaseToken: number; progress: number }[]): Promise<{ jobId: string; state: LeaseState }[]> {
     const data = await this.call<{ heartbeat: { jobId: string; state: LeaseState }[] }>(
-      `mutation Beat($workerId: String!, $leases: [LeaseProgressInput!]!) { heartbeat(workerId: $workerId, leases: $leases) { jobId state } }`,
-      { workerId, leases },
+      `mutation Beat($workerId: String!, $pool: Pool, $provider: String, $leases: [LeaseProgressInput!]!) { heartbeat(workerId: $workerId, pool: $pool, provider: $provider, leases: $leases) { jobId state } }`,
+      { ...worker, leases },
     );
     return data.heartbeat;
   }
 
-  async complete(jobId: string, leaseToken: number, result: TranscriptPayload): Promise<void> {
+  async complete(jobId: string, leaseToken: number, result: Transcript): Promise<void> {
     await this.call(`mutation Done($jobId: ID!, $leaseToken: Int!, $result: TranscriptInput!) { completeJob(jobId: $jobId, leaseToken: $leaseToken, result: $result) { id } }`, {
       jobId,
       leaseToken,
@@ -90,9 +88,13 @@ export class ApiClient {
     await this.call(`mutation Bye($workerId: String!) { signOff(workerId: $workerId) }`, { workerId });
   }
 
-  /** Streams a job's audio into a temporary file (never whole in memory); remove() deletes it. */
+  /**
+   * Streams a job's audio into a temporary file (never whole in memory); remove() deletes it. The worker
+   * token goes only to the API itself: a presigned blob-store URL carries its own signature.
+   */
   async download(url: string): Promise<{ path: string; remove: () => Promise<void> }> {
-    const res = await fetch(url, { headers: { authorization: `Bearer ${this.token}` } });
+    const ours = new URL(url).origin === new URL(this.url).origin;
+    const res = await fetch(url, { headers: ours ? { authorization: `Bearer ${this.token}` } : {} });
     if (!res.ok || !res.body) throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
     const dir = await mkdtemp(join(tmpdir(), 'murmur-audio-'));
     const path = join(dir, 'audio');

@@ -18,6 +18,8 @@ export interface WorkerOptions {
   token: string;
   modelDir: string;
   workerId?: string;
+  /** cpu: short jobs; gpu: long ones (each takes the other's while that pool has no live worker). */
+  pool: 'cpu' | 'gpu';
   maxJobs: number;
   maxSeconds: number;
   /** Longest single long-poll claim. */
@@ -51,6 +53,10 @@ export class Worker {
     this.api = new ApiClient(o.api, o.token);
   }
 
+  private get pool(): 'CPU' | 'GPU' {
+    return this.o.pool === 'gpu' ? 'GPU' : 'CPU';
+  }
+
   /** Finish the batch in hand, claim nothing more, and return from run(). */
   stop(): void {
     this.stopping = true;
@@ -59,7 +65,7 @@ export class Worker {
 
   async run(): Promise<'idle' | 'stopped'> {
     const { log } = this.o;
-    log(`worker ${this.id}: polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`);
+    log(`worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`);
     let lastWork = Date.now();
     let apiDownSince: number | null = null;
     while (!this.stopping) {
@@ -70,7 +76,7 @@ export class Worker {
       let leases: LeaseFields[];
       try {
         leases = await this.api.claim(
-          { workerId: this.id, maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds, waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)), batchWindowMs: this.o.batchWindowMs },
+          { workerId: this.id, pool: this.pool, provider: this.model?.provider, host: hostname(), maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds, waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)), batchWindowMs: this.o.batchWindowMs },
           this.poll.signal,
         );
         apiDownSince = null;
@@ -105,7 +111,7 @@ export class Worker {
     const beat = () => {
       lastBeat = Date.now();
       beating ??= this.api
-        .heartbeat(this.id, live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: progress.get(l.job.id)! })))
+        .heartbeat({ workerId: this.id, pool: this.pool, provider: this.model?.provider }, live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: progress.get(l.job.id)! })))
         .then((states) => {
           for (const s of states) {
             if (s.state === 'ACTIVE') continue;

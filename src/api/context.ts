@@ -1,16 +1,14 @@
-// What every resolver gets: the queue, the blob store, the worker registry,
-// the configuration, and whether the caller holds the worker token.
+// What every resolver gets: the queue (which also knows the live workers), the
+// blob store, the configuration, and whether the caller holds the worker token.
 import { timingSafeEqual } from 'node:crypto';
 import type { Config } from '../config.ts';
-import type { JobQueue } from '../queue/queue.ts';
+import type { JobQueue } from '../queue/jobQueue.ts';
 import type { BlobStore } from '../storage/blobStore.ts';
-import type { WorkerRegistry } from './workers.ts';
 
 export interface Services {
   config: Config;
   queue: JobQueue;
   store: BlobStore;
-  workers: WorkerRegistry;
   log: (line: string) => void;
 }
 

@@ -9,7 +9,10 @@ export type ApiErrorCode =
   | 'BAD_USER_INPUT' // a missing or malformed argument
   | 'UNAUTHENTICATED' // a worker mutation without the worker token
   | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES
-  | 'UNKNOWN_LANGUAGE';
+  | 'UNKNOWN_LANGUAGE'
+  | 'UPLOAD_NOT_FOUND' // an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store
+  | 'UPLOAD_ALREADY_USED' // an uploadKey another job took
+  | 'UPLOADS_UNSUPPORTED'; // createUpload on a blob store that cannot presign (the local folder)
 
 export class ApiError extends Error {
   constructor(

@@ -1,16 +1,20 @@
-// createJob's work: the upload is already in the blob store (streamed there by
-// uploads.ts); probe it (format, duration, rate, channels, and that it decodes
-// whole), then commit the job. The mutation answers only after both the blob
-// and the row are on disk; when anything fails, neither stays behind.
+// createJob's work. The audio is either a multipart upload, already streamed
+// into the blob store by uploads.ts, or an object a client put into the store
+// with a presigned URL (uploadKey). Probe it (format, duration, rate,
+// channels, and that it decodes whole), then commit the job. The mutation
+// answers only after both the blob and the row are durable; when anything is
+// refused, neither stays behind.
 import { probeAudioFile } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
-import type { Job, Task } from '../queue/queue.ts';
+import type { Job, Task } from '../queue/jobQueue.ts';
 import type { Services } from './context.ts';
 import { ApiError } from './errors.ts';
+import { uploadFilename } from './presignedUploads.ts';
 import { StoredUpload } from './uploads.ts';
 
 export interface CreateJobInput {
   file?: StoredUpload | null;
+  uploadKey?: string | null;
   language?: string | null;
   task?: Task | null;
   timestamps?: boolean | null;
@@ -18,10 +22,22 @@ export interface CreateJobInput {
   priority?: number | null;
 }
 
+interface Audio {
+  key: string;
+  filename: string;
+  bytes: number;
+  /** The blob is the job's from now on. */
+  keep(): void;
+  /** The blob is refused: remove it. */
+  discard(): Promise<void>;
+}
+
 export async function createJob(services: Services, input: CreateJobInput): Promise<Job> {
   const { queue, store, config } = services;
-  const { file } = input;
-  if (!(file instanceof StoredUpload)) throw new ApiError('BAD_USER_INPUT', 'createJob needs `file`: send the audio as a GraphQL multipart request');
+  if ((input.file == null) === (input.uploadKey == null)) {
+    throw new ApiError('BAD_USER_INPUT', 'createJob needs exactly one of `file` (a GraphQL multipart request) or `uploadKey` (from createUpload)');
+  }
+  if (input.file != null && !(input.file instanceof StoredUpload)) throw new ApiError('BAD_USER_INPUT', '`file` must be sent as a GraphQL multipart request');
   if (input.idempotencyKey !== undefined && input.idempotencyKey !== null && (input.idempotencyKey.length === 0 || input.idempotencyKey.length > 200)) {
     throw new ApiError('BAD_USER_INPUT', 'idempotencyKey must be 1 to 200 characters');
   }
@@ -30,23 +46,55 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
   }
   const language = input.language ? languageCode(input.language) : null;
   if (input.idempotencyKey) {
-    const existing = queue.findByIdempotencyKey(input.idempotencyKey);
+    const existing = await queue.findByIdempotencyKey(input.idempotencyKey);
     if (existing) return existing;
   }
 
-  const facts = await store.withLocalFile(file.key, (path) => probeAudioFile(path, { name: file.filename, maxSeconds: config.maxDurationSeconds }));
-  const { job, created } = queue.create({
-    filename: file.filename,
-    bytes: file.bytes,
+  const audio = input.file ? multipart(input.file) : await presigned(services, input.uploadKey!);
+  let facts;
+  try {
+    facts = await store.withLocalFile(audio.key, (path) => probeAudioFile(path, { name: audio.filename, maxSeconds: config.maxDurationSeconds }));
+  } catch (err) {
+    await audio.discard();
+    throw err;
+  }
+  const { job, created } = await queue.create({
+    filename: audio.filename,
+    bytes: audio.bytes,
     ...facts,
-    blobKey: file.key,
+    blobKey: audio.key,
     language,
     task: input.task ?? 'transcribe',
     timestamps: input.timestamps ?? true,
     priority: input.priority ?? 0,
     idempotencyKey: input.idempotencyKey,
   });
-  // When the same key raced in first, this upload is not kept and goes with the response.
-  if (created) file.kept = true;
+  // When the same idempotency key raced in first, this audio is not the job's.
+  if (created) audio.keep();
+  else if (input.uploadKey && job.blobKey !== audio.key) await audio.discard();
   return job;
+}
+
+function multipart(file: StoredUpload): Audio {
+  return {
+    key: file.key,
+    filename: file.filename,
+    bytes: file.bytes,
+    keep: () => (file.kept = true),
+    // Not kept: uploads.ts deletes it once the response is out.
+    discard: async () => {},
+  };
+}
+
+async function presigned({ queue, store, config, log }: Services, key: string): Promise<Audio> {
+  const filename = uploadFilename(key);
+  if (await queue.findByBlobKey(key)) throw new ApiError('UPLOAD_ALREADY_USED', `the upload ${key} belongs to another job`);
+  const bytes = await store.size(key);
+  if (bytes === null) throw new ApiError('UPLOAD_NOT_FOUND', `nothing was uploaded to ${key} (or the upload expired)`);
+  const discard = () => store.delete(key).catch((err) => log(`could not delete upload ${key}: ${err.message}`));
+  if (bytes > config.maxUploadBytes) {
+    await discard();
+    throw new ApiError('INPUT_TOO_LARGE', `the upload is ${bytes} bytes, over the ${config.maxUploadBytes}-byte limit`);
+  }
+  return { key, filename, bytes, keep: () => {}, discard };
 }

@@ -90,7 +90,7 @@ async function serveAudio(services: Services, req: IncomingMessage, res: ServerR
     return;
   }
   const id = decodeURIComponent(req.url!.slice('/audio/'.length));
-  const job = services.queue.get(id);
+  const job = await services.queue.get(id);
   const size = job && (await services.store.size(job.blobKey));
   if (!job || size === null || size === undefined) {
     res.writeHead(404, { 'content-type': 'text/plain' }).end(`no audio for job ${id}`);

@@ -15,6 +15,7 @@ export function workerCommand(): Command {
     .requiredOption('--api <url>', 'the API\'s GraphQL endpoint, e.g. http://host:4000/graphql')
     .option('--token <token>', 'the worker token (default: $MURMUR_WORKER_TOKEN)')
     .requiredOption('--model <dir>', 'Whisper model folder (onnx-community layout)')
+    .addOption(new Option('--pool <pool>', 'cpu: take short jobs; gpu: take long ones (each takes the other\'s while that pool has no live worker)').choices(['cpu', 'gpu']).default('cpu'))
     .option('--max-jobs <n>', 'jobs a batch', integer('--max-jobs', 1), 16)
     .option('--max-seconds <s>', 'seconds of audio a batch', seconds('--max-seconds'), 480)
     .option('--batch-window-ms <ms>', 'wait this long for a fuller batch once work is there (default: the server\'s)', integer('--batch-window-ms', 0))
@@ -32,6 +33,7 @@ export function workerCommand(): Command {
         api: opts.api,
         token,
         modelDir: opts.model,
+        pool: opts.pool,
         maxJobs: opts.maxJobs,
         maxSeconds: opts.maxSeconds,
         pollSeconds: opts.poll,

@@ -3,10 +3,11 @@
 // empty-handed when its wait runs out. Once work is there, the claim lingers
 // up to a short batching window for more, so a burst of jobs lands in one
 // batch instead of the first job running alone (Triton's max-queue-delay).
-import type { JobQueue, Lease } from './queue.ts';
+import type { JobQueue, Lease, Pool } from './jobQueue.ts';
 
 export interface LongPollClaim {
   workerId: string;
+  pool: Pool;
   maxJobs: number;
   maxSeconds: number;
   /** How long to wait for a first job. */
@@ -17,22 +18,25 @@ export interface LongPollClaim {
   signal?: AbortSignal;
 }
 
+/** With no event at all, look again this often: a job on a retry delay, or a pool that went away, wakes nobody. */
+const RECHECK_MS = 5000;
+
 export async function claimWhenReady(queue: JobQueue, c: LongPollClaim): Promise<Lease[]> {
-  const start = Date.now();
-  const deadline = start + c.waitMs;
+  const deadline = Date.now() + c.waitMs;
+  const worker = { id: c.workerId, pool: c.pool };
   while (!c.signal?.aborted) {
-    if (queue.claimable() > 0) {
+    if ((await queue.claimable(c.pool)) > 0) {
       const windowEnd = Date.now() + c.batchWindowMs;
-      while (queue.claimable() < c.maxJobs && Date.now() < windowEnd && !c.signal?.aborted) await wake(queue, windowEnd, c.signal);
+      while ((await queue.claimable(c.pool)) < c.maxJobs && Date.now() < windowEnd && !c.signal?.aborted) await wake(queue, windowEnd, c.signal);
       if (c.signal?.aborted) break;
-      const leases = queue.claim(c.workerId, c.maxJobs, c.maxSeconds);
+      const leases = await queue.claim(worker, c.maxJobs, c.maxSeconds);
       if (leases.length > 0) return leases;
       continue; // another worker took them first
     }
     if (Date.now() >= deadline) break;
-    // A job waiting on a retry delay becomes claimable without any event.
-    const retryAt = queue.nextRunAfter();
-    await wake(queue, retryAt !== null && retryAt > Date.now() ? Math.min(deadline, retryAt) : deadline, c.signal);
+    const retryAt = await queue.nextRunAfter(c.pool);
+    const until = Math.min(deadline, Date.now() + RECHECK_MS, retryAt !== null && retryAt > Date.now() ? retryAt : Infinity);
+    await wake(queue, until, c.signal);
   }
   return [];
 }

@@ -5,10 +5,12 @@
 // logged; its jobs come back through lease expiry.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { JobQueue } from '../queue/queue.ts';
+import type { JobQueue, Pool } from '../queue/jobQueue.ts';
 
 export interface SupervisorOptions {
   queue: JobQueue;
+  /** The pool its workers join: they are started for the jobs that pool may claim. */
+  pool: Pool;
   maxWorkers: number;
   /** Jobs one worker takes a batch; the queue depth per extra worker. */
   batchJobs: number;
@@ -22,7 +24,8 @@ export class Supervisor {
   private readonly children = new Set<ChildProcess>();
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
-  private readonly onWork = () => this.check();
+  private checking = false;
+  private readonly onWork = () => void this.check();
 
   constructor(private readonly o: SupervisorOptions) {}
 
@@ -40,16 +43,23 @@ export class Supervisor {
     this.o.queue.events.on('work', this.onWork);
     // Jobs on a retry delay, or left by a crashed worker, wake no event: look every second.
     this.timer = setInterval(this.onWork, 1000);
-    this.check();
+    void this.check();
   }
 
-  check(): void {
-    if (this.closed) return;
-    const waiting = this.o.queue.claimable();
-    if (waiting === 0) return;
-    const { processing } = this.o.queue.stats();
-    const wanted = Math.min(this.o.maxWorkers, Math.max(1, Math.ceil((waiting + processing) / this.o.batchJobs)));
-    while (this.children.size < wanted) this.spawn(waiting);
+  async check(): Promise<void> {
+    if (this.closed || this.checking) return;
+    this.checking = true;
+    try {
+      const waiting = await this.o.queue.claimable(this.o.pool);
+      if (waiting === 0 || this.closed) return;
+      const { processing } = await this.o.queue.stats();
+      const wanted = Math.min(this.o.maxWorkers, Math.max(1, Math.ceil((waiting + processing) / this.o.batchJobs)));
+      while (this.children.size < wanted && !this.closed) this.spawn(waiting);
+    } catch (err) {
+      this.o.log(`supervisor: cannot read the queue: ${(err as Error).message}`);
+    } finally {
+      this.checking = false;
+    }
   }
 
   private spawn(waiting: number): void {
@@ -62,7 +72,7 @@ export class Supervisor {
       this.children.delete(child);
       if (code === 0) this.o.log(`${tag} exited`);
       else this.o.log(`${tag} died (${signal ?? `exit code ${code}`}); its jobs go back to the queue when their leases expire`);
-      setImmediate(() => this.check());
+      setImmediate(() => void this.check());
     });
   }
 

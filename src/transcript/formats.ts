@@ -4,12 +4,7 @@
 // escapes &, < and > (which also keeps "-->" out of cue text); SubRip has no
 // escapes, so a cue's text never holds a blank line (it would end the cue).
 import { stringifySync } from 'subtitle';
-
-export interface Segment {
-  start: number; // seconds
-  end: number;
-  text: string;
-}
+import type { Segment } from './transcript.ts';
 
 const escapeVtt = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 

@@ -3,6 +3,7 @@ import { lexicographicSortSchema, printSchema } from 'graphql';
 import { builder } from '../builder.ts';
 import './job.ts';
 import './queue.ts';
+import './upload.ts';
 import './worker.ts';
 
 export const schema = builder.toSchema();

@@ -1,7 +1,8 @@
 // Jobs as clients see them: the Job type, the queries that read jobs, the
 // mutations that create, cancel and retry them, and the jobUpdated subscription.
 import { Repeater } from 'graphql-yoga';
-import type { Job, TranscriptResult } from '../../queue/queue.ts';
+import { isTerminal, type Job } from '../../queue/jobQueue.ts';
+import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../../queue/errors.ts';
 import { toSrt, toVtt } from '../../transcript/formats.ts';
 import { builder } from '../builder.ts';
@@ -19,8 +20,8 @@ export const Task = builder.enumType('Task', {
 export const JobRef = builder.objectRef<Job>('Job');
 const InputRef = builder.objectRef<Job>('JobInput');
 const OptionsRef = builder.objectRef<Job>('JobOptions');
-const TranscriptRef = builder.objectRef<TranscriptResult>('Transcript');
-const SegmentRef = builder.objectRef<TranscriptResult['segments'][number]>('Segment');
+const TranscriptRef = builder.objectRef<Transcript>('Transcript');
+const SegmentRef = builder.objectRef<Transcript['segments'][number]>('Segment');
 const ErrorRef = builder.objectRef<{ code: string; message: string }>('JobError');
 
 InputRef.implement({
@@ -82,7 +83,7 @@ JobRef.implement({
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.finishedAt }),
     input: t.field({ type: InputRef, resolve: (j) => j }),
     options: t.field({ type: OptionsRef, resolve: (j) => j }),
-    result: t.field({ type: TranscriptRef, nullable: true, resolve: (j) => (j.status === 'DONE' ? (j.result as TranscriptResult) : null) }),
+    result: t.field({ type: TranscriptRef, nullable: true, resolve: (j) => (j.status === 'DONE' ? (j.result as Transcript) : null) }),
     error: t.field({
       type: ErrorRef,
       nullable: true,
@@ -122,7 +123,7 @@ builder.queryFields((t) => ({
     type: JobRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.queue.get(String(id)) ?? null,
+    resolve: async (_root, { id }, ctx) => (await ctx.queue.get(String(id))) ?? null,
   }),
   jobs: t.field({
     type: JobConnection,
@@ -139,6 +140,7 @@ builder.queryFields((t) => ({
 const CreateJobInput = builder.inputType('CreateJobInput', {
   fields: (t) => ({
     file: t.field({ type: 'File', description: 'the audio (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM), sent as a GraphQL multipart request' }),
+    uploadKey: t.string({ description: 'instead of `file`: the key of an upload made with createUpload\'s presigned URL' }),
     language: t.string({ description: 'a code ("en") or English name ("German"); detected when left out' }),
     task: t.field({ type: Task, description: 'TRANSCRIBE (default) or TRANSLATE into English' }),
     timestamps: t.boolean({ description: 'segment times from the model (default true)' }),
@@ -150,7 +152,7 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
 builder.mutationFields((t) => ({
   createJob: t.field({
     type: JobRef,
-    description: 'Stores the audio and queues a job; answers once both are durable.',
+    description: 'Stores the audio (or takes an upload made with createUpload) and queues a job; answers once both are durable.',
     args: { input: t.arg({ type: CreateJobInput, required: true }) },
     resolve: (_root, { input }, ctx) => createJob(ctx, input),
   }),
@@ -172,20 +174,24 @@ builder.subscriptionField('jobUpdated', (t) =>
     type: JobRef,
     description: 'The job as it is now, then again at every change of status or progress; ends when the job finishes.',
     args: { id: t.arg.id({ required: true }) },
-    subscribe: (_root, { id }, ctx) => {
-      const current = ctx.queue.get(String(id));
+    subscribe: async (_root, { id }, ctx) => {
+      const current = await ctx.queue.get(String(id));
       if (!current) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
       return new Repeater<Job>(async (push, stop) => {
-        const onJob = (job: Job) => {
-          if (job.id !== current.id) return;
+        // Events may arrive out of order across instances' reads: never step back to an older state.
+        let last = 0;
+        const forward = (job: Job) => {
+          if (job.updatedAt < last) return;
+          last = job.updatedAt;
           void push(job);
-          if (ctx.queue.isTerminal(job)) stop();
+          if (isTerminal(job)) stop();
+        };
+        const onJob = (job: Job) => {
+          if (job.id === current.id) forward(job);
         };
         ctx.queue.events.on('job', onJob);
         // Read again after listening, so a change between the first read and now is not missed.
-        const now = ctx.queue.get(current.id)!;
-        await push(now);
-        if (ctx.queue.isTerminal(now)) stop();
+        forward((await ctx.queue.get(current.id))!);
         await stop;
         ctx.queue.events.off('job', onJob);
       });

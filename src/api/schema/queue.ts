@@ -1,23 +1,51 @@
-// The queue at a glance, for dashboards and autoscalers.
+// The queue at a glance, for dashboards and autoscalers: the same answer from every API instance.
+import type { PoolStats, QueueStats as Stats, WorkerInfo } from '../../queue/jobQueue.ts';
 import { builder } from '../builder.ts';
 
-const QueueStats = builder
-  .objectRef<{ pending: number; processing: number; done: number; failed: number; cancelled: number; oldestPendingAgeSeconds: number | null; workers: number }>('QueueStats')
-  .implement({
-    fields: (t) => ({
-      pending: t.exposeInt('pending'),
-      processing: t.exposeInt('processing'),
-      done: t.exposeInt('done'),
-      failed: t.exposeInt('failed'),
-      cancelled: t.exposeInt('cancelled'),
-      oldestPendingAgeSeconds: t.exposeFloat('oldestPendingAgeSeconds', { nullable: true, description: 'null when nothing waits' }),
-      workers: t.exposeInt('workers', { description: 'workers alive: heard from recently or waiting for work' }),
-    }),
-  });
+export const PoolEnum = builder.enumType('Pool', {
+  values: {
+    CPU: { value: 'cpu', description: 'takes jobs up to MURMUR_SMALL_JOB_SECONDS long (and longer ones while no gpu worker is live)' },
+    GPU: { value: 'gpu', description: 'takes longer jobs (and short ones while no cpu worker is live)' },
+  } as const,
+});
+
+const PoolStatsRef = builder.objectRef<PoolStats>('PoolStats').implement({
+  fields: (t) => ({
+    pool: t.field({ type: PoolEnum, resolve: (p) => p.pool }),
+    pending: t.exposeInt('pending', { description: 'pending jobs of this pool\'s size' }),
+    pendingSeconds: t.exposeFloat('pendingSeconds', { description: 'their audio, in seconds' }),
+    oldestPendingAgeSeconds: t.exposeFloat('oldestPendingAgeSeconds', { nullable: true }),
+    workers: t.exposeInt('workers', { description: 'live workers of this pool' }),
+  }),
+});
+
+const WorkerRef = builder.objectRef<WorkerInfo>('Worker').implement({
+  fields: (t) => ({
+    id: t.exposeID('id'),
+    pool: t.field({ type: PoolEnum, resolve: (w) => w.pool }),
+    provider: t.exposeString('provider', { nullable: true, description: 'the execution provider its model runs on; null until it has loaded one' }),
+    host: t.exposeString('host', { nullable: true }),
+    lastSeenAt: t.field({ type: 'DateTime', resolve: (w) => w.lastSeenAt }),
+  }),
+});
+
+const QueueStats = builder.objectRef<Stats & { live: WorkerInfo[] }>('QueueStats').implement({
+  fields: (t) => ({
+    pending: t.exposeInt('pending'),
+    processing: t.exposeInt('processing'),
+    done: t.exposeInt('done'),
+    failed: t.exposeInt('failed'),
+    cancelled: t.exposeInt('cancelled'),
+    oldestPendingAgeSeconds: t.exposeFloat('oldestPendingAgeSeconds', { nullable: true, description: 'null when nothing waits' }),
+    workers: t.int({ description: 'workers alive: heard from recently or waiting for work', resolve: (s) => s.live.length }),
+    liveWorkers: t.field({ type: [WorkerRef], resolve: (s) => s.live }),
+    pools: t.field({ type: [PoolStatsRef], resolve: (s) => s.pools }),
+  }),
+});
 
 builder.queryField('queue', (t) =>
   t.field({
     type: QueueStats,
-    resolve: (_root, _args, ctx) => ({ ...ctx.queue.stats(), workers: ctx.workers.live() }),
+    resolve: async (_root, _args, ctx) => ({ ...(await ctx.queue.stats()), live: await ctx.queue.liveWorkers() }),
   }),
 );

@@ -1,11 +1,12 @@
 // The worker protocol: the only mutations a worker needs, and only for callers
 // holding the worker token. Workers never touch the database.
-import type { Lease } from '../../queue/queue.ts';
+import type { Lease, Pool } from '../../queue/jobQueue.ts';
 import { claimWhenReady } from '../../queue/longPoll.ts';
 import { builder } from '../builder.ts';
 import type { Context } from '../context.ts';
 import { ApiError } from '../errors.ts';
 import { JobRef } from './job.ts';
+import { PoolEnum } from './queue.ts';
 
 function requireWorker(ctx: Context): void {
   if (!ctx.isWorker) throw new ApiError('UNAUTHENTICATED', 'worker operations need the worker token (Authorization: Bearer …)');
@@ -36,6 +37,9 @@ const LeaseStatus = builder.objectRef<{ jobId: string; state: 'ACTIVE' | 'CANCEL
 const ClaimInput = builder.inputType('ClaimInput', {
   fields: (t) => ({
     workerId: t.string({ required: true }),
+    pool: t.field({ type: PoolEnum, description: 'which jobs to route here (default CPU)' }),
+    provider: t.string({ description: 'the execution provider the worker\'s model runs on, once loaded' }),
+    host: t.string(),
     maxJobs: t.int({ required: true }),
     maxSeconds: t.float({ required: true, description: 'audio seconds in the batch (the first job is taken whatever its length)' }),
     waitSeconds: t.float({ description: 'long-poll: wait up to this long for work (default 0, at most 60)' }),
@@ -73,27 +77,36 @@ builder.mutationFields((t) => ({
       requireWorker(ctx);
       if (input.maxJobs < 1) throw new ApiError('BAD_USER_INPUT', 'maxJobs must be at least 1');
       const waitMs = Math.min(60, Math.max(0, input.waitSeconds ?? 0)) * 1000;
-      const leases = await ctx.workers.polling(input.workerId, () =>
-        claimWhenReady(ctx.queue, {
-          workerId: input.workerId,
-          maxJobs: input.maxJobs,
-          maxSeconds: input.maxSeconds,
-          waitMs,
-          batchWindowMs: input.batchWindowMs ?? ctx.config.batchWindowMs,
-          signal: ctx.signal,
-        }),
-      );
-      if (leases.length) ctx.log(`worker ${input.workerId} claimed ${leases.length} job(s): ${leases.map((l) => l.job.id).join(', ')}`);
-      return leases.map((l) => ({ ...l, audioUrl: `${ctx.origin}/audio/${l.job.id}` }));
+      const worker = { id: input.workerId, pool: (input.pool ?? 'cpu') as Pool, provider: input.provider, host: input.host };
+      // Heard from when the claim starts and when it ends: a long-poll (≤ 60 s) stays within the liveness window.
+      await ctx.queue.touchWorker(worker);
+      const leases = await claimWhenReady(ctx.queue, {
+        workerId: worker.id,
+        pool: worker.pool,
+        maxJobs: input.maxJobs,
+        maxSeconds: input.maxSeconds,
+        waitMs,
+        batchWindowMs: input.batchWindowMs ?? ctx.config.batchWindowMs,
+        signal: ctx.signal,
+      });
+      if (!ctx.signal?.aborted) await ctx.queue.touchWorker(worker);
+      if (leases.length) ctx.log(`worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${leases.map((l) => l.job.id).join(', ')}`);
+      // Audio straight from the blob store when it can hand out a URL (S3), else through the API's worker-only route.
+      return Promise.all(leases.map(async (l) => ({ ...l, audioUrl: (await ctx.store.presignGet(l.job.blobKey)) ?? `${ctx.origin}/audio/${l.job.id}` })));
     },
   }),
   heartbeat: t.field({
     type: [LeaseStatus],
     description: 'worker only: extend leases and report progress; the answer says which jobs to drop',
-    args: { workerId: t.arg.string({ required: true }), leases: t.arg({ type: [LeaseProgressInput], required: true }) },
-    resolve: (_root, args, ctx) => {
+    args: {
+      workerId: t.arg.string({ required: true }),
+      pool: t.arg({ type: PoolEnum }),
+      provider: t.arg.string(),
+      leases: t.arg({ type: [LeaseProgressInput], required: true }),
+    },
+    resolve: async (_root, args, ctx) => {
       requireWorker(ctx);
-      ctx.workers.touch(args.workerId);
+      await ctx.queue.touchWorker({ id: args.workerId, pool: (args.pool ?? 'cpu') as Pool, provider: args.provider });
       return ctx.queue.heartbeat(args.leases.map((l) => ({ jobId: String(l.jobId), leaseToken: l.leaseToken, progress: l.progress })));
     },
   }),
@@ -101,9 +114,12 @@ builder.mutationFields((t) => ({
     type: JobRef,
     description: 'worker only: store the transcript; refused (LEASE_LOST, JOB_CANCELLED) when the lease is no longer this worker\'s',
     args: { jobId: t.arg.id({ required: true }), leaseToken: t.arg.int({ required: true }), result: t.arg({ type: TranscriptInput, required: true }) },
-    resolve: (_root, args, ctx) => {
+    resolve: async (_root, args, ctx) => {
       requireWorker(ctx);
-      return ctx.queue.complete(String(args.jobId), args.leaseToken, args.result);
+      const job = await ctx.queue.complete(String(args.jobId), args.leaseToken, args.result);
+      // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
+      ctx.store.delete(job.blobKey).catch((err) => ctx.log(`could not delete the audio of job ${job.id}: ${err.message}`));
+      return job;
     },
   }),
   failJob: t.field({
@@ -125,9 +141,9 @@ builder.mutationFields((t) => ({
     type: 'Boolean',
     description: 'worker only: the worker is exiting and holds no leases',
     args: { workerId: t.arg.string({ required: true }) },
-    resolve: (_root, { workerId }, ctx) => {
+    resolve: async (_root, { workerId }, ctx) => {
       requireWorker(ctx);
-      ctx.workers.leave(workerId);
+      await ctx.queue.removeWorker(workerId);
       return true;
     },
   }),

@@ -1,4 +1,6 @@
-// The jobs table is the queue: one row a job, its status and its lease.
+// The SQLite tables. The jobs table is the queue: one row a job, its status
+// and its lease; the workers table lists who was heard from, and when.
+// postgres/schema.ts declares the same tables for PostgreSQL.
 import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 export const jobs = sqliteTable(
@@ -43,8 +45,17 @@ export const jobs = sqliteTable(
     finishedAt: integer('finished_at'),
     updatedAt: integer('updated_at').notNull(),
   },
-  (t) => [index('jobs_claim_order').on(t.status, t.priority, t.seq), index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt)],
+  (t) => [index('jobs_claim_order').on(t.status, t.priority, t.seq), index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt), index('jobs_blob_key').on(t.blobKey)],
 );
 
 export type JobRow = typeof jobs.$inferSelect;
 export type NewJobRow = typeof jobs.$inferInsert;
+
+export const workers = sqliteTable('workers', {
+  id: text('id').primaryKey(),
+  pool: text('pool', { enum: ['cpu', 'gpu'] }).notNull(),
+  provider: text('provider'),
+  host: text('host'),
+  /** Epoch ms of the last claim or heartbeat. */
+  lastSeenAt: integer('last_seen_at').notNull(),
+});

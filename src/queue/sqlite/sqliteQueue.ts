@@ -1,86 +1,37 @@
-// The queue: every read and write of the jobs table goes through here.
+// The queue on SQLite: the embedded default, one API process on one machine.
 //
-// Glossary
-//   claim     a worker takes up to N pending jobs (and S seconds of audio) at once
-//   lease     a claim's hold on a job, until `leaseExpiresAt`; heartbeats extend it
-//   token     the fencing token: `leaseToken` rises with every claim, and only the
-//             current token may report progress, complete or fail the job
-//   attempt   one claim; `attempts` counts them, `maxAttempts` bounds them
-//
-// better-sqlite3 is synchronous, so every method here is too: a transaction is
-// one synchronous callback (an async one would commit at its first await), and
-// claims run under BEGIN IMMEDIATE so two claimers never read the same rows.
+// better-sqlite3 is synchronous, so each operation is one synchronous
+// transaction (an async callback would commit at its first await), and claims
+// run under BEGIN IMMEDIATE so two claimers never read the same rows. Events
+// come straight from the committing call: only this process writes the file.
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { and, asc, count, desc, eq, inArray, lt, lte, min, sql } from 'drizzle-orm';
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
+import type { Transcript } from '../../transcript/transcript.ts';
+import { QueueError } from '../errors.ts';
+import {
+  leaseLostMessage,
+  POOLS,
+  retryDelayMs,
+  sizesFor,
+  storedTranscript,
+  type Job,
+  type JobFailure,
+  type JobQueue,
+  type JobStatus,
+  type Lease,
+  type LeaseState,
+  type NewJob,
+  type Page,
+  type Pool,
+  type QueueOptions,
+  type QueueStats,
+  type WorkerInfo,
+} from '../jobQueue.ts';
 import type { Db } from './database.ts';
-import { QueueError } from './errors.ts';
-import { jobs, type JobRow } from './schema.ts';
+import { jobs, workers } from './schema.ts';
 
-export type Job = JobRow;
-export type JobStatus = JobRow['status'];
-export type Task = JobRow['task'];
-
-export interface TranscriptResult {
-  text: string;
-  language: string;
-  model: string;
-  segments: { start: number; end: number; text: string }[];
-}
-
-export interface NewJob {
-  filename: string;
-  bytes: number;
-  durationSeconds: number;
-  format: string;
-  sampleRate: number;
-  channels: number;
-  blobKey: string;
-  language?: string | null;
-  task?: Task;
-  timestamps?: boolean;
-  priority?: number;
-  idempotencyKey?: string | null;
-  /** The id to give the job; the blob is usually stored under it before the job exists. */
-  id?: string;
-}
-
-export interface Lease {
-  job: Job;
-  leaseToken: number;
-  leaseExpiresAt: number;
-}
-
-export type LeaseState = 'ACTIVE' | 'CANCELLED' | 'LOST';
-
-export interface QueueOptions {
-  /** How long a claim holds a job without a heartbeat. */
-  leaseMs: number;
-  maxAttempts: number;
-  /** First retry delay; each further attempt doubles it, up to retryMaxMs, with full jitter. */
-  retryBaseMs: number;
-  retryMaxMs: number;
-  now?: () => number;
-}
-
-export interface QueueStats {
-  pending: number;
-  processing: number;
-  done: number;
-  failed: number;
-  cancelled: number;
-  oldestPendingAgeSeconds: number | null;
-}
-
-export interface Page {
-  jobs: Job[];
-  hasNextPage: boolean;
-}
-
-const TERMINAL: readonly JobStatus[] = ['DONE', 'FAILED', 'CANCELLED'];
-
-export class JobQueue {
-  /** `job` after every committed change of a job; `work` when a job may have become claimable. */
+export class SqliteQueue implements JobQueue {
   readonly events = new EventEmitter<{ job: [Job]; work: [] }>();
   private readonly now: () => number;
 
@@ -92,8 +43,7 @@ export class JobQueue {
     this.events.setMaxListeners(0);
   }
 
-  /** Creates a job, or returns the one already created with the same idempotency key (`created` false). */
-  create(input: NewJob): { job: Job; created: boolean } {
+  async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
     const now = this.now();
     const result = this.db.transaction(
       (tx) => {
@@ -133,16 +83,19 @@ export class JobQueue {
     return result;
   }
 
-  findByIdempotencyKey(key: string): Job | undefined {
-    return this.db.select().from(jobs).where(eq(jobs.idempotencyKey, key)).get();
-  }
-
-  get(id: string): Job | undefined {
+  async get(id: string): Promise<Job | undefined> {
     return this.db.select().from(jobs).where(eq(jobs.id, id)).get();
   }
 
-  /** Newest first; `afterSeq` is the `seq` of the last job of the previous page. */
-  list(options: { status?: JobStatus; first: number; afterSeq?: number }): Page {
+  async findByIdempotencyKey(key: string): Promise<Job | undefined> {
+    return this.db.select().from(jobs).where(eq(jobs.idempotencyKey, key)).get();
+  }
+
+  async findByBlobKey(key: string): Promise<Job | undefined> {
+    return this.db.select().from(jobs).where(eq(jobs.blobKey, key)).get();
+  }
+
+  async list(options: { status?: JobStatus; first: number; afterSeq?: number }): Promise<Page> {
     const rows = this.db
       .select()
       .from(jobs)
@@ -153,8 +106,7 @@ export class JobQueue {
     return { jobs: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
   }
 
-  /** A pending job is cancelled at once; a processing one too, and its worker drops it at its next heartbeat. */
-  cancel(id: string): Job {
+  async cancel(id: string): Promise<Job> {
     const job = this.db.transaction(
       (tx) => {
         const job = tx.select().from(jobs).where(eq(jobs.id, id)).get();
@@ -162,21 +114,15 @@ export class JobQueue {
         if (job.status === 'CANCELLED') return undefined;
         if (job.status === 'DONE' || job.status === 'FAILED') throw new QueueError('NOT_CANCELLABLE', `job ${id} is already ${job.status}`);
         const now = this.now();
-        return tx
-          .update(jobs)
-          .set({ status: 'CANCELLED', finishedAt: now, updatedAt: now, leaseExpiresAt: null })
-          .where(eq(jobs.id, id))
-          .returning()
-          .get();
+        return tx.update(jobs).set({ status: 'CANCELLED', finishedAt: now, updatedAt: now, leaseExpiresAt: null }).where(eq(jobs.id, id)).returning().get();
       },
       { behavior: 'immediate' },
     );
     if (job) this.changed([job]);
-    return job ?? this.get(id)!;
+    return job ?? (await this.get(id))!;
   }
 
-  /** A failed or cancelled job goes back to the queue with its attempts reset. */
-  retry(id: string): Job {
+  async retry(id: string): Promise<Job> {
     const job = this.db.transaction(
       (tx) => {
         const job = tx.select().from(jobs).where(eq(jobs.id, id)).get();
@@ -196,29 +142,23 @@ export class JobQueue {
     return job;
   }
 
-  /** Jobs a claim could take now. */
-  claimable(): number {
+  async claimable(pool: Pool): Promise<number> {
     return this.db
       .select({ n: count() })
       .from(jobs)
-      .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, this.now())))
+      .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, this.now()), this.sizeFilter(pool)))
       .get()!.n;
   }
 
-  /** When the earliest job waiting on a retry delay becomes claimable (epoch ms), if any. */
-  nextRunAfter(): number | null {
+  async nextRunAfter(pool: Pool): Promise<number | null> {
     return this.db
       .select({ at: min(jobs.runAfter) })
       .from(jobs)
-      .where(eq(jobs.status, 'PENDING'))
+      .where(and(eq(jobs.status, 'PENDING'), this.sizeFilter(pool)))
       .get()!.at;
   }
 
-  /**
-   * Takes up to `maxJobs` claimable jobs, highest priority first, then oldest,
-   * stopping before `maxSeconds` of audio (the first job is always taken, however long).
-   */
-  claim(workerId: string, maxJobs: number, maxSeconds: number): Lease[] {
+  async claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]> {
     const now = this.now();
     const expiresAt = now + this.options.leaseMs;
     const claimed = this.db.transaction(
@@ -226,7 +166,7 @@ export class JobQueue {
         const candidates = tx
           .select({ id: jobs.id, durationSeconds: jobs.durationSeconds })
           .from(jobs)
-          .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, now)))
+          .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, now), this.sizeFilter(worker.pool)))
           .orderBy(desc(jobs.priority), asc(jobs.seq))
           .limit(maxJobs)
           .all();
@@ -245,7 +185,7 @@ export class JobQueue {
             attempts: sql`${jobs.attempts} + 1`,
             leaseToken: sql`${jobs.leaseToken} + 1`,
             leaseExpiresAt: expiresAt,
-            workerId,
+            workerId: worker.id,
             progress: 0,
             startedAt: now,
             updatedAt: now,
@@ -261,8 +201,7 @@ export class JobQueue {
     return claimed.map((job) => ({ job, leaseToken: job.leaseToken, leaseExpiresAt: expiresAt }));
   }
 
-  /** Extends the leases still held and records progress; tells the worker which jobs to drop. */
-  heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): { jobId: string; state: LeaseState }[] {
+  async heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): Promise<{ jobId: string; state: LeaseState }[]> {
     const now = this.now();
     const changed: Job[] = [];
     const states = this.db.transaction(
@@ -288,21 +227,14 @@ export class JobQueue {
     return states;
   }
 
-  complete(jobId: string, leaseToken: number, transcript: TranscriptResult): Job {
+  async complete(jobId: string, leaseToken: number, transcript: Transcript): Promise<Job> {
     const now = this.now();
-    // Copied field by field: GraphQL hands over input objects without a prototype, which drizzle cannot serialise.
-    const result: TranscriptResult = {
-      text: transcript.text,
-      language: transcript.language,
-      model: transcript.model,
-      segments: transcript.segments.map(({ start, end, text }) => ({ start, end, text })),
-    };
     const job = this.db.transaction(
       (tx) => {
         this.holding(tx.select().from(jobs).where(eq(jobs.id, jobId)).get(), jobId, leaseToken);
         return tx
           .update(jobs)
-          .set({ status: 'DONE', result, progress: 1, finishedAt: now, updatedAt: now, leaseExpiresAt: null, errorCode: null, errorMessage: null })
+          .set({ status: 'DONE', result: storedTranscript(transcript), progress: 1, finishedAt: now, updatedAt: now, leaseExpiresAt: null, errorCode: null, errorMessage: null })
           .where(eq(jobs.id, jobId))
           .returning()
           .get();
@@ -313,22 +245,17 @@ export class JobQueue {
     return job;
   }
 
-  /**
-   * A retryable failure goes back to the queue after an exponential delay with
-   * full jitter, until the job runs out of attempts; a permanent one fails at once.
-   */
-  fail(jobId: string, leaseToken: number, error: { code: string; message: string; retryable: boolean }): Job {
+  async fail(jobId: string, leaseToken: number, error: JobFailure): Promise<Job> {
     const now = this.now();
     const job = this.db.transaction(
       (tx) => {
         const job = this.holding(tx.select().from(jobs).where(eq(jobs.id, jobId)).get(), jobId, leaseToken);
         const again = error.retryable && job.attempts < job.maxAttempts;
-        const ceiling = Math.min(this.options.retryMaxMs, this.options.retryBaseMs * 2 ** (job.attempts - 1));
         return tx
           .update(jobs)
           .set({
             status: again ? 'PENDING' : 'FAILED',
-            runAfter: again ? now + Math.round(Math.random() * ceiling) : job.runAfter,
+            runAfter: again ? now + retryDelayMs(this.options, job.attempts) : job.runAfter,
             errorCode: error.code,
             errorMessage: error.message,
             finishedAt: again ? null : now,
@@ -345,11 +272,7 @@ export class JobQueue {
     return job;
   }
 
-  /**
-   * Jobs whose lease ran out (their worker stopped heartbeating) go back to the
-   * queue, or fail once they have used all their attempts. Returns how many.
-   */
-  expireLeases(): number {
+  async expireLeases(): Promise<number> {
     const now = this.now();
     const expired = this.db.transaction(
       (tx) => {
@@ -383,29 +306,74 @@ export class JobQueue {
     return expired.length;
   }
 
-  stats(): QueueStats {
+  async touchWorker(worker: { id: string; pool: Pool; provider?: string | null; host?: string | null }): Promise<void> {
+    const row = { id: worker.id, pool: worker.pool, lastSeenAt: this.now(), ...(worker.provider && { provider: worker.provider }), ...(worker.host && { host: worker.host }) };
+    this.db.insert(workers).values(row).onConflictDoUpdate({ target: workers.id, set: row }).run();
+  }
+
+  async removeWorker(id: string): Promise<void> {
+    this.db.delete(workers).where(eq(workers.id, id)).run();
+  }
+
+  async liveWorkers(): Promise<WorkerInfo[]> {
+    const since = this.now() - this.options.workerWindowMs;
+    this.db.delete(workers).where(lt(workers.lastSeenAt, since)).run();
+    return this.db.select().from(workers).where(gte(workers.lastSeenAt, since)).orderBy(asc(workers.id)).all();
+  }
+
+  async stats(): Promise<QueueStats> {
     const counts = this.db.select({ status: jobs.status, n: count() }).from(jobs).groupBy(jobs.status).all();
     const of = (s: JobStatus) => counts.find((c) => c.status === s)?.n ?? 0;
-    const oldest = this.db.select({ at: min(jobs.createdAt) }).from(jobs).where(eq(jobs.status, 'PENDING')).get()!.at;
+    const live = await this.liveWorkers();
+    const now = this.now();
+    const pools = POOLS.map((pool) => {
+      const size = pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
+      const p = this.db
+        .select({ n: count(), seconds: sum(jobs.durationSeconds), oldest: min(jobs.createdAt) })
+        .from(jobs)
+        .where(and(eq(jobs.status, 'PENDING'), size))
+        .get()!;
+      return {
+        pool,
+        pending: p.n,
+        pendingSeconds: Number(p.seconds ?? 0),
+        oldestPendingAgeSeconds: p.oldest === null ? null : (now - p.oldest) / 1000,
+        workers: live.filter((w) => w.pool === pool).length,
+      };
+    });
+    const ages = pools.map((p) => p.oldestPendingAgeSeconds).filter((a) => a !== null);
     return {
       pending: of('PENDING'),
       processing: of('PROCESSING'),
       done: of('DONE'),
       failed: of('FAILED'),
       cancelled: of('CANCELLED'),
-      oldestPendingAgeSeconds: oldest === null ? null : (this.now() - oldest) / 1000,
+      oldestPendingAgeSeconds: ages.length ? Math.max(...ages) : null,
+      pools,
     };
   }
 
-  isTerminal(job: Job): boolean {
-    return TERMINAL.includes(job.status);
+  async ping(): Promise<void> {
+    this.db.run(sql`SELECT 1`);
+  }
+
+  async close(): Promise<void> {
+    this.db.$client.close();
+  }
+
+  /** The job sizes a worker of `pool` may take now (see sizesFor). */
+  private sizeFilter(pool: Pool): SQL | undefined {
+    const since = this.now() - this.options.workerWindowMs;
+    const livePools = new Set(this.db.selectDistinct({ pool: workers.pool }).from(workers).where(gte(workers.lastSeenAt, since)).all().map((w) => w.pool));
+    const { small, large } = sizesFor(pool, livePools);
+    if (small && large) return undefined;
+    return small ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
   }
 
   private holding(job: Job | undefined, jobId: string, leaseToken: number): Job {
     if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${jobId}`);
-    if (job.leaseToken !== leaseToken) throw new QueueError('LEASE_LOST', `lease token ${leaseToken} of job ${jobId} is stale; the current attempt holds token ${job.leaseToken}`);
-    if (job.status === 'CANCELLED') throw new QueueError('JOB_CANCELLED', `job ${jobId} was cancelled`);
-    if (job.status !== 'PROCESSING') throw new QueueError('LEASE_LOST', `job ${jobId} is ${job.status}, no longer held by this lease`);
+    if (job.status === 'CANCELLED' && job.leaseToken === leaseToken) throw new QueueError('JOB_CANCELLED', `job ${jobId} was cancelled`);
+    if (job.leaseToken !== leaseToken || job.status !== 'PROCESSING') throw new QueueError('LEASE_LOST', leaseLostMessage(jobId, leaseToken, job));
     return job;
   }
 

@@ -1,0 +1,186 @@
+// The queue: what the jobs table promises, whichever database holds it. Two
+// implementations, one contract (test/queue.conformance.test.ts runs the same
+// suite against both): SQLite for one machine (sqlite/), PostgreSQL for many
+// API instances (postgres/). Everything in the API that touches the database
+// goes through this interface.
+//
+// Glossary
+//   claim     a worker takes up to N pending jobs (and S seconds of audio) at once
+//   lease     a claim's hold on a job, until `leaseExpiresAt`; heartbeats extend it
+//   token     the fencing token: `leaseToken` rises with every claim, and only the
+//             current token may report progress, complete or fail the job
+//   attempt   one claim; `attempts` counts them, `maxAttempts` bounds them
+//   pool      the kind of worker: `cpu` takes short jobs, `gpu` long ones; either
+//             takes the other's jobs while no worker of the other pool is live
+//   live      a worker heard from (claim, heartbeat) within the liveness window
+import type { EventEmitter } from 'node:events';
+import type { Transcript } from '../transcript/transcript.ts';
+import type { JobRow } from './sqlite/schema.ts';
+
+export type Job = JobRow;
+export type JobStatus = JobRow['status'];
+export type Task = JobRow['task'];
+export type Pool = 'cpu' | 'gpu';
+export const POOLS: readonly Pool[] = ['cpu', 'gpu'];
+
+export interface NewJob {
+  filename: string;
+  bytes: number;
+  durationSeconds: number;
+  format: string;
+  sampleRate: number;
+  channels: number;
+  blobKey: string;
+  language?: string | null;
+  task?: Task;
+  timestamps?: boolean;
+  priority?: number;
+  idempotencyKey?: string | null;
+  /** The id to give the job; the blob is usually stored under it before the job exists. */
+  id?: string;
+}
+
+export interface Lease {
+  job: Job;
+  leaseToken: number;
+  leaseExpiresAt: number;
+}
+
+export type LeaseState = 'ACTIVE' | 'CANCELLED' | 'LOST';
+
+/** A worker as the queue knows it: who, which pool, on what, and when it was last heard from. */
+export interface WorkerInfo {
+  id: string;
+  pool: Pool;
+  /** The execution provider its model runs on (`cpu`, `cuda`, …); null until it has loaded one. */
+  provider: string | null;
+  host: string | null;
+  lastSeenAt: number;
+}
+
+export interface QueueOptions {
+  /** How long a claim holds a job without a heartbeat. */
+  leaseMs: number;
+  maxAttempts: number;
+  /** First retry delay; each further attempt doubles it, up to retryMaxMs, with full jitter. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Jobs up to this long go to the cpu pool, longer ones to the gpu pool. */
+  smallJobSeconds: number;
+  /** A worker not heard from for this long is no longer live (longer than the longest long-poll claim). */
+  workerWindowMs: number;
+  now?: () => number;
+}
+
+export interface PoolStats {
+  pool: Pool;
+  /** Pending jobs of this pool's size (claimable or waiting on a retry delay). */
+  pending: number;
+  pendingSeconds: number;
+  oldestPendingAgeSeconds: number | null;
+  workers: number;
+}
+
+export interface QueueStats {
+  pending: number;
+  processing: number;
+  done: number;
+  failed: number;
+  cancelled: number;
+  oldestPendingAgeSeconds: number | null;
+  pools: PoolStats[];
+}
+
+export interface Page {
+  jobs: Job[];
+  hasNextPage: boolean;
+}
+
+export interface JobFailure {
+  code: string;
+  message: string;
+  retryable: boolean;
+}
+
+export interface JobQueue {
+  /** `job` after every committed change of a job (from any API instance); `work` when a job may have become claimable. */
+  readonly events: EventEmitter<{ job: [Job]; work: [] }>;
+  readonly options: QueueOptions;
+
+  /** Creates a job, or returns the one already created with the same idempotency key (`created` false). Durable when it resolves. */
+  create(input: NewJob): Promise<{ job: Job; created: boolean }>;
+  get(id: string): Promise<Job | undefined>;
+  findByIdempotencyKey(key: string): Promise<Job | undefined>;
+  findByBlobKey(key: string): Promise<Job | undefined>;
+  /** Newest first; `afterSeq` is the `seq` of the last job of the previous page. */
+  list(options: { status?: JobStatus; first: number; afterSeq?: number }): Promise<Page>;
+  /** A pending job is cancelled at once; a processing one too, and its worker drops it at its next heartbeat. */
+  cancel(id: string): Promise<Job>;
+  /** A failed or cancelled job goes back to the queue with its attempts reset. */
+  retry(id: string): Promise<Job>;
+
+  /** Jobs a worker of `pool` could claim now. */
+  claimable(pool: Pool): Promise<number>;
+  /** When the earliest job waiting on a retry delay becomes claimable (epoch ms), if any. */
+  nextRunAfter(pool: Pool): Promise<number | null>;
+  /**
+   * Takes up to `maxJobs` claimable jobs for a worker of `pool`, highest priority
+   * first, then oldest, stopping before `maxSeconds` of audio (the first job is
+   * always taken, however long).
+   */
+  claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]>;
+  /** Extends the leases still held and records progress; tells the worker which jobs to drop. */
+  heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): Promise<{ jobId: string; state: LeaseState }[]>;
+  complete(jobId: string, leaseToken: number, transcript: Transcript): Promise<Job>;
+  /**
+   * A retryable failure goes back to the queue after an exponential delay with
+   * full jitter, until the job runs out of attempts; a permanent one fails at once.
+   */
+  fail(jobId: string, leaseToken: number, error: JobFailure): Promise<Job>;
+  /** Jobs whose lease ran out go back to the queue, or fail once out of attempts. Returns how many. */
+  expireLeases(): Promise<number>;
+
+  /** Records that a worker was heard from. */
+  touchWorker(worker: { id: string; pool: Pool; provider?: string | null; host?: string | null }): Promise<void>;
+  /** The worker signed off. */
+  removeWorker(id: string): Promise<void>;
+  liveWorkers(): Promise<WorkerInfo[]>;
+
+  stats(): Promise<QueueStats>;
+  /** Throws when the database cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const TERMINAL: readonly JobStatus[] = ['DONE', 'FAILED', 'CANCELLED'];
+
+export function isTerminal(job: Job): boolean {
+  return TERMINAL.includes(job.status);
+}
+
+/** Full jitter (AWS's "exponential backoff and jitter"): anywhere in [0, base·2^(attempt-1)], capped. */
+export function retryDelayMs(options: QueueOptions, attempts: number): number {
+  const ceiling = Math.min(options.retryMaxMs, options.retryBaseMs * 2 ** (attempts - 1));
+  return Math.round(Math.random() * ceiling);
+}
+
+/**
+ * Which job sizes a worker of `pool` may take, given which pools have live workers:
+ * its own size, and the other pool's while that pool has nobody to run them.
+ */
+export function sizesFor(pool: Pool, livePools: ReadonlySet<Pool>): { small: boolean; large: boolean } {
+  const other: Pool = pool === 'cpu' ? 'gpu' : 'cpu';
+  const takesOther = !livePools.has(other);
+  return pool === 'cpu' ? { small: true, large: takesOther } : { small: takesOther, large: true };
+}
+
+/** The transcript as stored: copied field by field (GraphQL input objects have no prototype, which drizzle cannot serialise). */
+export function storedTranscript(t: Transcript): Transcript {
+  return { text: t.text, language: t.language, model: t.model, segments: t.segments.map(({ start, end, text }) => ({ start, end, text })) };
+}
+
+export function leaseLostMessage(jobId: string, leaseToken: number, current: Job): string {
+  return current.leaseToken !== leaseToken
+    ? `lease token ${leaseToken} of job ${jobId} is stale; the current attempt holds token ${current.leaseToken}`
+    : `job ${jobId} is ${current.status}, no longer held by this lease`;
+}

@@ -1,0 +1,389 @@
+// The queue on PostgreSQL: any number of API instances share one database.
+// Claims take their batch in one statement (claim.ts); every other change is
+// a short transaction that locks the rows it reads (FOR UPDATE) and announces
+// itself with NOTIFY, so each instance's `events` carry every change, whichever
+// instance made it: a subscriber on one instance sees what a worker reported
+// to another, and a long-poll claim is woken by a job created anywhere.
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
+import type { Transcript } from '../../transcript/transcript.ts';
+import { QueueError } from '../errors.ts';
+import {
+  leaseLostMessage,
+  POOLS,
+  retryDelayMs,
+  sizesFor,
+  storedTranscript,
+  type Job,
+  type JobFailure,
+  type JobQueue,
+  type JobStatus,
+  type Lease,
+  type LeaseState,
+  type NewJob,
+  type Page,
+  type Pool,
+  type QueueOptions,
+  type QueueStats,
+  type WorkerInfo,
+} from '../jobQueue.ts';
+import { claimedIds } from './claim.ts';
+import { openPostgres, type PgDb } from './database.ts';
+import { Listener, notices, type Notice } from './notifications.ts';
+import { jobs, workers } from './schema.ts';
+
+type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
+
+export class PostgresQueue implements JobQueue {
+  readonly events = new EventEmitter<{ job: [Job]; work: [] }>();
+  private readonly now: () => number;
+  private readonly listener: Listener;
+  /** Emits in the order the notices came, including those that wait for a read-back. */
+  private emitting: Promise<void> = Promise.resolve();
+
+  static async open(url: string, options: QueueOptions & { waitMs: number; log: (line: string) => void }): Promise<PostgresQueue> {
+    const db = await openPostgres(url, { waitMs: options.waitMs, log: options.log });
+    const queue = new PostgresQueue(db, url, options, options.log);
+    await queue.listener.start();
+    return queue;
+  }
+
+  private constructor(
+    private readonly db: PgDb,
+    url: string,
+    readonly options: QueueOptions,
+    private readonly log: (line: string) => void,
+  ) {
+    this.now = options.now ?? Date.now;
+    this.events.setMaxListeners(0);
+    this.listener = new Listener(url, {
+      notice: (n) => this.noticed(n),
+      reconnected: () => this.events.emit('work'),
+      log,
+    });
+  }
+
+  async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
+    const now = this.now();
+    const row = {
+      id: input.id ?? randomUUID(),
+      status: 'PENDING' as const,
+      priority: input.priority ?? 0,
+      idempotencyKey: input.idempotencyKey ?? null,
+      language: input.language ?? null,
+      task: input.task ?? 'transcribe',
+      timestamps: input.timestamps ?? false,
+      filename: input.filename,
+      bytes: input.bytes,
+      durationSeconds: input.durationSeconds,
+      format: input.format,
+      sampleRate: input.sampleRate,
+      channels: input.channels,
+      blobKey: input.blobKey,
+      maxAttempts: this.options.maxAttempts,
+      runAfter: now,
+      createdAt: now,
+      updatedAt: now,
+    };
+    return this.db.transaction(async (tx) => {
+      // ON CONFLICT DO NOTHING: two instances creating with the same key at once get one job; the loser reads the winner's.
+      const [job] = await tx.insert(jobs).values(row).onConflictDoNothing({ target: jobs.idempotencyKey }).returning();
+      if (!job) return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, tx))!, created: false };
+      await this.announce(tx, [job], true);
+      return { job, created: true };
+    });
+  }
+
+  async get(id: string): Promise<Job | undefined> {
+    const [job] = await this.db.select().from(jobs).where(eq(jobs.id, id));
+    return job;
+  }
+
+  async findByIdempotencyKey(key: string, tx: Tx | PgDb = this.db): Promise<Job | undefined> {
+    const [job] = await tx.select().from(jobs).where(eq(jobs.idempotencyKey, key));
+    return job;
+  }
+
+  async findByBlobKey(key: string): Promise<Job | undefined> {
+    const [job] = await this.db.select().from(jobs).where(eq(jobs.blobKey, key)).limit(1);
+    return job;
+  }
+
+  async list(options: { status?: JobStatus; first: number; afterSeq?: number }): Promise<Page> {
+    const rows = await this.db
+      .select()
+      .from(jobs)
+      .where(and(options.status ? eq(jobs.status, options.status) : undefined, options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined))
+      .orderBy(desc(jobs.seq))
+      .limit(options.first + 1);
+    return { jobs: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
+  }
+
+  async cancel(id: string): Promise<Job> {
+    return this.db.transaction(async (tx) => {
+      const job = await this.locked(tx, id);
+      if (job.status === 'CANCELLED') return job;
+      if (job.status === 'DONE' || job.status === 'FAILED') throw new QueueError('NOT_CANCELLABLE', `job ${id} is already ${job.status}`);
+      const now = this.now();
+      const [updated] = await tx.update(jobs).set({ status: 'CANCELLED', finishedAt: now, updatedAt: now, leaseExpiresAt: null }).where(eq(jobs.id, id)).returning();
+      await this.announce(tx, [updated]);
+      return updated;
+    });
+  }
+
+  async retry(id: string): Promise<Job> {
+    return this.db.transaction(async (tx) => {
+      const job = await this.locked(tx, id);
+      if (job.status !== 'FAILED' && job.status !== 'CANCELLED') throw new QueueError('NOT_RETRYABLE', `job ${id} is ${job.status}; only FAILED and CANCELLED jobs can be retried`);
+      const now = this.now();
+      const [updated] = await tx
+        .update(jobs)
+        .set({ status: 'PENDING', attempts: 0, progress: 0, runAfter: now, errorCode: null, errorMessage: null, result: null, startedAt: null, finishedAt: null, workerId: null, updatedAt: now })
+        .where(eq(jobs.id, id))
+        .returning();
+      await this.announce(tx, [updated], true);
+      return updated;
+    });
+  }
+
+  async claimable(pool: Pool): Promise<number> {
+    const [{ n }] = await this.db
+      .select({ n: count() })
+      .from(jobs)
+      .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, this.now()), await this.sizeFilter(pool)));
+    return n;
+  }
+
+  async nextRunAfter(pool: Pool): Promise<number | null> {
+    const [{ at }] = await this.db
+      .select({ at: min(jobs.runAfter) })
+      .from(jobs)
+      .where(and(eq(jobs.status, 'PENDING'), await this.sizeFilter(pool)));
+    return at === null ? null : Number(at);
+  }
+
+  async claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]> {
+    const now = this.now();
+    const expiresAt = now + this.options.leaseMs;
+    const size = await this.sizeFilter(worker.pool);
+    const claimed = await this.db.transaction(async (tx) => {
+      const rows = await tx
+        .update(jobs)
+        .set({
+          status: 'PROCESSING',
+          attempts: sql`${jobs.attempts} + 1`,
+          leaseToken: sql`${jobs.leaseToken} + 1`,
+          leaseExpiresAt: expiresAt,
+          workerId: worker.id,
+          progress: 0,
+          startedAt: now,
+          updatedAt: now,
+        })
+        .where(sql`${jobs.id} IN (${claimedIds({ maxJobs, maxSeconds, now, size })})`)
+        .returning();
+      if (rows.length) await this.announce(tx, rows);
+      return rows;
+    });
+    claimed.sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+    return claimed.map((job) => ({ job, leaseToken: job.leaseToken, leaseExpiresAt: expiresAt }));
+  }
+
+  async heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): Promise<{ jobId: string; state: LeaseState }[]> {
+    if (leases.length === 0) return [];
+    const now = this.now();
+    return this.db.transaction(async (tx) => {
+      const rows = await tx
+        .select()
+        .from(jobs)
+        .where(inArray(jobs.id, leases.map((l) => l.jobId)))
+        .for('update');
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      const changed: Job[] = [];
+      const states: { jobId: string; state: LeaseState }[] = [];
+      for (const { jobId, leaseToken, progress } of leases) {
+        const job = byId.get(jobId);
+        if (!job || job.leaseToken !== leaseToken) states.push({ jobId, state: 'LOST' });
+        else if (job.status === 'CANCELLED') states.push({ jobId, state: 'CANCELLED' });
+        else if (job.status !== 'PROCESSING') states.push({ jobId, state: 'LOST' });
+        else {
+          const next = progress == null ? job.progress : Math.min(1, Math.max(0, progress));
+          const [updated] = await tx
+            .update(jobs)
+            .set({ leaseExpiresAt: now + this.options.leaseMs, progress: next, ...(next !== job.progress && { updatedAt: now }) })
+            .where(eq(jobs.id, jobId))
+            .returning();
+          if (next !== job.progress) changed.push(updated);
+          states.push({ jobId, state: 'ACTIVE' });
+        }
+      }
+      await this.announce(tx, changed);
+      return states;
+    });
+  }
+
+  async complete(jobId: string, leaseToken: number, transcript: Transcript): Promise<Job> {
+    const now = this.now();
+    return this.db.transaction(async (tx) => {
+      this.holding(await this.locked(tx, jobId), jobId, leaseToken);
+      const [job] = await tx
+        .update(jobs)
+        .set({ status: 'DONE', result: storedTranscript(transcript), progress: 1, finishedAt: now, updatedAt: now, leaseExpiresAt: null, errorCode: null, errorMessage: null })
+        .where(eq(jobs.id, jobId))
+        .returning();
+      await this.announce(tx, [job]);
+      return job;
+    });
+  }
+
+  async fail(jobId: string, leaseToken: number, error: JobFailure): Promise<Job> {
+    const now = this.now();
+    return this.db.transaction(async (tx) => {
+      const held = this.holding(await this.locked(tx, jobId), jobId, leaseToken);
+      const again = error.retryable && held.attempts < held.maxAttempts;
+      const [job] = await tx
+        .update(jobs)
+        .set({
+          status: again ? 'PENDING' : 'FAILED',
+          runAfter: again ? now + retryDelayMs(this.options, held.attempts) : held.runAfter,
+          errorCode: error.code,
+          errorMessage: error.message,
+          finishedAt: again ? null : now,
+          leaseExpiresAt: null,
+          updatedAt: now,
+        })
+        .where(eq(jobs.id, jobId))
+        .returning();
+      await this.announce(tx, [job], again);
+      return job;
+    });
+  }
+
+  async expireLeases(): Promise<number> {
+    const now = this.now();
+    return this.db.transaction(async (tx) => {
+      // SKIP LOCKED: every instance sweeps; rows another sweeper or a late heartbeat holds are theirs to settle.
+      const rows = await tx
+        .select()
+        .from(jobs)
+        .where(and(eq(jobs.status, 'PROCESSING'), lt(jobs.leaseExpiresAt, now)))
+        .for('update', { skipLocked: true });
+      const expired: Job[] = [];
+      for (const job of rows) {
+        const again = job.attempts < job.maxAttempts;
+        const [updated] = await tx
+          .update(jobs)
+          .set({
+            status: again ? 'PENDING' : 'FAILED',
+            runAfter: now,
+            leaseExpiresAt: null,
+            progress: 0,
+            errorCode: 'LEASE_EXPIRED',
+            errorMessage: `worker ${job.workerId} stopped renewing its lease (attempt ${job.attempts} of ${job.maxAttempts})`,
+            finishedAt: again ? null : now,
+            updatedAt: now,
+          })
+          .where(eq(jobs.id, job.id))
+          .returning();
+        expired.push(updated);
+      }
+      await this.announce(tx, expired, expired.some((j) => j.status === 'PENDING'));
+      return expired.length;
+    });
+  }
+
+  async touchWorker(worker: { id: string; pool: Pool; provider?: string | null; host?: string | null }): Promise<void> {
+    const row = { id: worker.id, pool: worker.pool, lastSeenAt: this.now(), ...(worker.provider && { provider: worker.provider }), ...(worker.host && { host: worker.host }) };
+    await this.db.insert(workers).values(row).onConflictDoUpdate({ target: workers.id, set: row });
+  }
+
+  async removeWorker(id: string): Promise<void> {
+    await this.db.delete(workers).where(eq(workers.id, id));
+  }
+
+  async liveWorkers(): Promise<WorkerInfo[]> {
+    const since = this.now() - this.options.workerWindowMs;
+    await this.db.delete(workers).where(lt(workers.lastSeenAt, since));
+    return this.db.select().from(workers).where(gte(workers.lastSeenAt, since)).orderBy(asc(workers.id));
+  }
+
+  async stats(): Promise<QueueStats> {
+    const counts = await this.db.select({ status: jobs.status, n: count() }).from(jobs).groupBy(jobs.status);
+    const of = (s: JobStatus) => counts.find((c) => c.status === s)?.n ?? 0;
+    const live = await this.liveWorkers();
+    const now = this.now();
+    const pools = await Promise.all(
+      POOLS.map(async (pool) => {
+        const size = pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
+        const [p] = await this.db
+          .select({ n: count(), seconds: sum(jobs.durationSeconds), oldest: min(jobs.createdAt) })
+          .from(jobs)
+          .where(and(eq(jobs.status, 'PENDING'), size));
+        return {
+          pool,
+          pending: p.n,
+          pendingSeconds: Number(p.seconds ?? 0),
+          oldestPendingAgeSeconds: p.oldest === null ? null : (now - Number(p.oldest)) / 1000,
+          workers: live.filter((w) => w.pool === pool).length,
+        };
+      }),
+    );
+    const ages = pools.map((p) => p.oldestPendingAgeSeconds).filter((a) => a !== null);
+    return {
+      pending: of('PENDING'),
+      processing: of('PROCESSING'),
+      done: of('DONE'),
+      failed: of('FAILED'),
+      cancelled: of('CANCELLED'),
+      oldestPendingAgeSeconds: ages.length ? Math.max(...ages) : null,
+      pools,
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.db.execute(sql`SELECT 1`);
+  }
+
+  async close(): Promise<void> {
+    await this.listener.close();
+    await this.db.$client.end();
+  }
+
+  private async sizeFilter(pool: Pool): Promise<SQL | undefined> {
+    const since = this.now() - this.options.workerWindowMs;
+    const live = await this.db.selectDistinct({ pool: workers.pool }).from(workers).where(gte(workers.lastSeenAt, since));
+    const { small, large } = sizesFor(pool, new Set(live.map((w) => w.pool)));
+    if (small && large) return undefined;
+    return small ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
+  }
+
+  private async locked(tx: Tx, id: string): Promise<Job> {
+    const [job] = await tx.select().from(jobs).where(eq(jobs.id, id)).for('update');
+    if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
+    return job;
+  }
+
+  private holding(job: Job, jobId: string, leaseToken: number): Job {
+    if (job.status === 'CANCELLED' && job.leaseToken === leaseToken) throw new QueueError('JOB_CANCELLED', `job ${jobId} was cancelled`);
+    if (job.leaseToken !== leaseToken || job.status !== 'PROCESSING') throw new QueueError('LEASE_LOST', leaseLostMessage(jobId, leaseToken, job));
+    return job;
+  }
+
+  /** NOTIFY every instance (this one too) of the changed jobs, on commit. */
+  private async announce(tx: Tx, changed: Job[], work = false): Promise<void> {
+    if (changed.length === 0 && !work) return;
+    await tx.execute(notices(changed, work));
+  }
+
+  private noticed(notice: Notice): void {
+    this.emitting = this.emitting.then(async () => {
+      if ('work' in notice) return void this.events.emit('work');
+      let job: Job | undefined = notice.job;
+      // The transcript did not fit the notice: read it back, only when someone here follows jobs.
+      if (notice.partial && this.events.listenerCount('job') > 0) {
+        job = await this.get(job.id).catch((err) => void this.log(`could not read job ${notice.job.id} back: ${err.message}`));
+      }
+      if (job) this.events.emit('job', job);
+    });
+  }
+}

@@ -1,0 +1,59 @@
+// The PostgreSQL tables: the same columns as sqlite/schema.ts, in PostgreSQL's
+// types (times as epoch-ms bigints read as numbers, the transcript as jsonb),
+// so both dialects hand the rest of murmur the same Job.
+import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
+
+const ms = (name: string) => bigint(name, { mode: 'number' });
+
+export const jobs = pgTable(
+  'jobs',
+  {
+    seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+    id: text('id').notNull().unique(),
+    status: text('status', { enum: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] }).notNull(),
+    priority: integer('priority').notNull().default(0),
+    idempotencyKey: text('idempotency_key').unique(),
+
+    language: text('language'),
+    task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
+    timestamps: boolean('timestamps').notNull(),
+
+    filename: text('filename').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    durationSeconds: doublePrecision('duration_seconds').notNull(),
+    format: text('format').notNull().default('wav'),
+    sampleRate: integer('sample_rate').notNull().default(16000),
+    channels: integer('channels').notNull().default(1),
+    blobKey: text('blob_key').notNull(),
+
+    attempts: integer('attempts').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull(),
+    progress: doublePrecision('progress').notNull().default(0),
+    runAfter: ms('run_after').notNull(),
+    leaseToken: integer('lease_token').notNull().default(0),
+    leaseExpiresAt: ms('lease_expires_at'),
+    workerId: text('worker_id'),
+
+    result: jsonb('result'),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+
+    createdAt: ms('created_at').notNull(),
+    startedAt: ms('started_at'),
+    finishedAt: ms('finished_at'),
+    updatedAt: ms('updated_at').notNull(),
+  },
+  (t) => [
+    index('jobs_claim_order').on(t.status, t.priority.desc(), t.seq),
+    index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt),
+    index('jobs_blob_key').on(t.blobKey),
+  ],
+);
+
+export const workers = pgTable('workers', {
+  id: text('id').primaryKey(),
+  pool: text('pool', { enum: ['cpu', 'gpu'] }).notNull(),
+  provider: text('provider'),
+  host: text('host'),
+  lastSeenAt: ms('last_seen_at').notNull(),
+});

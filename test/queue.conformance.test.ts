@@ -1,0 +1,374 @@
+// The queue's contract, run against both implementations: SQLite (a real file)
+// and PostgreSQL (a real server). Each test gets an empty database and a clock
+// it moves by hand; the long-poll tests use the real clock and measure waking.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { claimWhenReady } from '../src/queue/longPoll.ts';
+import type { Job, JobQueue, NewJob, QueueOptions } from '../src/queue/jobQueue.ts';
+import { PostgresQueue } from '../src/queue/postgres/postgresQueue.ts';
+import { openDatabase } from '../src/queue/sqlite/database.ts';
+import { SqliteQueue } from '../src/queue/sqlite/sqliteQueue.ts';
+import { freshDatabase } from './helpers/postgres.ts';
+
+interface Backend {
+  clock: { now: number };
+  queue: JobQueue;
+  /** Another handle on the same database: another API instance on PostgreSQL; the same queue on SQLite (one process owns the file). */
+  peer(): Promise<JobQueue>;
+  /** Closes every handle and opens the database again. */
+  reopen(): Promise<JobQueue>;
+}
+
+const opened: JobQueue[] = [];
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((q) => q.close().catch(() => {})));
+  dirs.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true }));
+});
+
+const defaults = (clock: { now: number }): QueueOptions => ({
+  leaseMs: 10_000,
+  maxAttempts: 3,
+  retryBaseMs: 1000,
+  retryMaxMs: 60_000,
+  smallJobSeconds: 120,
+  workerWindowMs: 70_000,
+  now: () => clock.now,
+});
+
+const backends: Record<string, (options: Partial<QueueOptions>) => Promise<Backend>> = {
+  sqlite: async (options) => {
+    const dir = mkdtempSync(join(tmpdir(), 'murmur-queue-'));
+    dirs.push(dir);
+    const clock = { now: 1_000_000 };
+    const open = () => {
+      const q = new SqliteQueue(openDatabase(join(dir, 'murmur.sqlite')), { ...defaults(clock), ...options });
+      opened.push(q);
+      return q;
+    };
+    const queue = open();
+    return {
+      clock,
+      queue,
+      peer: async () => queue,
+      reopen: async () => {
+        await queue.close();
+        return open();
+      },
+    };
+  },
+  postgres: async (options) => {
+    const url = await freshDatabase();
+    const clock = { now: 1_000_000 };
+    const open = async () => {
+      const q = await PostgresQueue.open(url, { ...defaults(clock), ...options, waitMs: 0, log: () => {} });
+      opened.push(q);
+      return q;
+    };
+    const queue = await open();
+    return {
+      clock,
+      queue,
+      peer: open,
+      reopen: async () => {
+        await Promise.all(opened.splice(0).map((q) => q.close()));
+        return open();
+      },
+    };
+  },
+};
+
+const job = (n: number, extra: Partial<NewJob> = {}): NewJob => ({ filename: `a${n}.wav`, bytes: 100, durationSeconds: 10, format: 'wav', sampleRate: 16000, channels: 1, blobKey: `k${n}`, ...extra });
+const cpu = (id: string) => ({ id, pool: 'cpu' as const });
+const transcript = { text: 'x', language: 'en', model: 'm', segments: [] };
+
+/** Resolves with the first `job` event for `id` that satisfies `ok`. */
+const eventFor = (queue: JobQueue, id: string, ok: (j: Job) => boolean) =>
+  new Promise<Job>((resolve) => {
+    const on = (j: Job) => {
+      if (j.id === id && ok(j)) {
+        queue.events.off('job', on);
+        resolve(j);
+      }
+    };
+    queue.events.on('job', on);
+  });
+
+describe.each(Object.keys(backends))('the queue on %s', (name) => {
+  const setup = (options: Partial<QueueOptions> = {}) => backends[name](options);
+
+  describe('claims', () => {
+    it('take up to N jobs and S seconds of audio, highest priority first, then oldest', async () => {
+      const { queue } = await setup();
+      const ids: string[] = [];
+      for (const n of [0, 1, 2, 3, 4]) ids.push((await queue.create(job(n, { priority: n === 3 ? 5 : 0 }))).job.id);
+      const first = await queue.claim(cpu('w1'), 3, 1000);
+      expect(first.map((l) => l.job.id)).toEqual([ids[3], ids[0], ids[1]]);
+      expect(first.every((l) => l.job.status === 'PROCESSING' && l.job.attempts === 1 && l.job.workerId === 'w1')).toBe(true);
+      // 10 s each: 25 s of room takes two jobs
+      expect((await queue.claim(cpu('w2'), 10, 25)).map((l) => l.job.id)).toEqual([ids[2], ids[4]]);
+      expect(await queue.claim(cpu('w3'), 10, 25)).toEqual([]);
+    });
+
+    it('always take one job, even one longer than the audio limit', async () => {
+      const { queue } = await setup();
+      await queue.create(job(0, { durationSeconds: 100 }));
+      expect(await queue.claim(cpu('w'), 4, 60)).toHaveLength(1);
+    });
+
+    it('running at the same time from many instances, never take a job twice', async () => {
+      const { queue, peer } = await setup();
+      for (let n = 0; n < 40; n++) await queue.create(job(n, { durationSeconds: 1 }));
+      const handles = [queue, await peer(), await peer(), await peer()];
+      const rounds = await Promise.all(handles.flatMap((q, h) => [0, 1, 2].map((i) => q.claim(cpu(`w${h}-${i}`), 5, 1000))));
+      const ids = rounds.flat().map((l) => l.job.id);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids.length).toBe(40);
+    });
+
+    it('a job whose lease expired goes back to the queue and counts an attempt', async () => {
+      const { queue, clock } = await setup();
+      const { id } = (await queue.create(job(0))).job;
+      const [first] = await queue.claim(cpu('w1'), 1, 60);
+      clock.now += 5_000;
+      expect(await queue.heartbeat([{ jobId: id, leaseToken: first.leaseToken, progress: 0.5 }])).toEqual([{ jobId: id, state: 'ACTIVE' }]);
+      clock.now += 9_000; // heartbeat extended the lease to +15 s
+      expect(await queue.expireLeases()).toBe(0);
+      clock.now += 2_000;
+      expect(await queue.expireLeases()).toBe(1);
+      expect(await queue.get(id)).toMatchObject({ status: 'PENDING', attempts: 1, progress: 0, errorCode: 'LEASE_EXPIRED' });
+      const [second] = await queue.claim(cpu('w2'), 1, 60);
+      expect(second.job.attempts).toBe(2);
+      expect(second.leaseToken).toBeGreaterThan(first.leaseToken);
+    });
+
+    it('a job out of attempts fails with the last error', async () => {
+      const { queue, clock } = await setup({ maxAttempts: 2 });
+      const { id } = (await queue.create(job(0))).job;
+      for (let i = 0; i < 2; i++) {
+        await queue.claim(cpu('w'), 1, 60);
+        clock.now += 11_000;
+        await queue.expireLeases();
+      }
+      expect(await queue.get(id)).toMatchObject({ status: 'FAILED', attempts: 2, errorCode: 'LEASE_EXPIRED' });
+      expect(await queue.claim(cpu('w'), 1, 60)).toEqual([]);
+    });
+
+    it('a stale lease token is refused: the older attempt cannot overwrite the newer one', async () => {
+      const { queue, clock } = await setup();
+      const { id } = (await queue.create(job(0))).job;
+      const [old] = await queue.claim(cpu('w1'), 1, 60);
+      clock.now += 11_000;
+      await queue.expireLeases();
+      const [current] = await queue.claim(cpu('w2'), 1, 60);
+      await expect(queue.complete(id, old.leaseToken, transcript)).rejects.toMatchObject({ code: 'LEASE_LOST' });
+      await expect(queue.fail(id, old.leaseToken, { code: 'E', message: 'm', retryable: false })).rejects.toMatchObject({ code: 'LEASE_LOST' });
+      expect(await queue.heartbeat([{ jobId: id, leaseToken: old.leaseToken }])).toEqual([{ jobId: id, state: 'LOST' }]);
+      expect(await queue.complete(id, current.leaseToken, transcript)).toMatchObject({ status: 'DONE', progress: 1, result: transcript });
+      await expect(queue.complete(id, current.leaseToken, transcript)).rejects.toMatchObject({ code: 'LEASE_LOST' });
+    });
+  });
+
+  describe('failures', () => {
+    it('a retryable failure waits an exponential, jittered delay, then runs again', async () => {
+      const { queue, clock } = await setup({ retryBaseMs: 4000 });
+      const { id } = (await queue.create(job(0))).job;
+      for (let attempt = 1; attempt <= 2; attempt++) {
+        const [lease] = await queue.claim(cpu('w'), 1, 60);
+        const failed = await queue.fail(id, lease.leaseToken, { code: 'WORKER_ERROR', message: 'out of memory', retryable: true });
+        expect(failed).toMatchObject({ status: 'PENDING', errorCode: 'WORKER_ERROR' });
+        const delay = failed.runAfter - clock.now;
+        expect(delay).toBeGreaterThanOrEqual(0);
+        expect(delay).toBeLessThanOrEqual(4000 * 2 ** (attempt - 1));
+        if (delay > 0) expect(await queue.claim(cpu('w'), 1, 60)).toEqual([]);
+        expect(await queue.nextRunAfter('cpu')).toBe(failed.runAfter);
+        clock.now += delay;
+      }
+      const [last] = await queue.claim(cpu('w'), 1, 60);
+      expect(await queue.fail(id, last.leaseToken, { code: 'WORKER_ERROR', message: 'again', retryable: true })).toMatchObject({ status: 'FAILED', attempts: 3, errorMessage: 'again' });
+    });
+
+    it('a permanent failure fails at once', async () => {
+      const { queue } = await setup();
+      const { id } = (await queue.create(job(0))).job;
+      const [lease] = await queue.claim(cpu('w'), 1, 60);
+      expect(await queue.fail(id, lease.leaseToken, { code: 'AUDIO_UNDECODABLE', message: 'bad', retryable: false })).toMatchObject({ status: 'FAILED', attempts: 1 });
+    });
+  });
+
+  describe('jobs', () => {
+    it('an idempotency key returns the same job instead of a second one, also when both arrive at once', async () => {
+      const { queue, peer } = await setup();
+      const other = await peer();
+      const [a, b] = await Promise.all([queue.create(job(0, { idempotencyKey: 'upload-7' })), other.create(job(1, { idempotencyKey: 'upload-7' }))]);
+      expect([a.created, b.created].sort()).toEqual([false, true]);
+      expect(b.job.id).toBe(a.job.id);
+      expect((await queue.findByIdempotencyKey('upload-7'))?.id).toBe(a.job.id);
+      expect((await queue.stats()).pending).toBe(1);
+    });
+
+    it('cancel works on pending and processing jobs; the worker learns it at its heartbeat', async () => {
+      const { queue } = await setup();
+      const pending = (await queue.create(job(0))).job;
+      const held = (await queue.create(job(1))).job;
+      expect((await queue.cancel(pending.id)).status).toBe('CANCELLED');
+      const [lease] = await queue.claim(cpu('w'), 5, 60);
+      expect(lease.job.id).toBe(held.id);
+      expect((await queue.cancel(held.id)).status).toBe('CANCELLED');
+      expect(await queue.heartbeat([{ jobId: held.id, leaseToken: lease.leaseToken }])).toEqual([{ jobId: held.id, state: 'CANCELLED' }]);
+      await expect(queue.complete(held.id, lease.leaseToken, transcript)).rejects.toMatchObject({ code: 'JOB_CANCELLED' });
+      expect(await queue.retry(held.id)).toMatchObject({ status: 'PENDING', attempts: 0 });
+    });
+
+    it('finished jobs cannot be cancelled, unfinished ones cannot be retried, unknown ids are named', async () => {
+      const { queue } = await setup();
+      const { id } = (await queue.create(job(0))).job;
+      await expect(queue.retry(id)).rejects.toMatchObject({ code: 'NOT_RETRYABLE' });
+      const [lease] = await queue.claim(cpu('w'), 1, 60);
+      await queue.complete(id, lease.leaseToken, transcript);
+      await expect(queue.cancel(id)).rejects.toMatchObject({ code: 'NOT_CANCELLABLE' });
+      await expect(queue.cancel('nope')).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+    });
+
+    it('lists newest first, page by page', async () => {
+      const { queue } = await setup();
+      const ids: string[] = [];
+      for (const n of [0, 1, 2, 3, 4]) ids.push((await queue.create(job(n))).job.id);
+      const one = await queue.list({ first: 2 });
+      expect(one.jobs.map((j) => j.id)).toEqual([ids[4], ids[3]]);
+      expect(one.hasNextPage).toBe(true);
+      const two = await queue.list({ first: 3, afterSeq: one.jobs[1].seq });
+      expect(two.jobs.map((j) => j.id)).toEqual([ids[2], ids[1], ids[0]]);
+      expect(two.hasNextPage).toBe(false);
+      await queue.cancel(ids[1]);
+      expect((await queue.list({ first: 10, status: 'CANCELLED' })).jobs.map((j) => j.id)).toEqual([ids[1]]);
+    });
+
+    it('finds a job by its blob', async () => {
+      const { queue } = await setup();
+      const { id } = (await queue.create(job(0, { blobKey: 'incoming/x/a.wav' }))).job;
+      expect((await queue.findByBlobKey('incoming/x/a.wav'))?.id).toBe(id);
+      expect(await queue.findByBlobKey('incoming/y/a.wav')).toBeUndefined();
+    });
+
+    it('every acknowledged job is still there after the database is reopened', async () => {
+      const s = await setup();
+      const ids: string[] = [];
+      for (const n of [0, 1, 2]) ids.push((await s.queue.create(job(n))).job.id);
+      const reopened = await s.reopen();
+      expect(await Promise.all(ids.map(async (id) => (await reopened.get(id))?.status))).toEqual(['PENDING', 'PENDING', 'PENDING']);
+    });
+
+    it('counts jobs by status and per pool', async () => {
+      const { queue, clock } = await setup();
+      await queue.create(job(0, { durationSeconds: 30 }));
+      await queue.create(job(1, { durationSeconds: 600 }));
+      await queue.create(job(2, { durationSeconds: 60 }));
+      clock.now += 4000;
+      await queue.touchWorker(cpu('w'));
+      const [lease] = await queue.claim(cpu('w'), 1, 60);
+      await queue.complete(lease.job.id, lease.leaseToken, transcript);
+      const stats = await queue.stats();
+      expect(stats).toMatchObject({ pending: 2, processing: 0, done: 1, failed: 0, cancelled: 0, oldestPendingAgeSeconds: 4 });
+      expect(stats.pools).toEqual([
+        { pool: 'cpu', pending: 1, pendingSeconds: 60, oldestPendingAgeSeconds: 4, workers: 1 },
+        { pool: 'gpu', pending: 1, pendingSeconds: 600, oldestPendingAgeSeconds: 4, workers: 0 },
+      ]);
+    });
+  });
+
+  describe('workers and pools', () => {
+    it('the live-worker list is shared, and a worker leaves it by signing off or by going quiet', async () => {
+      const { queue, clock, peer } = await setup();
+      const other = await peer();
+      await queue.touchWorker({ id: 'a', pool: 'cpu', host: 'h1' });
+      await other.touchWorker({ id: 'b', pool: 'gpu', provider: 'cuda' });
+      await queue.touchWorker({ id: 'a', pool: 'cpu', provider: 'cpu' });
+      expect(await other.liveWorkers()).toEqual([
+        { id: 'a', pool: 'cpu', provider: 'cpu', host: 'h1', lastSeenAt: clock.now },
+        { id: 'b', pool: 'gpu', provider: 'cuda', host: null, lastSeenAt: clock.now },
+      ]);
+      await other.removeWorker('a');
+      expect((await queue.liveWorkers()).map((w) => w.id)).toEqual(['b']);
+      clock.now += 70_001;
+      expect(await queue.liveWorkers()).toEqual([]);
+    });
+
+    it('short jobs go to cpu workers and long ones to gpu workers; each pool takes the other\'s while that pool has nobody', async () => {
+      const { queue, clock } = await setup();
+      const short = (await queue.create(job(0, { durationSeconds: 60 }))).job.id;
+      const long = (await queue.create(job(1, { durationSeconds: 600 }))).job.id;
+      await queue.touchWorker({ id: 'c', pool: 'cpu' });
+      await queue.touchWorker({ id: 'g', pool: 'gpu' });
+      expect(await queue.claimable('cpu')).toBe(1);
+      expect((await queue.claim(cpu('c'), 10, 10_000)).map((l) => l.job.id)).toEqual([short]);
+      expect(await queue.claimable('cpu')).toBe(0);
+      expect((await queue.claim({ id: 'g', pool: 'gpu' }, 10, 10_000)).map((l) => l.job.id)).toEqual([long]);
+
+      const long2 = (await queue.create(job(2, { durationSeconds: 600 }))).job.id;
+      expect(await queue.claim(cpu('c'), 10, 10_000)).toEqual([]);
+      // The gpu worker goes quiet: its jobs fall back to the cpu pool.
+      clock.now += 60_000;
+      await queue.touchWorker({ id: 'c', pool: 'cpu' });
+      clock.now += 10_001;
+      expect((await queue.claim(cpu('c'), 10, 10_000)).map((l) => l.job.id)).toEqual([long2]);
+      // And with no cpu worker live, a gpu worker takes short jobs.
+      const short2 = (await queue.create(job(3, { durationSeconds: 5 }))).job.id;
+      clock.now += 70_001;
+      await queue.touchWorker({ id: 'g', pool: 'gpu' });
+      expect((await queue.claim({ id: 'g', pool: 'gpu' }, 10, 10_000)).map((l) => l.job.id)).toEqual([short2]);
+    });
+  });
+
+  describe('events and long-poll claims', () => {
+    // The waiting claim must be woken by the event: a claim that only looked again after
+    // its recheck interval (5 s) or its wait (20 s) would take far longer than this bound.
+    const WAKE_BOUND_MS = 1500;
+
+    it('a waiting claim is woken by a new job (created on another instance) and gathers a burst into one batch', async () => {
+      const { queue, clock, peer } = await setup();
+      const creator = await peer();
+      clock.now = Date.now();
+      const tick = setInterval(() => (clock.now = Date.now()), 5);
+      try {
+        const claim = claimWhenReady(queue, { workerId: 'w', pool: 'cpu', maxJobs: 4, maxSeconds: 1000, waitMs: 20_000, batchWindowMs: 300 });
+        await new Promise((r) => setTimeout(r, 300));
+        const created = Date.now();
+        for (let n = 0; n < 3; n++) await creator.create(job(n));
+        const leases = await claim;
+        const latency = Date.now() - created;
+        expect(leases).toHaveLength(3);
+        expect(latency).toBeLessThan(WAKE_BOUND_MS);
+      } finally {
+        clearInterval(tick);
+      }
+    });
+
+    it('an aborted claim takes nothing', async () => {
+      const { queue, clock } = await setup();
+      clock.now = Date.now();
+      const abort = new AbortController();
+      const claim = claimWhenReady(queue, { workerId: 'w', pool: 'cpu', maxJobs: 4, maxSeconds: 1000, waitMs: 10_000, batchWindowMs: 5000, signal: abort.signal });
+      await queue.create(job(0));
+      setTimeout(() => abort.abort(), 100);
+      expect(await claim).toEqual([]);
+      expect((await queue.stats()).pending).toBe(1);
+    });
+
+    it('every change of a job reaches the other instances\' listeners, in order', async () => {
+      const { queue, peer } = await setup();
+      const watcher = await peer();
+      const seen: string[] = [];
+      watcher.events.on('job', (j) => seen.push(`${j.status}:${j.progress}`));
+      const { id } = (await queue.create(job(0))).job;
+      const done = eventFor(watcher, id, (j) => j.status === 'DONE');
+      const [lease] = await queue.claim(cpu('w'), 1, 60);
+      await queue.heartbeat([{ jobId: id, leaseToken: lease.leaseToken, progress: 0.5 }]);
+      await queue.complete(id, lease.leaseToken, transcript);
+      expect((await done).result).toEqual(transcript);
+      expect(seen.filter((s, i) => s !== seen[i - 1])).toEqual(['PENDING:0', 'PROCESSING:0', 'PROCESSING:0.5', 'DONE:1']);
+    });
+  });
+});
