@@ -4,11 +4,13 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { JobQueue } from '../queue/jobQueue.ts';
 import type { BlobStore } from '../storage/blobStore.ts';
+import type { Metrics } from './metrics.ts';
 
 export interface Services {
   config: Config;
   queue: JobQueue;
   store: BlobStore;
+  metrics: Metrics;
   log: (line: string) => void;
 }
 

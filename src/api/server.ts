@@ -8,6 +8,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { bearerMatches, type Context, type Services } from './context.ts';
+import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { schema } from './schema/index.ts';
@@ -18,7 +19,8 @@ export interface ApiServer {
   close(): Promise<void>;
 }
 
-export function createApiServer(services: Services): ApiServer {
+export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
+  const services: Services = { ...base, metrics: new Metrics(base.queue) };
   const { config, log } = services;
   const yoga = createYoga<{ req?: IncomingMessage }, Context>({
     schema,
@@ -38,6 +40,13 @@ export function createApiServer(services: Services): ApiServer {
   });
 
   const http = createServer((req, res) => {
+    if (req.url === '/metrics' || req.url === '/healthz' || req.url === '/readyz') {
+      plainRoute(services, req.url).then(
+        ({ status, type, body }) => res.writeHead(status, { 'content-type': type }).end(body),
+        (err) => res.writeHead(500).end(String(err?.message ?? err)),
+      );
+      return;
+    }
     if (req.url?.startsWith('/audio/')) {
       serveAudio(services, req, res).catch((err) => {
         log(`audio route: ${err?.stack ?? err}`);
@@ -82,6 +91,21 @@ export function createApiServer(services: Services): ApiServer {
       await new Promise<void>((resolve) => http.close(() => resolve()));
     },
   };
+}
+
+/**
+ * /healthz: the process answers. /readyz: the database and the blob store answer too (a load
+ * balancer stops sending work while they do not). /metrics: Prometheus.
+ */
+async function plainRoute({ queue, store, metrics }: Services, url: string): Promise<{ status: number; type: string; body: string }> {
+  if (url === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
+  if (url === '/metrics') return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
+  const checks = await Promise.all([
+    queue.ping().then(() => 'database: ok', (err) => `database: ${err.message}`),
+    store.check().then(() => `blob store: ok`, (err) => `blob store ${store.name}: ${err.name ?? ''} ${err.message}`),
+  ]);
+  const ready = checks.every((c) => c.endsWith(': ok'));
+  return { status: ready ? 200 : 503, type: 'text/plain', body: checks.join('\n') + '\n' };
 }
 
 async function serveAudio(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {

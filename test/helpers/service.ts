@@ -103,6 +103,33 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
   };
 }
 
+/** A `murmur worker` process on its own, as on another machine: it reaches the API over HTTP only. */
+export function startWorker(api: string, model: string, args: string[] = []): { process: ChildProcess; lines: string[]; stop(signal?: NodeJS.Signals): Promise<void> } {
+  const child = spawn(process.execPath, [BIN, 'worker', '--api', api, '--model', model, '--segmentation', 'fixed', '--exit-after', '600', '--poll', '5', ...args], {
+    env: { ...process.env, MURMUR_WORKER_TOKEN: WORKER_TOKEN },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      if (process.env.MURMUR_TEST_LOG) console.log(`[worker ${child.pid}] ${line}`);
+      lines.push(line);
+    });
+  }
+  let exited = false;
+  child.on('exit', () => (exited = true));
+  return {
+    process: child,
+    lines,
+    async stop(signal = 'SIGTERM') {
+      if (exited) return;
+      const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      await done;
+    },
+  };
+}
+
 /** 16-bit mono 16 kHz WAV bytes. */
 export function wavBytes(samples: Float32Array): Uint8Array {
   return new Uint8Array(wav.encode([samples], { sampleRate: 16000, float: false, bitDepth: 16 }));

@@ -90,6 +90,10 @@ builder.mutationFields((t) => ({
         signal: ctx.signal,
       });
       if (!ctx.signal?.aborted) await ctx.queue.touchWorker(worker);
+      if (leases.length) {
+        ctx.metrics.batchSize.observe(leases.length);
+        for (const l of leases) if (l.job.attempts === 1) ctx.metrics.queueWait.observe((l.job.startedAt! - l.job.createdAt) / 1000);
+      }
       if (leases.length) ctx.log(`worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${leases.map((l) => l.job.id).join(', ')}`);
       // Audio straight from the blob store when it can hand out a URL (S3), else through the API's worker-only route.
       return Promise.all(leases.map(async (l) => ({ ...l, audioUrl: (await ctx.store.presignGet(l.job.blobKey)) ?? `${ctx.origin}/audio/${l.job.id}` })));
@@ -117,6 +121,7 @@ builder.mutationFields((t) => ({
     resolve: async (_root, args, ctx) => {
       requireWorker(ctx);
       const job = await ctx.queue.complete(String(args.jobId), args.leaseToken, args.result);
+      ctx.metrics.processing.observe((job.finishedAt! - job.startedAt!) / 1000);
       // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
       ctx.store.delete(job.blobKey).catch((err) => ctx.log(`could not delete the audio of job ${job.id}: ${err.message}`));
       return job;
@@ -132,9 +137,11 @@ builder.mutationFields((t) => ({
       message: t.arg.string({ required: true }),
       retryable: t.arg.boolean({ required: true }),
     },
-    resolve: (_root, args, ctx) => {
+    resolve: async (_root, args, ctx) => {
       requireWorker(ctx);
-      return ctx.queue.fail(String(args.jobId), args.leaseToken, { code: args.code, message: args.message, retryable: args.retryable });
+      const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code: args.code, message: args.message, retryable: args.retryable });
+      ctx.metrics.failures.inc({ code: args.code });
+      return job;
     },
   }),
   signOff: t.field({
