@@ -50,6 +50,8 @@ describe.each(Object.keys(stores))('the %s blob store', (name) => {
     expect(await store.put('uploads/a', chunks(total))).toBe(total);
     expect(await store.size('uploads/a')).toBe(total);
     expect((await readAll(store, 'uploads/a')).equals(expected(total))).toBe(true);
+    expect((await store.readRange('uploads/a', 5 * 1024 * 1024 - 3, 10)).equals(expected(total).subarray(5 * 1024 * 1024 - 3, 5 * 1024 * 1024 + 7))).toBe(true);
+    expect((await store.readRange('uploads/a', total - 4, 100)).equals(expected(total).subarray(total - 4))).toBe(true);
     const copy = await store.withLocalFile('uploads/a', async (path) => readFileSync(path));
     expect(copy.equals(expected(total))).toBe(true);
   });

@@ -4,7 +4,7 @@
 // channels, and that it decodes whole), then commit the job. The mutation
 // answers only after both the blob and the row are durable; when anything is
 // refused, neither stays behind.
-import { probeAudioFile } from '../../worker/audio/decode.ts';
+import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
 import type { Job, Task } from '../queue/jobQueue.ts';
 import type { Services } from './context.ts';
@@ -53,7 +53,10 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
   const audio = input.file ? multipart(input.file) : await presigned(services, input.uploadKey!);
   let facts;
   try {
-    facts = await store.withLocalFile(audio.key, (path) => probeAudioFile(path, { name: audio.filename, maxSeconds: config.maxDurationSeconds }));
+    const options = { name: audio.filename, maxSeconds: config.maxDurationSeconds };
+    // A WAV is told from its header (one ranged read of an S3 object); other formats are decoded whole, from a local file.
+    const head = audio.bytes === 0 ? Buffer.alloc(0) : await store.readRange(audio.key, 0, HEAD_BYTES);
+    facts = probeHead(head, audio.bytes, audio.filename, options) ?? (await store.withLocalFile(audio.key, (path) => probeAudioFile(path, options)));
   } catch (err) {
     await audio.discard();
     throw err;

@@ -18,6 +18,8 @@ export interface BlobStore {
   /** Stores the stream under `key`; the blob appears whole or not at all. Returns its size. */
   put(key: string, body: AsyncIterable<Uint8Array>): Promise<number>;
   read(key: string): Promise<Readable>;
+  /** Up to `length` bytes from `start` (fewer at the end of the blob). */
+  readRange(key: string, start: number, length: number): Promise<Buffer>;
   /** The blob's size, or null when there is none. */
   size(key: string): Promise<number | null>;
   delete(key: string): Promise<void>;

@@ -1,6 +1,6 @@
 // Blobs as files in a local directory: the embedded default.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -33,6 +33,17 @@ export class LocalBlobStore implements BlobStore {
     const path = this.path(key);
     await stat(path);
     return createReadStream(path);
+  }
+
+  async readRange(key: string, start: number, length: number): Promise<Buffer> {
+    const file = await open(this.path(key));
+    try {
+      const out = Buffer.alloc(length);
+      const { bytesRead } = await file.read(out, 0, length, start);
+      return out.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
   }
 
   async size(key: string): Promise<number | null> {

@@ -64,6 +64,12 @@ export class S3BlobStore implements BlobStore {
     return res.Body as Readable;
   }
 
+  async readRange(key: string, start: number, length: number): Promise<Buffer> {
+    if (length <= 0) return Buffer.alloc(0);
+    const res = await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key), Range: `bytes=${start}-${start + length - 1}` }));
+    return Buffer.from(await res.Body!.transformToByteArray());
+  }
+
   async size(key: string): Promise<number | null> {
     try {
       const head = await this.client.send(new HeadObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }));

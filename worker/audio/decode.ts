@@ -48,31 +48,54 @@ export async function probeAudioFile(path: string, options: DecodeOptions & { na
   return facts;
 }
 
-async function decode(path: string, name: string, options: DecodeOptions, keep: boolean): Promise<AudioFacts & { samples?: Float32Array }> {
-  const size = (await stat(path)).size;
+/** The bytes probeHead reads. */
+export const HEAD_BYTES = 4096;
+
+/**
+ * The facts of a file told from its first HEAD_BYTES and its size alone, where the container allows
+ * it (WAV); null where the whole file must be decoded. Refuses what the head already shows to be
+ * empty, not audio, cut short or too long. With it the API probes a WAV in a remote store with one
+ * ranged read.
+ */
+export function probeHead(head: Uint8Array, size: number, name: string, options: DecodeOptions = {}): AudioFacts | null {
+  const format = sniffHead(head, size, name);
+  // A WAV's header says it all once its size checks out: probing it needs no decoder, no process
+  // (the API's createJob went from 188 to 8 requests a second when every WAV went through ffmpeg).
+  return format === 'wav' ? factsOf(format, wavFacts(head, name), name, options) : null;
+}
+
+function sniffHead(head: Uint8Array, size: number, name: string): AudioFormat {
   if (size === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
-  const head = await readAt(path, 0, Math.min(size, 4096));
   const format = sniffFormat(head);
   if (!format) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio murmur reads (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM)`);
   // Cut files that decoders take for shorter recordings, told from the container itself.
   const shortfall = format === 'wav' ? wavDataShortfall(head, size) : 0;
   if (shortfall > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: its data chunk is ${shortfall} bytes shorter than its header says`);
+  return format;
+}
+
+function tooLong(seconds: number, name: string, options: DecodeOptions): void {
+  if (options.maxSeconds !== undefined && seconds > options.maxSeconds) {
+    throw new AudioError('AUDIO_TOO_LONG', `${name} lasts ${seconds.toFixed(1)} s; the limit is ${options.maxSeconds} s`);
+  }
+}
+
+function factsOf(format: AudioFormat, c: { frames: number; sampleRate: number; channels: number }, name: string, options: DecodeOptions): AudioFacts {
+  if (c.frames === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
+  tooLong(c.frames / c.sampleRate, name, options);
+  return { format, sampleRate: c.sampleRate, channels: c.channels, durationSeconds: Math.round((c.frames / c.sampleRate) * SAMPLE_RATE) / SAMPLE_RATE };
+}
+
+async function decode(path: string, name: string, options: DecodeOptions, keep: boolean): Promise<AudioFacts & { samples?: Float32Array }> {
+  const size = (await stat(path)).size;
+  const head = size === 0 ? new Uint8Array(0) : await readAt(path, 0, Math.min(size, HEAD_BYTES));
+  if (!keep) {
+    const facts = probeHead(head, size, name, options);
+    if (facts) return facts;
+  }
+  const format = sniffHead(head, size, name);
   if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536)))) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
   const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
-  const tooLong = (seconds: number) => {
-    if (options.maxSeconds !== undefined && seconds > options.maxSeconds) {
-      throw new AudioError('AUDIO_TOO_LONG', `${name} lasts ${seconds.toFixed(1)} s; the limit is ${options.maxSeconds} s`);
-    }
-  };
-  const factsOf = (format: AudioFormat, c: { frames: number; sampleRate: number; channels: number }): AudioFacts => {
-    if (c.frames === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
-    tooLong(c.frames / c.sampleRate);
-    return { format, sampleRate: c.sampleRate, channels: c.channels, durationSeconds: Math.round((c.frames / c.sampleRate) * SAMPLE_RATE) / SAMPLE_RATE };
-  };
-
-  // A WAV's header says it all once its size checks out: probing it needs no decoder, no process
-  // (the API's createJob went from 188 to 8 requests a second when every WAV went through ffmpeg).
-  if (!keep && format === 'wav') return factsOf(format, wavFacts(head, name));
 
   // Small files in the formats the WebAssembly decoders read are probed in this process: two ffmpeg
   // process starts cost ~280 ms of CPU an upload (7 createJob/s for 1 s MP3s on 2 cores), decoding
@@ -81,12 +104,12 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
 
   if (useFfmpeg && !inProcess) {
     const probe = await ffprobe(path, name);
-    if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds);
+    if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds, name, options);
     const { samples, count, warnings } = await ffmpegDecode(path, name, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE);
     if (count === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
     const seconds = count / SAMPLE_RATE;
     truncated(name, seconds, probe.declaredSeconds, warnings);
-    tooLong(seconds);
+    tooLong(seconds, name, options);
     return { format, sampleRate: probe.sampleRate, channels: probe.channels, durationSeconds: seconds, ...(keep && { samples }) };
   }
 
@@ -94,12 +117,12 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
     // Probing in-process: the decoders fed 256 kB at a time, so the file is never whole in memory.
     const counted = await countWithJs(createReadStream(path, { highWaterMark: 256 * 1024 }), format, name);
     if (counted.frames > 0) truncated(name, counted.frames / counted.sampleRate, declaredSeconds(format, head), '');
-    return factsOf(format, counted);
+    return factsOf(format, counted, name, options);
   }
   const pcm = await decodeWithJs(await readFile(path), format, name);
   const frames = pcm.channelData[0]?.length ?? 0;
   if (frames > 0) truncated(name, frames / pcm.sampleRate, declaredSeconds(format, head), '');
-  const facts = factsOf(format, { frames, sampleRate: pcm.sampleRate, channels: pcm.channelData.length });
+  const facts = factsOf(format, { frames, sampleRate: pcm.sampleRate, channels: pcm.channelData.length }, name, options);
   const samples = await resampleTo16k(mixToMono(pcm.channelData), pcm.sampleRate);
   return { ...facts, durationSeconds: samples.length / SAMPLE_RATE, samples };
 }
