@@ -4,13 +4,13 @@
 // one API instance and two workers are killed with SIGKILL, and the instance
 // comes back on its port. Every acknowledged job must end DONE, once, and
 // both instances must tell the same story.
-import { createServer } from 'node:net';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { freshDatabase } from './helpers/postgres.ts';
+import { freePort } from './helpers/postgresCluster.ts';
 import { startS3, type S3Server } from './helpers/s3.ts';
 import { startServer, startWorker, wavBytes, type Server } from './helpers/service.ts';
 
@@ -25,14 +25,6 @@ afterAll(async () => {
   for (const c of cleanup.reverse()) await c().catch(() => {});
   await s3?.close();
 });
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 
 const CREATE = `mutation ($input: CreateJobInput!) { createJob(input: $input) { id status } }`;
 const FOLLOW = `subscription ($id: ID!) { jobUpdated(id: $id) { id status } }`;

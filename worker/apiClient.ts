@@ -19,6 +19,10 @@ export class ApiCallError extends Error {
   }
 }
 
+/** Failures of the API or what stands behind it, not of the request: the worker waits and tries again. */
+const TRANSIENT = new Set(['API_UNAVAILABLE', 'DATABASE_UNAVAILABLE', 'BLOB_STORE_UNAVAILABLE', 'INTERNAL_SERVER_ERROR']);
+export const isTransient = (err: unknown) => err instanceof ApiCallError && TRANSIENT.has(err.code);
+
 export interface JobFields {
   id: string;
   input: { filename: string; durationSeconds: number };

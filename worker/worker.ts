@@ -8,7 +8,7 @@ import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import { AudioError } from './audio/errors.ts';
 import { decodeAudioFile } from './audio/decode.ts';
-import { ApiCallError, ApiClient, type LeaseFields, type LeaseState } from './apiClient.ts';
+import { ApiClient, isTransient, type LeaseFields, type LeaseState } from './apiClient.ts';
 import { WhisperError, WhisperModel } from './whisper/index.ts';
 import { transcribeMany } from './whisper/longAudio.ts';
 import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from './vad/index.ts';
@@ -67,7 +67,6 @@ export class Worker {
     const { log } = this.o;
     log(`worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`);
     let lastWork = Date.now();
-    let apiDownSince: number | null = null;
     while (!this.stopping) {
       const idle = (Date.now() - lastWork) / 1000;
       if (idle >= this.o.exitAfterSeconds) break;
@@ -79,12 +78,10 @@ export class Worker {
           { workerId: this.id, pool: this.pool, provider: this.model?.provider, host: hostname(), maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds, waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)), batchWindowMs: this.o.batchWindowMs },
           this.poll.signal,
         );
-        apiDownSince = null;
       } catch (err) {
         if (this.stopping) break;
-        if (!(err instanceof ApiCallError) || err.code !== 'API_UNAVAILABLE') throw err;
-        apiDownSince ??= Date.now();
-        log(`worker ${this.id}: ${err.message}; retrying`);
+        if (!isTransient(err)) throw err;
+        log(`worker ${this.id}: ${(err as Error).message}; retrying`);
         await new Promise((r) => setTimeout(r, 1000));
         continue;
       }

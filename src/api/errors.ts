@@ -4,6 +4,8 @@ import { GraphQLError } from 'graphql';
 import { AudioError } from '../../worker/audio/errors.ts';
 import { WhisperError } from '../../worker/whisper/errors.ts';
 import { QueueError } from '../queue/errors.ts';
+import { databaseUnavailable } from '../queue/postgres/database.ts';
+import { StorageError } from '../storage/errors.ts';
 
 export type ApiErrorCode =
   | 'BAD_USER_INPUT' // a missing or malformed argument
@@ -25,7 +27,10 @@ export class ApiError extends Error {
 }
 
 /** Errors whose code and message are meant for the client. */
-export function clientError(err: unknown): { code: string; message: string } | null {
+export function clientError(err: unknown): { code: string; message: string; status?: number } | null {
+  // Down, not wrong: the client may try again; what was acknowledged before is safe.
+  if (err instanceof StorageError) return { code: err.code, message: err.message, status: 503 };
+  if (databaseUnavailable(err)) return { code: 'DATABASE_UNAVAILABLE', message: 'the database is unavailable; try again shortly', status: 503 };
   if (err instanceof ApiError || err instanceof QueueError || err instanceof AudioError) return { code: err.code, message: err.message };
   if (err instanceof WhisperError && (err.code === 'UNKNOWN_LANGUAGE' || err.code === 'INVALID_OPTIONS')) return { code: err.code, message: err.message };
   return null;
@@ -41,7 +46,7 @@ export function maskError(error: unknown, message: string, log: (err: unknown) =
     return new GraphQLError(known.message, {
       nodes: error instanceof GraphQLError ? error.nodes : undefined,
       path: error instanceof GraphQLError ? error.path : undefined,
-      extensions: { code: known.code },
+      extensions: { code: known.code, ...(known.status && { http: { status: known.status } }) },
     });
   }
   log(original ?? error);

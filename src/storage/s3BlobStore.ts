@@ -15,6 +15,7 @@ import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCom
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobStore, PresignedPut } from './blobStore.ts';
+import { StorageError, storeUnavailable } from './errors.ts';
 
 export interface S3Options {
   bucket: string;
@@ -46,33 +47,43 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, body: AsyncIterable<Uint8Array>): Promise<number> {
     let bytes = 0;
+    let failure: unknown;
     const counted = Readable.from(
       (async function* () {
-        for await (const chunk of body) {
-          bytes += chunk.length;
-          yield chunk;
+        try {
+          for await (const chunk of body) {
+            bytes += chunk.length;
+            yield chunk;
+          }
+        } catch (err) {
+          failure = err;
+          throw err;
         }
       })(),
     );
     // S3 makes an object visible only when its upload completes: whole or not at all.
-    await new Upload({ client: this.client, params: { Bucket: this.o.bucket, Key: this.key(key), Body: counted }, queueSize: 2 }).done();
+    const upload = new Upload({ client: this.client, params: { Bucket: this.o.bucket, Key: this.key(key), Body: counted }, queueSize: 2 });
+    await upload.done().catch((err) => {
+      // The body's own failure (the client went away) is not the store's.
+      throw err === failure || !storeUnavailable(err) ? err : new StorageError(this.name, err);
+    });
     return bytes;
   }
 
   async read(key: string): Promise<Readable> {
-    const res = await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }));
+    const res = await this.guard(this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) })));
     return res.Body as Readable;
   }
 
   async readRange(key: string, start: number, length: number): Promise<Buffer> {
     if (length <= 0) return Buffer.alloc(0);
-    const res = await this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key), Range: `bytes=${start}-${start + length - 1}` }));
+    const res = await this.guard(this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key), Range: `bytes=${start}-${start + length - 1}` })));
     return Buffer.from(await res.Body!.transformToByteArray());
   }
 
   async size(key: string): Promise<number | null> {
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }));
+      const head = await this.guard(this.client.send(new HeadObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) })));
       return head.ContentLength ?? null;
     } catch (err) {
       if (isNotFound(err)) return null;
@@ -81,7 +92,7 @@ export class S3BlobStore implements BlobStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.client.send(new DeleteObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }));
+    await this.guard(this.client.send(new DeleteObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) })));
   }
 
   async withLocalFile<T>(key: string, fn: (path: string) => Promise<T>): Promise<T> {
@@ -98,7 +109,7 @@ export class S3BlobStore implements BlobStore {
   async *list(prefix: string): AsyncIterable<{ key: string; lastModified: number }> {
     let token: string | undefined;
     do {
-      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.o.bucket, Prefix: this.key(prefix), ContinuationToken: token }));
+      const page = await this.guard(this.client.send(new ListObjectsV2Command({ Bucket: this.o.bucket, Prefix: this.key(prefix), ContinuationToken: token })));
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key.slice(this.o.prefix.length), lastModified: o.LastModified?.getTime() ?? 0 };
       }
@@ -116,7 +127,16 @@ export class S3BlobStore implements BlobStore {
   }
 
   async check(): Promise<void> {
-    await this.client.send(new HeadBucketCommand({ Bucket: this.o.bucket }));
+    await this.guard(this.client.send(new HeadBucketCommand({ Bucket: this.o.bucket })));
+  }
+
+  /** Every request to the store: failures of the store itself become StorageError (BLOB_STORE_UNAVAILABLE). */
+  private async guard<T>(request: Promise<T>): Promise<T> {
+    try {
+      return await request;
+    } catch (err) {
+      throw storeUnavailable(err) ? new StorageError(this.name, err) : err;
+    }
   }
 
   private key(key: string): string {
