@@ -277,6 +277,25 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
         { pool: 'gpu', pending: 1, pendingSeconds: 600, oldestPendingAgeSeconds: 4, workers: 0 },
       ]);
     });
+
+    it('keeps finished counts right as jobs finish, go back to the queue and finish again', async () => {
+      const { queue } = await setup();
+      const ids: string[] = [];
+      for (const n of [0, 1, 2, 3]) ids.push((await queue.create(job(n, { durationSeconds: 1 }))).job.id);
+      const leases = await queue.claim(cpu('w'), 3, 100);
+      await queue.complete(leases[0].job.id, leases[0].leaseToken, transcript);
+      await queue.fail(leases[1].job.id, leases[1].leaseToken, { code: 'AUDIO_UNDECODABLE', message: 'bad', retryable: false });
+      await queue.cancel(leases[2].job.id);
+      await queue.cancel(ids[3]);
+      expect(await queue.stats()).toMatchObject({ pending: 0, processing: 0, done: 1, failed: 1, cancelled: 2 });
+      await queue.retry(leases[1].job.id);
+      await queue.retry(ids[3]);
+      expect(await queue.stats()).toMatchObject({ pending: 2, processing: 0, done: 1, failed: 0, cancelled: 1 });
+      const again = await queue.claim(cpu('w'), 5, 100);
+      expect(await queue.stats()).toMatchObject({ pending: 0, processing: 2 });
+      for (const l of again) await queue.complete(l.job.id, l.leaseToken, transcript);
+      expect(await queue.stats()).toMatchObject({ pending: 0, processing: 0, done: 3, failed: 0, cancelled: 1 });
+    });
   });
 
   describe('workers and pools', () => {
@@ -344,6 +363,22 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       } finally {
         clearInterval(tick);
       }
+    });
+
+    it('one event for many jobs serves every waiting claim: a claim that took a full batch wakes the next', async () => {
+      const { queue, clock, peer } = await setup();
+      const sweeper = await peer();
+      for (let n = 0; n < 6; n++) await queue.create(job(n));
+      await queue.claim(cpu('gone'), 6, 1000);
+      const claims = [0, 1, 2].map((w) => claimWhenReady(queue, { workerId: `w${w}`, pool: 'cpu', maxJobs: 2, maxSeconds: 1000, waitMs: 20_000, batchWindowMs: 0 }));
+      await new Promise((r) => setTimeout(r, 300));
+      // The six leases run out together: one sweep, one `work` event.
+      clock.now += 11_000;
+      const swept = Date.now();
+      expect(await sweeper.expireLeases()).toBe(6);
+      const batches = await Promise.all(claims);
+      expect(Date.now() - swept).toBeLessThan(WAKE_BOUND_MS);
+      expect(batches.map((b) => b.length)).toEqual([2, 2, 2]);
     });
 
     it('an aborted claim takes nothing', async () => {

@@ -31,7 +31,7 @@ import {
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
 import { Listener, notices, type Notice } from './notifications.ts';
-import { jobs, workers } from './schema.ts';
+import { jobCounts, jobs, workers } from './schema.ts';
 
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
@@ -308,8 +308,12 @@ export class PostgresQueue implements JobQueue {
   }
 
   async stats(): Promise<QueueStats> {
-    const counts = await this.db.select({ status: jobs.status, n: count() }).from(jobs).groupBy(jobs.status);
-    const of = (s: JobStatus) => counts.find((c) => c.status === s)?.n ?? 0;
+    // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
+    const [active, finished] = await Promise.all([
+      this.db.select({ status: jobs.status, n: count() }).from(jobs).where(inArray(jobs.status, ['PENDING', 'PROCESSING'])).groupBy(jobs.status),
+      this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status),
+    ]);
+    const of = (s: JobStatus) => Number([...active, ...finished].find((c) => c.status === s)?.n ?? 0);
     const live = await this.liveWorkers();
     const now = this.now();
     const pools = await Promise.all(

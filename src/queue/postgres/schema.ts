@@ -1,7 +1,7 @@
 // The PostgreSQL tables: the same columns as sqlite/schema.ts, in PostgreSQL's
 // types (times as epoch-ms bigints read as numbers, the transcript as jsonb),
 // so both dialects hand the rest of murmur the same Job.
-import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
 
 const ms = (name: string) => bigint(name, { mode: 'number' });
 
@@ -57,3 +57,18 @@ export const workers = pgTable('workers', {
   host: text('host'),
   lastSeenAt: ms('last_seen_at').notNull(),
 });
+
+/**
+ * Finished jobs counted by status, kept by triggers (see the migration that made this table), so
+ * `queue` stats do not count every job ever run. Each change lands on one of 16 shards, so
+ * concurrent completions do not queue on one row; a status's count is the sum of its shards.
+ */
+export const jobCounts = pgTable(
+  'job_counts',
+  {
+    status: text('status').notNull(),
+    shard: integer('shard').notNull(),
+    n: bigint('n', { mode: 'number' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.status, t.shard] })],
+);

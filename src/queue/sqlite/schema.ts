@@ -1,7 +1,7 @@
 // The SQLite tables. The jobs table is the queue: one row a job, its status
 // and its lease; the workers table lists who was heard from, and when.
 // postgres/schema.ts declares the same tables for PostgreSQL.
-import { index, integer, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { index, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
 
 export const jobs = sqliteTable(
   'jobs',
@@ -59,3 +59,18 @@ export const workers = sqliteTable('workers', {
   /** Epoch ms of the last claim or heartbeat. */
   lastSeenAt: integer('last_seen_at').notNull(),
 });
+
+/**
+ * Finished jobs counted by status, kept by triggers (see the migration that made this table), so
+ * `queue` stats do not count every job ever run. Rows are summed per status; `shard` spreads
+ * concurrent writers over rows on PostgreSQL and is always 0 here.
+ */
+export const jobCounts = sqliteTable(
+  'job_counts',
+  {
+    status: text('status').notNull(),
+    shard: integer('shard').notNull(),
+    n: integer('n').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.status, t.shard] })],
+);

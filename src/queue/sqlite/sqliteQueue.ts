@@ -29,7 +29,7 @@ import {
   type WorkerInfo,
 } from '../jobQueue.ts';
 import type { Db } from './database.ts';
-import { jobs, workers } from './schema.ts';
+import { jobCounts, jobs, workers } from './schema.ts';
 
 export class SqliteQueue implements JobQueue {
   readonly events = new EventEmitter<{ job: [Job]; work: [] }>();
@@ -322,8 +322,10 @@ export class SqliteQueue implements JobQueue {
   }
 
   async stats(): Promise<QueueStats> {
-    const counts = this.db.select({ status: jobs.status, n: count() }).from(jobs).groupBy(jobs.status).all();
-    const of = (s: JobStatus) => counts.find((c) => c.status === s)?.n ?? 0;
+    // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
+    const active = this.db.select({ status: jobs.status, n: count() }).from(jobs).where(inArray(jobs.status, ['PENDING', 'PROCESSING'])).groupBy(jobs.status).all();
+    const finished = this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status).all();
+    const of = (s: JobStatus) => Number([...active, ...finished].find((c) => c.status === s)?.n ?? 0);
     const live = await this.liveWorkers();
     const now = this.now();
     const pools = POOLS.map((pool) => {
