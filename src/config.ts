@@ -40,6 +40,9 @@ const schema = z.object({
   MURMUR_UPLOAD_EXPIRY_SECONDS: z.coerce.number().int().min(60).default(3600),
 });
 
+/** Every variable `readConfig` reads. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
+
 export interface Config {
   port: number;
   host: string;

@@ -1,28 +1,8 @@
-// `murmur <command>`: argument parsing with commander; each command in its own module.
-import { Command, InvalidArgumentError } from 'commander';
-import { modelCommand } from './model.ts';
-import { schemaCommand } from './schema.ts';
-import { serveCommand } from './serve.ts';
-import { transcribeCommand } from './transcribe.ts';
-import { workerCommand } from './worker.ts';
-
-export function integer(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
-
-const program = new Command('murmur').description('murmur: a self-hostable speech-to-text job service');
-program.addCommand(transcribeCommand());
-program.addCommand(modelCommand());
-program.addCommand(serveCommand());
-program.addCommand(schemaCommand());
-program.addCommand(workerCommand());
+// `murmur <command>`: parses the arguments and reports a failure with its code.
+import { buildProgram } from './program.ts';
 
 try {
-  await program.parseAsync(process.argv);
+  await buildProgram().parseAsync(process.argv);
 } catch (err) {
   const e = err as Error & { code?: string };
   console.error(`murmur: ${e.code ? `${e.code}: ` : ''}${e.message}`);

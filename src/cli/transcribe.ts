@@ -4,7 +4,7 @@ import { decodeAudioFile } from '../../worker/audio/decode.ts';
 import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts';
 import { transcribeMany } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
-import { integer } from './main.ts';
+import { integer } from './program.ts';
 
 export function transcribeCommand(): Command {
   return new Command('transcribe')

@@ -17,6 +17,9 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobStore, PresignedPut } from './blobStore.ts';
 import { StorageError, storeUnavailable } from './errors.ts';
 
+/** The AWS SDK's own variables murmur relies on (the SDK reads them; profiles and roles work too). */
+export const SDK_VARIABLES = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_REGION', 'AWS_PROFILE'] as const;
+
 export interface S3Options {
   bucket: string;
   /** For stores other than AWS: http(s)://host:port */

@@ -1,0 +1,25 @@
+// The `murmur` command and its subcommands (commander), each in its own module.
+import { Command, InvalidArgumentError } from 'commander';
+import { modelCommand } from './model.ts';
+import { schemaCommand } from './schema.ts';
+import { serveCommand } from './serve.ts';
+import { transcribeCommand } from './transcribe.ts';
+import { workerCommand } from './worker.ts';
+
+export function integer(name: string, min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('murmur').description('murmur: a self-hostable speech-to-text job service');
+  program.addCommand(transcribeCommand());
+  program.addCommand(modelCommand());
+  program.addCommand(serveCommand());
+  program.addCommand(schemaCommand());
+  program.addCommand(workerCommand());
+  return program;
+}
