@@ -75,6 +75,11 @@ describe('a cluster', () => {
     ];
     cleanup.push(() => Promise.all(workers.map((w) => w.stop())).then(() => {}));
 
+    // Every worker has been heard from (and so every pool is live) before the first job: routing is then strict.
+    await expect.poll(async () => (await servers[1].gql(`{ queue { workers } }`)).data.queue.workers, { timeout: 60_000 }).toBe(4);
+    const { liveWorkers } = (await servers[0].gql(`{ queue { liveWorkers { id pool } } }`)).data.queue;
+    const poolOf = new Map<string, string>(liveWorkers.map((w: { id: string; pool: string }) => [w.id, w.pool]));
+
     const short = wavBytes(tone(330, 1));
     const long = wavBytes(tone(440, 2));
     const created: { id: string; on: number }[] = [];
@@ -116,14 +121,19 @@ describe('a cluster', () => {
     const [a, b] = await Promise.all(servers.map((s) => s.gql(STATS)));
     expect(a.data.queue).toEqual(b.data.queue);
     expect(a.data.queue).toMatchObject({ pending: 0, processing: 0, done: 100, failed: 0, cancelled: 0 });
+    // Short jobs were done by cpu workers, long ones by gpu workers.
+    const byPool: Record<string, number> = {};
     for (const id of created.map((c) => c.id)) {
-      const job = await servers[0].gql(`query ($id: ID!) { job(id: $id) { status } }`, { id });
-      expect(job.data.job.status).toBe('DONE');
+      const { job } = (await servers[0].gql(`query ($id: ID!) { job(id: $id) { status workerId input { durationSeconds } } }`, { id })).data;
+      expect(job.status).toBe('DONE');
+      const pool = poolOf.get(job.workerId);
+      expect(pool).toBe(job.input.durationSeconds <= 1.5 ? 'CPU' : 'GPU');
+      byPool[pool!] = (byPool[pool!] ?? 0) + 1;
     }
-    // Both pools did work: short jobs on cpu workers, long ones on gpu workers.
-    const claims = servers.flatMap((s) => s.lines).join('\n');
-    expect(claims).toMatch(/\(cpu\) claimed/);
-    expect(claims).toMatch(/\(gpu\) claimed/);
+    expect(byPool).toEqual({ CPU: 50, GPU: 50 });
+    // The surviving workers report the provider they loaded: this machine has no GPU, so cpu for both pools.
+    const survivors = (await servers[1].gql(`{ queue { liveWorkers { id pool provider } } }`)).data.queue.liveWorkers.filter((w: { id: string }) => [workers[1], workers[3]].some((x) => w.id.endsWith(`-${x.process.pid}`)));
+    expect(survivors.map((w: { pool: string; provider: string }) => [w.pool, w.provider]).sort()).toEqual([['CPU', 'cpu'], ['GPU', 'cpu']]);
     const metrics = await Promise.all(ports.map((p) => fetch(`http://127.0.0.1:${p}/metrics`).then((r) => r.text())));
     for (const m of metrics) {
       expect(m).toMatch(/^murmur_jobs\{status="DONE"\} 100$/m);

@@ -76,6 +76,7 @@ JobRef.implement({
     id: t.exposeID('id'),
     status: t.field({ type: JobStatus, resolve: (j) => j.status }),
     attempts: t.exposeInt('attempts', { description: 'claims by workers so far' }),
+    workerId: t.exposeString('workerId', { nullable: true, description: 'the worker that holds the job, or held it last' }),
     maxAttempts: t.exposeInt('maxAttempts'),
     progress: t.exposeFloat('progress', { description: '0 to 1' }),
     createdAt: t.field({ type: 'DateTime', resolve: (j) => j.createdAt }),
