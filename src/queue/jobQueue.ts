@@ -173,14 +173,3 @@ export function sizesFor(pool: Pool, livePools: ReadonlySet<Pool>): { small: boo
   const takesOther = !livePools.has(other);
   return pool === 'cpu' ? { small: true, large: takesOther } : { small: takesOther, large: true };
 }
-
-/** The transcript as stored: copied field by field (GraphQL input objects have no prototype, which drizzle cannot serialise). */
-export function storedTranscript(t: Transcript): Transcript {
-  return { text: t.text, language: t.language, model: t.model, segments: t.segments.map(({ start, end, text }) => ({ start, end, text })) };
-}
-
-export function leaseLostMessage(jobId: string, leaseToken: number, current: Job): string {
-  return current.leaseToken !== leaseToken
-    ? `lease token ${leaseToken} of job ${jobId} is stale; the current attempt holds token ${current.leaseToken}`
-    : `job ${jobId} is ${current.status}, no longer held by this lease`;
-}

@@ -9,25 +9,8 @@ import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import {
-  leaseLostMessage,
-  POOLS,
-  retryDelayMs,
-  sizesFor,
-  storedTranscript,
-  type Job,
-  type JobFailure,
-  type JobQueue,
-  type JobStatus,
-  type Lease,
-  type LeaseState,
-  type NewJob,
-  type Page,
-  type Pool,
-  type QueueOptions,
-  type QueueStats,
-  type WorkerInfo,
-} from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import * as step from '../transitions.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
 import { Listener, notices, type Notice } from './notifications.ts';
@@ -65,30 +48,9 @@ export class PostgresQueue implements JobQueue {
   }
 
   async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
-    const now = this.now();
-    const row = {
-      id: input.id ?? randomUUID(),
-      status: 'PENDING' as const,
-      priority: input.priority ?? 0,
-      idempotencyKey: input.idempotencyKey ?? null,
-      language: input.language ?? null,
-      task: input.task ?? 'transcribe',
-      timestamps: input.timestamps ?? false,
-      filename: input.filename,
-      bytes: input.bytes,
-      durationSeconds: input.durationSeconds,
-      format: input.format,
-      sampleRate: input.sampleRate,
-      channels: input.channels,
-      blobKey: input.blobKey,
-      maxAttempts: this.options.maxAttempts,
-      runAfter: now,
-      createdAt: now,
-      updatedAt: now,
-    };
     return this.db.transaction(async (tx) => {
       // ON CONFLICT DO NOTHING: two instances creating with the same key at once get one job; the loser reads the winner's.
-      const [job] = await tx.insert(jobs).values(row).onConflictDoNothing({ target: jobs.idempotencyKey }).returning();
+      const [job] = await tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).onConflictDoNothing({ target: jobs.idempotencyKey }).returning();
       if (!job) return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, tx))!, created: false };
       await this.announce(tx, [job], true);
       return { job, created: true };
@@ -123,10 +85,8 @@ export class PostgresQueue implements JobQueue {
   async cancel(id: string): Promise<Job> {
     return this.db.transaction(async (tx) => {
       const job = await this.locked(tx, id);
-      if (job.status === 'CANCELLED') return job;
-      if (job.status === 'DONE' || job.status === 'FAILED') throw new QueueError('NOT_CANCELLABLE', `job ${id} is already ${job.status}`);
-      const now = this.now();
-      const [updated] = await tx.update(jobs).set({ status: 'CANCELLED', finishedAt: now, updatedAt: now, leaseExpiresAt: null }).where(eq(jobs.id, id)).returning();
+      if (!step.checkCancellable(job)) return job;
+      const [updated] = await tx.update(jobs).set(step.cancelled(this.now())).where(eq(jobs.id, id)).returning();
       await this.announce(tx, [updated]);
       return updated;
     });
@@ -134,14 +94,8 @@ export class PostgresQueue implements JobQueue {
 
   async retry(id: string): Promise<Job> {
     return this.db.transaction(async (tx) => {
-      const job = await this.locked(tx, id);
-      if (job.status !== 'FAILED' && job.status !== 'CANCELLED') throw new QueueError('NOT_RETRYABLE', `job ${id} is ${job.status}; only FAILED and CANCELLED jobs can be retried`);
-      const now = this.now();
-      const [updated] = await tx
-        .update(jobs)
-        .set({ status: 'PENDING', attempts: 0, progress: 0, runAfter: now, errorCode: null, errorMessage: null, result: null, startedAt: null, finishedAt: null, workerId: null, updatedAt: now })
-        .where(eq(jobs.id, id))
-        .returning();
+      step.checkRetryable(await this.locked(tx, id));
+      const [updated] = await tx.update(jobs).set(step.retried(this.now())).where(eq(jobs.id, id)).returning();
       await this.announce(tx, [updated], true);
       return updated;
     });
@@ -170,16 +124,7 @@ export class PostgresQueue implements JobQueue {
     const claimed = await this.db.transaction(async (tx) => {
       const rows = await tx
         .update(jobs)
-        .set({
-          status: 'PROCESSING',
-          attempts: sql`${jobs.attempts} + 1`,
-          leaseToken: sql`${jobs.leaseToken} + 1`,
-          leaseExpiresAt: expiresAt,
-          workerId: worker.id,
-          progress: 0,
-          startedAt: now,
-          updatedAt: now,
-        })
+        .set(step.claimed(worker.id, now, expiresAt))
         .where(sql`${jobs.id} IN (${claimedIds({ maxJobs, maxSeconds, now, size })})`)
         .returning();
       if (rows.length) await this.announce(tx, rows);
@@ -203,19 +148,17 @@ export class PostgresQueue implements JobQueue {
       const states: { jobId: string; state: LeaseState }[] = [];
       for (const { jobId, leaseToken, progress } of leases) {
         const job = byId.get(jobId);
-        if (!job || job.leaseToken !== leaseToken) states.push({ jobId, state: 'LOST' });
-        else if (job.status === 'CANCELLED') states.push({ jobId, state: 'CANCELLED' });
-        else if (job.status !== 'PROCESSING') states.push({ jobId, state: 'LOST' });
-        else {
-          const next = progress == null ? job.progress : Math.min(1, Math.max(0, progress));
+        const beat = step.heartbeatOf(job, leaseToken, progress);
+        if (beat.state === 'ACTIVE') {
+          const moved = beat.progress !== job!.progress;
           const [updated] = await tx
             .update(jobs)
-            .set({ leaseExpiresAt: now + this.options.leaseMs, progress: next, ...(next !== job.progress && { updatedAt: now }) })
+            .set({ leaseExpiresAt: now + this.options.leaseMs, progress: beat.progress, ...(moved && { updatedAt: now }) })
             .where(eq(jobs.id, jobId))
             .returning();
-          if (next !== job.progress) changed.push(updated);
-          states.push({ jobId, state: 'ACTIVE' });
+          if (moved) changed.push(updated);
         }
+        states.push({ jobId, state: beat.state });
       }
       await this.announce(tx, changed);
       return states;
@@ -225,12 +168,8 @@ export class PostgresQueue implements JobQueue {
   async complete(jobId: string, leaseToken: number, transcript: Transcript): Promise<Job> {
     const now = this.now();
     return this.db.transaction(async (tx) => {
-      this.holding(await this.locked(tx, jobId), jobId, leaseToken);
-      const [job] = await tx
-        .update(jobs)
-        .set({ status: 'DONE', result: storedTranscript(transcript), progress: 1, finishedAt: now, updatedAt: now, leaseExpiresAt: null, errorCode: null, errorMessage: null })
-        .where(eq(jobs.id, jobId))
-        .returning();
+      step.checkHolding(await this.lockedOrNone(tx, jobId), jobId, leaseToken);
+      const [job] = await tx.update(jobs).set(step.completed(transcript, now)).where(eq(jobs.id, jobId)).returning();
       await this.announce(tx, [job]);
       return job;
     });
@@ -239,22 +178,9 @@ export class PostgresQueue implements JobQueue {
   async fail(jobId: string, leaseToken: number, error: JobFailure): Promise<Job> {
     const now = this.now();
     return this.db.transaction(async (tx) => {
-      const held = this.holding(await this.locked(tx, jobId), jobId, leaseToken);
-      const again = error.retryable && held.attempts < held.maxAttempts;
-      const [job] = await tx
-        .update(jobs)
-        .set({
-          status: again ? 'PENDING' : 'FAILED',
-          runAfter: again ? now + retryDelayMs(this.options, held.attempts) : held.runAfter,
-          errorCode: error.code,
-          errorMessage: error.message,
-          finishedAt: again ? null : now,
-          leaseExpiresAt: null,
-          updatedAt: now,
-        })
-        .where(eq(jobs.id, jobId))
-        .returning();
-      await this.announce(tx, [job], again);
+      const held = step.checkHolding(await this.lockedOrNone(tx, jobId), jobId, leaseToken);
+      const [job] = await tx.update(jobs).set(step.failed(held, error, this.options, now)).where(eq(jobs.id, jobId)).returning();
+      await this.announce(tx, [job], job.status === 'PENDING');
       return job;
     });
   }
@@ -270,21 +196,7 @@ export class PostgresQueue implements JobQueue {
         .for('update', { skipLocked: true });
       const expired: Job[] = [];
       for (const job of rows) {
-        const again = job.attempts < job.maxAttempts;
-        const [updated] = await tx
-          .update(jobs)
-          .set({
-            status: again ? 'PENDING' : 'FAILED',
-            runAfter: now,
-            leaseExpiresAt: null,
-            progress: 0,
-            errorCode: 'LEASE_EXPIRED',
-            errorMessage: `worker ${job.workerId} stopped renewing its lease (attempt ${job.attempts} of ${job.maxAttempts})`,
-            finishedAt: again ? null : now,
-            updatedAt: now,
-          })
-          .where(eq(jobs.id, job.id))
-          .returning();
+        const [updated] = await tx.update(jobs).set(step.expired(job, now)).where(eq(jobs.id, job.id)).returning();
         expired.push(updated);
       }
       await this.announce(tx, expired, expired.some((j) => j.status === 'PENDING'));
@@ -309,39 +221,19 @@ export class PostgresQueue implements JobQueue {
 
   async stats(): Promise<QueueStats> {
     // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
-    const [active, finished] = await Promise.all([
+    const [active, finished, live, ...perPool] = await Promise.all([
       this.db.select({ status: jobs.status, n: count() }).from(jobs).where(inArray(jobs.status, ['PENDING', 'PROCESSING'])).groupBy(jobs.status),
       this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status),
-    ]);
-    const of = (s: JobStatus) => Number([...active, ...finished].find((c) => c.status === s)?.n ?? 0);
-    const live = await this.liveWorkers();
-    const now = this.now();
-    const pools = await Promise.all(
-      POOLS.map(async (pool) => {
-        const size = pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
-        const [p] = await this.db
+      this.liveWorkers(),
+      ...POOLS.map((pool) =>
+        this.db
           .select({ n: count(), seconds: sum(jobs.durationSeconds), oldest: min(jobs.createdAt) })
           .from(jobs)
-          .where(and(eq(jobs.status, 'PENDING'), size));
-        return {
-          pool,
-          pending: p.n,
-          pendingSeconds: Number(p.seconds ?? 0),
-          oldestPendingAgeSeconds: p.oldest === null ? null : (now - Number(p.oldest)) / 1000,
-          workers: live.filter((w) => w.pool === pool).length,
-        };
-      }),
-    );
-    const ages = pools.map((p) => p.oldestPendingAgeSeconds).filter((a) => a !== null);
-    return {
-      pending: of('PENDING'),
-      processing: of('PROCESSING'),
-      done: of('DONE'),
-      failed: of('FAILED'),
-      cancelled: of('CANCELLED'),
-      oldestPendingAgeSeconds: ages.length ? Math.max(...ages) : null,
-      pools,
-    };
+          .where(and(eq(jobs.status, 'PENDING'), this.sizeOf(pool)))
+          .then(([p]) => [pool, p] as const),
+      ),
+    ]);
+    return step.statsOf([...active, ...finished], Object.fromEntries(perPool), live, this.now());
   }
 
   async ping(): Promise<void> {
@@ -357,19 +249,21 @@ export class PostgresQueue implements JobQueue {
     const since = this.now() - this.options.workerWindowMs;
     const live = await this.db.selectDistinct({ pool: workers.pool }).from(workers).where(gte(workers.lastSeenAt, since));
     const { small, large } = sizesFor(pool, new Set(live.map((w) => w.pool)));
-    if (small && large) return undefined;
-    return small ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
+    return small && large ? undefined : this.sizeOf(small ? 'cpu' : 'gpu');
   }
 
-  private async locked(tx: Tx, id: string): Promise<Job> {
+  private sizeOf(pool: Pool): SQL {
+    return pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
+  }
+
+  private async lockedOrNone(tx: Tx, id: string): Promise<Job | undefined> {
     const [job] = await tx.select().from(jobs).where(eq(jobs.id, id)).for('update');
-    if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
     return job;
   }
 
-  private holding(job: Job, jobId: string, leaseToken: number): Job {
-    if (job.status === 'CANCELLED' && job.leaseToken === leaseToken) throw new QueueError('JOB_CANCELLED', `job ${jobId} was cancelled`);
-    if (job.leaseToken !== leaseToken || job.status !== 'PROCESSING') throw new QueueError('LEASE_LOST', leaseLostMessage(jobId, leaseToken, job));
+  private async locked(tx: Tx, id: string): Promise<Job> {
+    const job = await this.lockedOrNone(tx, id);
+    if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
     return job;
   }
 
