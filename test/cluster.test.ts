@@ -132,8 +132,8 @@ describe('a cluster', () => {
     }
     expect(byPool).toEqual({ CPU: 50, GPU: 50 });
     // The surviving workers report the provider they loaded: this machine has no GPU, so cpu for both pools.
-    const survivors = (await servers[1].gql(`{ queue { liveWorkers { id pool provider } } }`)).data.queue.liveWorkers.filter((w: { id: string }) => [workers[1], workers[3]].some((x) => w.id.endsWith(`-${x.process.pid}`)));
-    expect(survivors.map((w: { pool: string; provider: string }) => [w.pool, w.provider]).sort()).toEqual([['CPU', 'cpu'], ['GPU', 'cpu']]);
+    const survivors = (await servers[1].gql(`{ queue { liveWorkers { id pool provider device } } }`)).data.queue.liveWorkers.filter((w: { id: string }) => [workers[1], workers[3]].some((x) => w.id.endsWith(`-${x.process.pid}`)));
+    expect(survivors.map((w: { pool: string; provider: string; device: string }) => [w.pool, w.provider, w.device]).sort()).toEqual([['CPU', 'cpu', 'CPU'], ['GPU', 'cpu', 'CPU']]);
     const metrics = await Promise.all(ports.map((p) => fetch(`http://127.0.0.1:${p}/metrics`).then((r) => r.text())));
     for (const m of metrics) {
       expect(m).toMatch(/^murmur_jobs\{status="DONE"\} 100$/m);

@@ -24,6 +24,12 @@ const WorkerRef = builder.objectRef<WorkerInfo>('Worker').implement({
     id: t.exposeID('id'),
     pool: t.field({ type: PoolEnum, resolve: (w) => w.pool }),
     provider: t.exposeString('provider', { nullable: true, description: 'the execution provider its model runs on; null until it has loaded one' }),
+    device: t.string({
+      nullable: true,
+      description: 'what that provider runs on: CPU or GPU (coreml: the Apple Neural Engine or GPU); null until it has loaded a model',
+      // Every provider but onnxruntime's own CPU one runs on an accelerator.
+      resolve: (w) => (w.provider === null ? null : w.provider === 'cpu' ? 'CPU' : 'GPU'),
+    }),
     host: t.exposeString('host', { nullable: true }),
     lastSeenAt: t.field({ type: 'DateTime', resolve: (w) => w.lastSeenAt }),
   }),
