@@ -54,7 +54,7 @@ writeFileSync(join(dir, 'tone.wav'), audio);
 execFileSync('ffmpeg', ['-v', 'error', '-i', join(dir, 'tone.wav'), '-b:a', '64k', join(dir, 'tone.mp3')]);
 const mp3 = readFileSync(join(dir, 'tone.mp3'));
 
-const first = await fetch(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart }).then((r) => r.json());
+const first = await fetch(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' }, body: multipart }).then((r) => r.json());
 const id = first.data.createJob.id;
 
 async function load(title: string, opts: Omit<autocannon.Options, 'url'>) {
@@ -66,8 +66,8 @@ async function load(title: string, opts: Omit<autocannon.Options, 'url'>) {
 }
 
 console.log(`murmur API on ${url}: ${connections} connections, ${duration} s each, 2 cores shared by server and load generator`);
-await load('createJob (1 s WAV, 32 kB)', { headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipart });
-await load(`createJob (1 s MP3, ${(mp3.length / 1000).toFixed(0)} kB)`, { headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: multipartOf(mp3, 'tone.mp3') });
+await load('createJob (1 s WAV, 32 kB)', { headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' }, body: multipart });
+await load(`createJob (1 s MP3, ${(mp3.length / 1000).toFixed(0)} kB)`, { headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' }, body: multipartOf(mp3, 'tone.mp3') });
 // GraphQL errors travel with status 200: count the jobs that really exist.
 const stats = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ queue { pending } }' }) }).then((r) => r.json());
 console.log(`${''.padEnd(34)} jobs in the queue afterwards: ${stats.data.queue.pending}`);

@@ -46,7 +46,7 @@ const multipart = async (audio: Buffer) => {
   form.set('operations', JSON.stringify({ query: 'mutation ($f: File!) { createJob(input: { file: $f }) { id } }', variables: { f: null } }));
   form.set('map', JSON.stringify({ 0: ['variables.f'] }));
   form.set('0', new Blob([new Uint8Array(audio)]), 'a.wav');
-  const body = (await (await fetch(url, { method: 'POST', body: form })).json()) as { errors?: unknown[] };
+  const body = (await (await fetch(url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1' } })).json()) as { errors?: unknown[] };
   if (body.errors) throw new Error(JSON.stringify(body.errors));
 };
 const presigned = async (audio: Buffer) => {

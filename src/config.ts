@@ -38,6 +38,13 @@ const schema = z.object({
   MURMUR_S3_FORCE_PATH_STYLE: z.enum(['0', '1', 'true', 'false']).default('false'),
   MURMUR_S3_PREFIX: z.string().default(''),
   MURMUR_UPLOAD_EXPIRY_SECONDS: z.coerce.number().int().min(60).default(3600),
+  MURMUR_UPLOAD_IDLE_SECONDS: z.coerce.number().positive().default(30),
+  MURMUR_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(1 << 20),
+  MURMUR_CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
+    .refine((list) => list.every((o) => o === '*' || /^https?:\/\/[^/]+$/.test(o)), 'a comma-separated list of origins such as https://app.example.com, or *'),
 });
 
 /** Every variable `readConfig` reads. */
@@ -80,6 +87,12 @@ export interface Config {
   s3: { bucket: string; endpoint?: string; forcePathStyle: boolean; prefix: string } | undefined;
   /** How long a presigned upload URL stays valid, and how long an upload no job took is kept. */
   uploadExpirySeconds: number;
+  /** An upload that sends nothing for this long is stopped (UPLOAD_STALLED) and removed. */
+  uploadIdleSeconds: number;
+  /** JSON request bodies at most. */
+  maxRequestBytes: number;
+  /** Origins whose pages may call the API from a browser; none: same origin only. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -123,5 +136,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
       ? { bucket: e.MURMUR_S3_BUCKET, endpoint: e.MURMUR_S3_ENDPOINT, forcePathStyle: ['1', 'true'].includes(e.MURMUR_S3_FORCE_PATH_STYLE), prefix: e.MURMUR_S3_PREFIX }
       : undefined,
     uploadExpirySeconds: e.MURMUR_UPLOAD_EXPIRY_SECONDS,
+    uploadIdleSeconds: e.MURMUR_UPLOAD_IDLE_SECONDS,
+    maxRequestBytes: e.MURMUR_MAX_REQUEST_BYTES,
+    corsOrigins: e.MURMUR_CORS_ORIGINS,
   };
 }

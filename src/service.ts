@@ -6,10 +6,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
+import { parseDtype, readModelFolder } from '../worker/whisper/modelFolder.ts';
 import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
 import { createApiServer } from './api/server.ts';
 import { UPLOAD_PREFIX } from './api/presignedUploads.ts';
-import type { Config } from './config.ts';
+import { ConfigError, type Config } from './config.ts';
 import type { JobQueue } from './queue/jobQueue.ts';
 import { openQueue } from './queue/open.ts';
 import type { BlobStore } from './storage/blobStore.ts';
@@ -28,6 +29,14 @@ export interface Service {
 
 export async function startService(config: Config, log: (line: string) => void = console.log): Promise<Service> {
   const modelDir = config.modelDir ?? (await syntheticModel(config.dataDir, log));
+  // A model folder that cannot be read is found now, not when every job has failed three times.
+  if (config.modelDir) {
+    try {
+      readModelFolder(config.modelDir, parseDtype(config.dtype));
+    } catch (err) {
+      throw new ConfigError(`MURMUR_MODEL_DIR: ${config.modelDir} is not a Whisper model folder murmur can load (${(err as Error).message})`);
+    }
+  }
   const store = await openBlobStore(config, log);
   const queue = await openQueue(config, log);
   const api = createApiServer({ config, queue, store, log });

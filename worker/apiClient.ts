@@ -2,12 +2,36 @@
 // token, and the audio download. A GraphQL error arrives as an ApiCallError
 // carrying the server's `extensions.code`.
 import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Transcript } from '../src/transcript/transcript.ts';
+
+/** Each worker's downloads go to folders named for its process id: murmur-audio-<pid>-XXXXXX. */
+const AUDIO_DIR_PREFIX = 'murmur-audio-';
+
+/** Removes download folders left by workers that died (SIGKILL, out of memory) before cleaning up. Returns how many. */
+export async function sweepOrphanedAudio(dir = tmpdir()): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const pid = Number(/^murmur-audio-(\d+)-/.exec(name)?.[1]);
+    if (!pid || pid === process.pid || alive(pid)) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    removed++;
+  }
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 export class ApiCallError extends Error {
   constructor(
@@ -35,6 +59,7 @@ export interface LeaseFields {
   leaseExpiresAt: string;
   leaseSeconds: number;
   audioUrl: string;
+  maxDurationSeconds: number;
 }
 
 export type LeaseState = 'ACTIVE' | 'CANCELLED' | 'LOST';
@@ -53,7 +78,7 @@ export class ApiClient {
     const data = await this.call<{ claimJobs: LeaseFields[] }>(
       `mutation Claim($input: ClaimInput!) {
         claimJobs(input: $input) {
-          leaseToken leaseExpiresAt leaseSeconds audioUrl
+          leaseToken leaseExpiresAt leaseSeconds audioUrl maxDurationSeconds
           job { id input { filename durationSeconds } options { language task timestamps } }
         }
       }`,
@@ -100,7 +125,7 @@ export class ApiClient {
     const ours = new URL(url).origin === new URL(this.url).origin;
     const res = await fetch(url, { headers: ours ? { authorization: `Bearer ${this.token}` } : {} });
     if (!res.ok || !res.body) throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
-    const dir = await mkdtemp(join(tmpdir(), 'murmur-audio-'));
+    const dir = await mkdtemp(join(tmpdir(), `${AUDIO_DIR_PREFIX}${process.pid}-`));
     const path = join(dir, 'audio');
     const remove = () => rm(dir, { recursive: true, force: true });
     try {

@@ -8,7 +8,7 @@ import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import { AudioError } from './audio/errors.ts';
 import { decodeAudioFile } from './audio/decode.ts';
-import { ApiClient, isTransient, type LeaseFields, type LeaseState } from './apiClient.ts';
+import { ApiClient, isTransient, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
 import { WhisperError, WhisperModel } from './whisper/index.ts';
 import { transcribeMany } from './whisper/longAudio.ts';
 import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from './vad/index.ts';
@@ -65,6 +65,8 @@ export class Worker {
 
   async run(): Promise<'idle' | 'stopped'> {
     const { log } = this.o;
+    const orphans = await sweepOrphanedAudio();
+    if (orphans) log(`worker ${this.id}: removed ${orphans} audio folder(s) left by workers that died`);
     log(`worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`);
     let lastWork = Date.now();
     while (!this.stopping) {
@@ -148,7 +150,7 @@ export class Worker {
             try {
               const file = await this.api.download(lease.audioUrl);
               try {
-                audio.set(lease.job.id, (await decodeAudioFile(file.path, { name: lease.job.input.filename })).samples);
+                audio.set(lease.job.id, (await decodeAudioFile(file.path, { name: lease.job.input.filename, maxSeconds: lease.maxDurationSeconds })).samples);
               } finally {
                 await file.remove();
               }

@@ -41,6 +41,10 @@ export function maskError(error: unknown, message: string, log: (err: unknown) =
   const original = error instanceof GraphQLError ? error.originalError : error;
   if (error instanceof GraphQLError && !original) return error; // parse and validation errors, already client-facing
   if (original instanceof GraphQLError && original.extensions?.code) return original;
+  // graphql-js's own refusals of a variable's value ("Int cannot represent …") carry no code: they are the client's mistake.
+  if (error instanceof GraphQLError && original instanceof GraphQLError) {
+    return new GraphQLError(error.message, { nodes: error.nodes, path: error.path, extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+  }
   const known = clientError(original);
   if (known) {
     return new GraphQLError(known.message, {

@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { pipeline } from 'node:stream/promises';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { useServer } from 'graphql-ws/use/ws';
+import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
 import { bearerMatches, type Context, type Services } from './context.ts';
@@ -12,6 +13,7 @@ import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { schema } from './schema/index.ts';
+import { useRequestPolicy } from './requestPolicy.ts';
 import { useStreamingUploads } from './uploads.ts';
 
 export interface ApiServer {
@@ -30,7 +32,11 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
     maskedErrors: { maskError: (error, message) => maskError(error, message, (err) => log(`unexpected error: ${(err as Error)?.stack ?? err}`)) },
     graphiql: { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS' },
     renderGraphiQL,
-    plugins: [useStreamingUploads(services.store, config.maxUploadBytes, log)],
+    // Bodies are bounded by the plugins: JSON by MURMUR_MAX_REQUEST_BYTES, each uploaded file by MURMUR_MAX_UPLOAD_BYTES
+    // (yoga's own 25 MB limit on the whole body would refuse a 30-minute MP3).
+    maxRequestBodySize: false,
+    cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
+    plugins: [useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
     context: ({ request }) => ({
       ...services,
       isWorker: bearerMatches(request.headers.get('authorization'), config.workerToken),
@@ -67,10 +73,17 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
         const req = ctx.extra.request;
         const authorization = (ctx.connectionParams?.authorization as string | undefined) ?? req.headers.authorization;
         const { schema, execute, subscribe, parse, validate } = yoga.getEnveloped({ req });
+        // A query that does not parse fails this subscription only; thrown, it would close the socket (4500) and every other one on it.
+        let document;
+        try {
+          document = parse(params.query);
+        } catch (err) {
+          return [err instanceof GraphQLError ? err : new GraphQLError(String((err as Error)?.message ?? err), { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+        }
         const args = {
           schema,
           operationName: params.operationName,
-          document: parse(params.query),
+          document,
           variableValues: params.variables,
           contextValue: { ...services, isWorker: bearerMatches(authorization, config.workerToken), origin: `http://${req.headers.host}` } satisfies Context,
           rootValue: { execute, subscribe },
@@ -113,7 +126,13 @@ async function serveAudio(services: Services, req: IncomingMessage, res: ServerR
     res.writeHead(401, { 'content-type': 'text/plain' }).end('the worker token is required');
     return;
   }
-  const id = decodeURIComponent(req.url!.slice('/audio/'.length));
+  let id: string;
+  try {
+    id = decodeURIComponent(req.url!.slice('/audio/'.length));
+  } catch {
+    res.writeHead(400, { 'content-type': 'text/plain' }).end('the job id in the path is not valid percent-encoding');
+    return;
+  }
   const job = await services.queue.get(id);
   const size = job && (await services.store.size(job.blobKey));
   if (!job || size === null || size === undefined) {

@@ -6,6 +6,7 @@
 // is deleted once the response is out.
 import { randomUUID } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 import { GraphQLError } from 'graphql';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
@@ -24,7 +25,14 @@ export class StoredUpload {
 
 const inputError = (message: string, code = 'BAD_USER_INPUT', status = 400) => new GraphQLError(message, { extensions: { code, http: { status } } });
 
-export function useStreamingUploads(store: BlobStore, maxBytes: number, log: (line: string) => void): Plugin {
+export interface UploadLimits {
+  /** A file over this size stops the request with INPUT_TOO_LARGE. */
+  maxBytes: number;
+  /** A body that sends nothing for this long stops the request with UPLOAD_STALLED. */
+  idleMs: number;
+}
+
+export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log: (line: string) => void): Plugin {
   const uploads = new WeakMap<Request, StoredUpload[]>();
   return {
     onRequestParse({ request, setRequestParser }) {
@@ -32,7 +40,7 @@ export function useStreamingUploads(store: BlobStore, maxBytes: number, log: (li
       setRequestParser(async (req) => {
         const stored: StoredUpload[] = [];
         uploads.set(request, stored);
-        return parseMultipart(req, store, maxBytes, stored);
+        return parseMultipart(req, store, limits, stored);
       });
     },
     onResponse({ request }) {
@@ -43,13 +51,20 @@ export function useStreamingUploads(store: BlobStore, maxBytes: number, log: (li
   };
 }
 
-async function parseMultipart(request: Request, store: BlobStore, maxBytes: number, stored: StoredUpload[]): Promise<GraphQLParams> {
+async function parseMultipart(request: Request, store: BlobStore, limits: UploadLimits, stored: StoredUpload[]): Promise<GraphQLParams> {
   let operations: GraphQLParams | undefined;
   let map: Record<string, string[]> | undefined;
   const files = new Map<string, StoredUpload>();
   const writes: Promise<void>[] = [];
+  const open = new Set<Readable>();
   let failure: GraphQLError | undefined;
-  const parser = busboy({ headers: { 'content-type': request.headers.get('content-type')! }, limits: { fileSize: maxBytes, files: 16, fieldSize: 1 << 20 } });
+  let parser: busboy.Busboy;
+  try {
+    // defParamCharset: filenames are UTF-8 (what browsers and curl send), not busboy's default latin1.
+    parser = busboy({ headers: { 'content-type': request.headers.get('content-type')! }, defParamCharset: 'utf8', limits: { fileSize: limits.maxBytes, files: 16, fields: 8, parts: 24, fieldSize: 1 << 20 } });
+  } catch (err) {
+    throw inputError(`malformed multipart request: ${(err as Error).message}`);
+  }
 
   parser.on('field', (name, value) => {
     try {
@@ -70,42 +85,94 @@ async function parseMultipart(request: Request, store: BlobStore, maxBytes: numb
     let tooLarge = false;
     stream.on('limit', () => {
       tooLarge = true;
-      failure ??= inputError(`the upload "${info.filename}" is over the ${maxBytes}-byte limit`, 'INPUT_TOO_LARGE', 413);
+      failure ??= inputError(`the upload "${info.filename}" is over the ${limits.maxBytes}-byte limit`, 'INPUT_TOO_LARGE', 413);
     });
-    const counted = stream.pipe(new Transform({ transform: (chunk: Buffer, _enc, done) => ((bytes += chunk.length), done(null, chunk)) }));
+    const counted = new Transform({ transform: (chunk: Buffer, _enc, done) => ((bytes += chunk.length), done(null, chunk)) });
+    // pipeline, not pipe: a file stream that dies mid-upload must fail the store's write, not leave it waiting.
+    open.add(counted);
+    pipeline(stream, counted).catch(() => {});
     const upload = () => new StoredUpload(key, info.filename || 'audio', info.mimeType, bytes);
     writes.push(
-      store.put(key, counted).then(() => {
-        const u = upload();
-        stored.push(u);
-        if (!tooLarge) files.set(field, u);
-      }),
+      store.put(key, counted).then(
+        () => {
+          open.delete(counted);
+          const u = upload();
+          stored.push(u);
+          if (!tooLarge) files.set(field, u);
+        },
+        (err) => {
+          open.delete(counted);
+          throw err;
+        },
+      ),
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    parser.on('close', resolve);
-    parser.on('error', (err: Error) => reject(inputError(`malformed multipart request: ${err.message}`)));
-    Readable.from(request.body as unknown as AsyncIterable<Uint8Array>).on('error', reject).pipe(parser);
-  });
-  await Promise.all(writes);
+  const body = Readable.from(request.body as unknown as AsyncIterable<Uint8Array>);
+  // A client that goes away, or stops sending, ends the request: its partial files are removed and nothing stays open.
+  const abort = (err: GraphQLError, gone: boolean) => {
+    failure ??= err;
+    body.unpipe(parser);
+    // A client still connected gets its answer; what it may still send is read and dropped.
+    if (gone) body.destroy();
+    else body.resume();
+    parser.destroy();
+    for (const s of open) s.destroy(err);
+  };
+  let lastData = Date.now();
+  body.on('data', () => (lastData = Date.now()));
+  const stall = setInterval(() => {
+    if (Date.now() - lastData > limits.idleMs) abort(inputError(`the upload stalled: nothing arrived for ${limits.idleMs / 1000} s`, 'UPLOAD_STALLED', 408), false);
+  }, Math.min(1000, limits.idleMs / 2));
+  const aborted = () => abort(inputError('the client went away mid-upload', 'UPLOAD_ABORTED', 400), true);
+  request.signal?.addEventListener('abort', aborted);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      parser.on('close', resolve);
+      parser.on('error', (err: Error) => reject(failure ?? inputError(`malformed multipart request: ${err.message}`)));
+      body.on('error', (err) => reject(failure ?? err));
+      body.on('close', () => failure && reject(failure));
+      body.pipe(parser);
+    });
+    await Promise.allSettled(writes);
+    await Promise.all(writes);
+  } catch (err) {
+    for (const s of open) s.destroy(failure ?? (err as Error));
+    await Promise.allSettled(writes);
+    throw failure ?? err;
+  } finally {
+    clearInterval(stall);
+    request.signal?.removeEventListener('abort', aborted);
+  }
   if (failure) throw failure;
   if (!operations || !map) throw inputError('a multipart request needs the "operations" and "map" fields');
 
+  if (typeof operations !== 'object' || operations === null || Array.isArray(operations)) throw inputError('the multipart field "operations" is a JSON object');
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw inputError('the multipart field "map" is a JSON object of file names to lists of paths');
   for (const [field, paths] of Object.entries(map)) {
     const upload = files.get(field);
     if (!upload) throw inputError(`the map names file "${field}", which the request does not hold`);
+    if (!Array.isArray(paths)) throw inputError(`the map's entry for file "${field}" is a list of paths`);
     for (const path of paths) setPath(operations, path, upload);
   }
   return operations;
 }
 
-/** Puts the upload where the map says: "variables.input.file" → operations.variables.input.file. */
-function setPath(target: object, path: string, value: unknown): void {
+/** Path segments that would reach an object's prototype instead of its own fields. */
+const UNSAFE = new Set(['__proto__', 'constructor', 'prototype']);
+
+/**
+ * Puts the upload where the map says: "variables.input.file" → operations.variables.input.file.
+ * Only through the operations' own fields: a path through `__proto__` once polluted every
+ * object of the process (each JSON request after it was refused) and is refused itself.
+ */
+function setPath(target: object, path: unknown, value: unknown): void {
+  if (typeof path !== 'string') throw inputError('each path in the multipart "map" is a string such as "variables.file"');
   const parts = path.split('.');
+  if (parts.some((p) => UNSAFE.has(p))) throw inputError(`the map's path "${path}" is not allowed`);
   let at: Record<string, unknown> = target as Record<string, unknown>;
   for (const part of parts.slice(0, -1)) {
-    if (typeof at[part] !== 'object' || at[part] === null) throw inputError(`the map's path "${path}" is not in the operations`);
+    if (!Object.hasOwn(at, part) || typeof at[part] !== 'object' || at[part] === null) throw inputError(`the map's path "${path}" is not in the operations`);
     at = at[part] as Record<string, unknown>;
   }
   at[parts.at(-1)!] = value;

@@ -91,7 +91,7 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
       form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${select} } }`, variables: { input: { ...input, file: null } } }));
       form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
       form.set('0', new Blob([new Uint8Array(bytes)]), filename);
-      return post(form, {});
+      return post(form, { 'graphql-preflight': '1' });
     },
     ws: () => createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0 }),
     async stop(signal = 'SIGTERM') {

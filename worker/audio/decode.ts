@@ -94,6 +94,8 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
     if (facts) return facts;
   }
   const format = sniffHead(head, size, name);
+  // A WAV header the decoders cannot read is refused here too, before any decoder tries.
+  if (format === 'wav') wavFacts(head, name);
   if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536)))) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
   const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
 
@@ -103,9 +105,9 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   const inProcess = !keep && JS_FORMATS.includes(format) && size <= IN_PROCESS_PROBE_BYTES;
 
   if (useFfmpeg && !inProcess) {
-    const probe = await ffprobe(path, name);
+    const probe = await ffprobe(path, name, format);
     if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds, name, options);
-    const { samples, count, warnings } = await ffmpegDecode(path, name, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE);
+    const { samples, count, warnings } = await ffmpegDecode(path, name, format, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE);
     if (count === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
     const seconds = count / SAMPLE_RATE;
     truncated(name, seconds, probe.declaredSeconds, warnings);

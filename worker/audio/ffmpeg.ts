@@ -1,8 +1,30 @@
 // ffmpeg and ffprobe, when they are on the PATH (Debian's ffmpeg package):
 // every format murmur takes, decoded straight to 16 kHz mono float32 with
 // ffmpeg's band-limited resampler, streamed through a pipe.
+//
+// Confined to the upload's own bytes: ffmpeg is told the demuxer that murmur's
+// own sniffing found, never left to guess one (an HLS playlist behind an ID3
+// header, or a DASH manifest behind an `ftyp` box, would make it open other
+// files or addresses), and may open nothing but the one file it is given.
 import { spawn, spawnSync } from 'node:child_process';
 import { AudioError } from './errors.ts';
+import type { AudioFormat } from './formats.ts';
+
+/** ffmpeg's demuxer for each sniffed format: none of them follows references to other files or URLs. */
+const DEMUXERS: Record<AudioFormat, string[]> = {
+  wav: ['-f', 'wav'],
+  flac: ['-f', 'flac'],
+  ogg: ['-f', 'ogg'],
+  opus: ['-f', 'ogg'],
+  // The mov demuxer can follow data references to other files when asked to; it is told not to.
+  m4a: ['-f', 'mov', '-enable_drefs', '0'],
+  webm: ['-f', 'matroska'],
+  mp3: ['-f', 'mp3'],
+  aac: ['-f', 'aac'],
+};
+
+/** The input options that confine ffmpeg and ffprobe to `path`, read as `format`. */
+const confined = (path: string, format: AudioFormat) => ['-protocol_whitelist', 'file', ...DEMUXERS[format], '-i', `file:${path}`];
 
 let available: boolean | undefined;
 
@@ -23,8 +45,8 @@ export interface ProbedStream {
   declaredSeconds: number | null;
 }
 
-export async function ffprobe(path: string, name: string): Promise<ProbedStream> {
-  const { stdout, stderr, code } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', path]);
+export async function ffprobe(path: string, name: string, format: AudioFormat): Promise<ProbedStream> {
+  const { stdout, stderr, code } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', ...confined(path, format)]);
   if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio ffmpeg can read: ${lastLine(stderr)}`);
   const info = JSON.parse(stdout) as { format?: { format_name?: string; duration?: string }; streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[] };
   const audio = info.streams?.find((s) => s.codec_type === 'audio');
@@ -44,8 +66,8 @@ export async function ffprobe(path: string, name: string): Promise<ProbedStream>
  * samples as they come (for counting without keeping them); the result holds
  * them all unless `keep` is false.
  */
-export async function ffmpegDecode(path: string, name: string, keep = true, expectedSamples = 0): Promise<{ samples: Float32Array; count: number; warnings: string }> {
-  const child = spawn('ffmpeg', ['-nostdin', '-v', 'warning', '-i', path, '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function ffmpegDecode(path: string, name: string, format: AudioFormat, keep = true, expectedSamples = 0): Promise<{ samples: Float32Array; count: number; warnings: string }> {
+  const child = spawn('ffmpeg', ['-nostdin', '-v', 'warning', ...confined(path, format), '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   let out = new Float32Array(keep ? Math.max(16000, Math.ceil(expectedSamples * 1.01)) : 0);

@@ -67,17 +67,40 @@ function* riffChunks(head: Uint8Array): Generator<{ id: string; at: number; size
   }
 }
 
-/** Rate, channels and length from the RIFF header alone (for probing without reading the samples). */
+/** What murmur decodes: outside these a header is refused at once (the decoders fail on it later, or make nonsense). */
+export const WAV_LIMITS = { maxChannels: 8, minRate: 4000, maxRate: 384_000 };
+
+/**
+ * Rate, channels and length from the RIFF header alone (for probing without reading the samples),
+ * refusing a header the decoders cannot read: a codec other than PCM or float, odd sample sizes,
+ * 0 or more than WAV_LIMITS.maxChannels channels, a rate outside WAV_LIMITS, a block size that
+ * does not match.
+ */
 export function wavFacts(head: Uint8Array, name: string): { frames: number; sampleRate: number; channels: number } {
-  let fmt: { channels: number; sampleRate: number; blockAlign: number } | null = null;
+  let fmt: { codec: number; channels: number; sampleRate: number; blockAlign: number; bits: number } | null = null;
   for (const { id, at, size, view } of riffChunks(head)) {
-    if (id === 'fmt ' && at + 24 <= head.length) fmt = { channels: view.getUint16(at + 10, true), sampleRate: view.getUint32(at + 12, true), blockAlign: view.getUint16(at + 20, true) };
+    if (id === 'fmt ' && at + 24 <= head.length) {
+      let codec = view.getUint16(at + 8, true);
+      // WAVE_FORMAT_EXTENSIBLE names the codec in the first two bytes of its subformat GUID.
+      if (codec === 0xfffe && size >= 40 && at + 34 <= head.length) codec = view.getUint16(at + 32, true);
+      fmt = { codec, channels: view.getUint16(at + 10, true), sampleRate: view.getUint32(at + 12, true), blockAlign: view.getUint16(at + 20, true), bits: view.getUint16(at + 22, true) };
+    }
     if (id === 'data') {
-      if (!fmt || fmt.blockAlign === 0 || fmt.sampleRate === 0) break;
+      if (!fmt) break;
+      checkFormat(fmt, name);
       return { frames: Math.floor(size / fmt.blockAlign), sampleRate: fmt.sampleRate, channels: fmt.channels };
     }
   }
   throw new AudioError('AUDIO_UNDECODABLE', `${name} is not a WAV file this decoder reads: no format and data chunks in its header`);
+}
+
+function checkFormat(f: { codec: number; channels: number; sampleRate: number; blockAlign: number; bits: number }, name: string): void {
+  const pcm = f.codec === 1 && [8, 16, 24, 32].includes(f.bits);
+  const float = f.codec === 3 && [32, 64].includes(f.bits);
+  if (!pcm && !float) throw new AudioError('AUDIO_UNSUPPORTED', `${name} is WAV with codec 0x${f.codec.toString(16)} at ${f.bits} bits; PCM 8/16/24/32-bit and 32/64-bit float are read`);
+  if (f.channels < 1 || f.channels > WAV_LIMITS.maxChannels) throw new AudioError('AUDIO_UNSUPPORTED', `${name} declares ${f.channels} channels; 1 to ${WAV_LIMITS.maxChannels} are read`);
+  if (f.sampleRate < WAV_LIMITS.minRate || f.sampleRate > WAV_LIMITS.maxRate) throw new AudioError('AUDIO_UNSUPPORTED', `${name} declares ${f.sampleRate} Hz; ${WAV_LIMITS.minRate} to ${WAV_LIMITS.maxRate} Hz are read`);
+  if (f.blockAlign !== (f.channels * f.bits) / 8) throw new AudioError('AUDIO_UNDECODABLE', `${name} declares ${f.blockAlign}-byte frames for ${f.channels} channel(s) of ${f.bits} bits`);
 }
 
 /** A 16 kHz WAV as mono samples, synchronously (fixtures, benchmarks); anything else goes through decodeAudioFile. */

@@ -18,7 +18,11 @@ const LeaseRef = builder.objectRef<Lease & { audioUrl: string }>('Lease').implem
     leaseToken: t.exposeInt('leaseToken', { description: 'the fencing token: progress, complete and fail must present it' }),
     leaseExpiresAt: t.field({ type: 'DateTime', resolve: (l) => l.leaseExpiresAt }),
     leaseSeconds: t.float({ description: 'how long a lease lasts without a heartbeat: heartbeat well within it (the worker\'s clock need not agree with leaseExpiresAt)', resolve: (_l, _args, ctx) => ctx.config.leaseSeconds }),
-    audioUrl: t.exposeString('audioUrl', { description: 'GET it with the worker token' }),
+    audioUrl: t.exposeString('audioUrl', { description: 'GET it: with the worker token from the API, as it is from a presigned store URL' }),
+    maxDurationSeconds: t.float({
+      description: 'decode no more than this (MURMUR_MAX_DURATION_SECONDS now): longer audio fails the job with AUDIO_TOO_LONG',
+      resolve: (_l, _args, ctx) => ctx.config.maxDurationSeconds,
+    }),
   }),
 });
 
