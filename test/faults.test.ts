@@ -113,6 +113,28 @@ describe('during the run', () => {
     expect(server.process.exitCode).toBeNull();
   });
 
+  it('a subscription open through a PostgreSQL outage sees its job finish, even when it finished before the instance listened again', async () => {
+    const cluster = await startPostgresCluster();
+    clusters.push(cluster);
+    // A lease that outlasts the outage: this test is about the subscription, not about expiry.
+    const server = await startServer({ MURMUR_DATABASE_URL: cluster.url, MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', MURMUR_LEASE_SECONDS: '120' });
+    servers.push(server);
+    const { id } = (await server.upload(wavBytes(tone(300, 1)), 'through.wav')).data.createJob;
+    const client = server.ws();
+    const followed = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id });
+    const [lease] = (await server.worker(`mutation { claimJobs(input: { workerId: "w", maxJobs: 1, maxSeconds: 100 }) { leaseToken } }`)).data.claimJobs;
+
+    // Down long enough for the listener's reconnection backoff to stretch; completed as soon as queries work again.
+    cluster.stop();
+    await new Promise((r) => setTimeout(r, 4000));
+    cluster.start();
+    await expect.poll(async () => (await ready(server)).status, { timeout: 30_000, interval: 50 }).toBe(200);
+    const done = await server.worker(`mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`, { id, t: lease.leaseToken });
+    expect(done.data.completeJob.status).toBe('DONE');
+    expect((await followed).at(-1)!.jobUpdated.status).toBe('DONE');
+    await client.dispose();
+  });
+
   it('the S3 store goes away and comes back: unready meanwhile, uploads refused with BLOB_STORE_UNAVAILABLE, then accepted again', async () => {
     const s3 = await startS3();
     s3s.push(s3);

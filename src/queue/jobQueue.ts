@@ -102,9 +102,14 @@ export interface JobFailure {
   retryable: boolean;
 }
 
+export type QueueEvents = { job: [Job]; work: []; resync: [] };
+
 export interface JobQueue {
-  /** `job` after every committed change of a job (from any API instance); `work` when a job may have become claimable. */
-  readonly events: EventEmitter<{ job: [Job]; work: [] }>;
+  /**
+   * `job` after every committed change of a job (from any API instance); `work` when a job may have
+   * become claimable; `resync` when changes may have been missed (a lost connection): read again.
+   */
+  readonly events: EventEmitter<QueueEvents>;
   readonly options: QueueOptions;
 
   /** Creates a job, or returns the one already created with the same idempotency key (`created` false). Durable when it resolves. */

@@ -179,22 +179,26 @@ builder.subscriptionField('jobUpdated', (t) =>
       const current = await ctx.queue.get(String(id));
       if (!current) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
       return new Repeater<Job>(async (push, stop) => {
-        // Events may arrive out of order across instances' reads: never step back to an older state.
-        let last = 0;
-        const forward = (job: Job) => {
-          if (job.updatedAt < last) return;
-          last = job.updatedAt;
+        // Never step back to an older state, nor send the same one twice (a re-read after a resync).
+        let last: Job | null = null;
+        const forward = (job: Job | undefined) => {
+          if (!job || (last && (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.status === last.status && job.progress === last.progress)))) return;
+          last = job;
           void push(job);
           if (isTerminal(job)) stop();
         };
         const onJob = (job: Job) => {
           if (job.id === current.id) forward(job);
         };
+        // Events may have been missed (the database connection was lost): read the job again.
+        const onResync = () => void ctx.queue.get(current.id).then(forward, () => {});
         ctx.queue.events.on('job', onJob);
+        ctx.queue.events.on('resync', onResync);
         // Read again after listening, so a change between the first read and now is not missed.
-        forward((await ctx.queue.get(current.id))!);
+        forward(await ctx.queue.get(current.id));
         await stop;
         ctx.queue.events.off('job', onJob);
+        ctx.queue.events.off('resync', onResync);
       });
     },
     resolve: (job) => job,

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
 import * as step from '../transitions.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
@@ -19,7 +19,7 @@ import { jobCounts, jobs, workers } from './schema.ts';
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
 export class PostgresQueue implements JobQueue {
-  readonly events = new EventEmitter<{ job: [Job]; work: [] }>();
+  readonly events = new EventEmitter<QueueEvents>();
   private readonly now: () => number;
   private readonly listener: Listener;
   /** Emits in the order the notices came, including those that wait for a read-back. */
@@ -42,7 +42,10 @@ export class PostgresQueue implements JobQueue {
     this.events.setMaxListeners(0);
     this.listener = new Listener(url, {
       notice: (n) => this.noticed(n),
-      reconnected: () => this.events.emit('work'),
+      reconnected: () => {
+        this.events.emit('work');
+        this.events.emit('resync');
+      },
       log,
     });
   }

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
 import * as step from '../transitions.ts';
 import type { Db } from './database.ts';
 import { jobCounts, jobs, workers } from './schema.ts';
@@ -17,7 +17,7 @@ import { jobCounts, jobs, workers } from './schema.ts';
 const IMMEDIATE = { behavior: 'immediate' } as const;
 
 export class SqliteQueue implements JobQueue {
-  readonly events = new EventEmitter<{ job: [Job]; work: [] }>();
+  readonly events = new EventEmitter<QueueEvents>();
   private readonly now: () => number;
 
   constructor(
