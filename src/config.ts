@@ -40,6 +40,8 @@ const schema = z.object({
   MURMUR_UPLOAD_EXPIRY_SECONDS: z.coerce.number().int().min(60).default(3600),
   MURMUR_UPLOAD_IDLE_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(1 << 20),
+  MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
+  MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_CORS_ORIGINS: z
     .string()
     .default('')
@@ -93,6 +95,10 @@ export interface Config {
   maxRequestBytes: number;
   /** Origins whose pages may call the API from a browser; none: same origin only. */
   corsOrigins: string[];
+  /** createJob({ url }) may fetch from loopback and private addresses (tests, private deployments). */
+  allowPrivateUrls: boolean;
+  /** A URL that does not answer, or pauses this long mid-download, is URL_UNREACHABLE. */
+  urlTimeoutSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -139,5 +145,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     uploadIdleSeconds: e.MURMUR_UPLOAD_IDLE_SECONDS,
     maxRequestBytes: e.MURMUR_MAX_REQUEST_BYTES,
     corsOrigins: e.MURMUR_CORS_ORIGINS,
+    allowPrivateUrls: ['1', 'true'].includes(e.MURMUR_ALLOW_PRIVATE_URLS),
+    urlTimeoutSeconds: e.MURMUR_URL_TIMEOUT_SECONDS,
   };
 }

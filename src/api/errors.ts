@@ -14,7 +14,9 @@ export type ApiErrorCode =
   | 'UNKNOWN_LANGUAGE'
   | 'UPLOAD_NOT_FOUND' // an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store
   | 'UPLOAD_ALREADY_USED' // an uploadKey another job took
-  | 'UPLOADS_UNSUPPORTED'; // createUpload on a blob store that cannot presign (the local folder)
+  | 'UPLOADS_UNSUPPORTED' // createUpload on a blob store that cannot presign (the local folder)
+  | 'URL_FORBIDDEN' // createJob({ url }) aimed at a scheme or an address the server does not fetch from
+  | 'URL_UNREACHABLE'; // the URL did not answer, answered an error, redirected too often, or stalled
 
 export class ApiError extends Error {
   constructor(

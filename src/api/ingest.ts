@@ -1,20 +1,23 @@
 // createJob's work. The audio is either a multipart upload, already streamed
 // into the blob store by uploads.ts, or an object a client put into the store
-// with a presigned URL (uploadKey). Probe it (format, duration, rate,
+// with a presigned URL (uploadKey), or fetched from a URL (urlFetch.ts). Probe it (format, duration, rate,
 // channels, and that it decodes whole), then commit the job. The mutation
 // answers only after both the blob and the row are durable; when anything is
 // refused, neither stays behind.
+import { randomUUID } from 'node:crypto';
 import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
 import type { Job, Task } from '../queue/jobQueue.ts';
 import type { Services } from './context.ts';
 import { ApiError } from './errors.ts';
 import { uploadFilename } from './presignedUploads.ts';
+import { fetchUrl, limitBody } from './urlFetch.ts';
 import { StoredUpload } from './uploads.ts';
 
 export interface CreateJobInput {
   file?: StoredUpload | null;
   uploadKey?: string | null;
+  url?: string | null;
   language?: string | null;
   task?: Task | null;
   timestamps?: boolean | null;
@@ -34,8 +37,8 @@ interface Audio {
 
 export async function createJob(services: Services, input: CreateJobInput): Promise<Job> {
   const { queue, store, config } = services;
-  if ((input.file == null) === (input.uploadKey == null)) {
-    throw new ApiError('BAD_USER_INPUT', 'createJob needs exactly one of `file` (a GraphQL multipart request) or `uploadKey` (from createUpload)');
+  if ([input.file, input.uploadKey, input.url].filter((x) => x != null).length !== 1) {
+    throw new ApiError('BAD_USER_INPUT', 'createJob needs exactly one of `file` (a GraphQL multipart request), `uploadKey` (from createUpload) or `url`');
   }
   if (input.file != null && !(input.file instanceof StoredUpload)) throw new ApiError('BAD_USER_INPUT', '`file` must be sent as a GraphQL multipart request');
   if (input.idempotencyKey !== undefined && input.idempotencyKey !== null && (input.idempotencyKey.length === 0 || input.idempotencyKey.length > 200)) {
@@ -50,7 +53,7 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
     if (existing) return existing;
   }
 
-  const audio = input.file ? multipart(input.file) : await presigned(services, input.uploadKey!);
+  const audio = input.file ? multipart(input.file) : input.uploadKey ? await presigned(services, input.uploadKey) : await fetched(services, input.url!);
   let facts;
   try {
     const options = { name: audio.filename, maxSeconds: config.maxDurationSeconds };
@@ -74,8 +77,18 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
   });
   // When the same idempotency key raced in first, this audio is not the job's.
   if (created) audio.keep();
-  else if (input.uploadKey && job.blobKey !== audio.key) await audio.discard();
+  else if (job.blobKey !== audio.key) await audio.discard();
   return job;
+}
+
+/** Audio by URL: fetched past the SSRF guard (urlFetch.ts) straight into the blob store. */
+async function fetched({ store, config, log }: Services, url: string): Promise<Audio> {
+  const limits = { maxBytes: config.maxUploadBytes, timeoutMs: config.urlTimeoutSeconds * 1000, allowPrivate: config.allowPrivateUrls };
+  const { response, filename } = await fetchUrl(url, limits);
+  const key = `uploads/${randomUUID()}`;
+  const bytes = await store.put(key, limitBody(response, limits));
+  const discard = () => store.delete(key).catch((err) => log(`could not delete the download ${key}: ${err.message}`));
+  return { key, filename, bytes, keep: () => {}, discard };
 }
 
 function multipart(file: StoredUpload): Audio {

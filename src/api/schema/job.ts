@@ -142,6 +142,7 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
   fields: (t) => ({
     file: t.field({ type: 'File', description: 'the audio (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM), sent as a GraphQL multipart request' }),
     uploadKey: t.string({ description: 'instead of `file`: the key of an upload made with createUpload\'s presigned URL' }),
+    url: t.string({ description: 'instead of `file`: an http(s) address to fetch the audio from (public addresses only, unless the server allows private ones)' }),
     language: t.string({ description: 'a code ("en") or English name ("German"); detected when left out' }),
     task: t.field({ type: Task, description: 'TRANSCRIBE (default) or TRANSLATE into English' }),
     timestamps: t.boolean({ description: 'segment times from the model (default true)' }),
