@@ -51,7 +51,9 @@ export async function startService(config: Config, log: (line: string) => void =
   const recovered = await queue.expireLeases().catch(() => 0);
   if (recovered) log(`${recovered} job(s) held by workers of a previous run went back to the queue`);
   const leaseSweeper = setInterval(sweep('lease sweep', () => queue.expireLeases()), Math.min(1000, (config.leaseSeconds * 1000) / 4));
+  // Once a minute: presigned uploads no job took, and workers gone quiet (the live list only reads within its window).
   const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
+  const workerSweeper = setInterval(sweep('worker sweep', () => queue.forgetQuietWorkers()), 60_000);
 
   const supervisor = new Supervisor({
     queue,
@@ -90,6 +92,7 @@ export async function startService(config: Config, log: (line: string) => void =
     async close() {
       clearInterval(leaseSweeper);
       clearInterval(uploadSweeper);
+      clearInterval(workerSweeper);
       await supervisor.close();
       await api.close();
       await queue.close();

@@ -313,6 +313,9 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       expect((await queue.liveWorkers()).map((w) => w.id)).toEqual(['b']);
       clock.now += 70_001;
       expect(await queue.liveWorkers()).toEqual([]);
+      // The quiet row is still there until the sweep forgets it.
+      expect(await other.forgetQuietWorkers()).toBe(1);
+      expect(await queue.forgetQuietWorkers()).toBe(0);
     });
 
     it('short jobs go to cpu workers and long ones to gpu workers; each pool takes the other\'s while that pool has nobody', async () => {

@@ -10,13 +10,24 @@ import { StorageError } from '../storage/errors.ts';
 export type ApiErrorCode =
   | 'BAD_USER_INPUT' // a missing or malformed argument
   | 'UNAUTHENTICATED' // a worker mutation without the worker token
-  | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES
+  | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES, a JSON body over MURMUR_MAX_REQUEST_BYTES
   | 'UNKNOWN_LANGUAGE'
   | 'UPLOAD_NOT_FOUND' // an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store
   | 'UPLOAD_ALREADY_USED' // an uploadKey another job took
   | 'UPLOADS_UNSUPPORTED' // createUpload on a blob store that cannot presign (the local folder)
   | 'URL_FORBIDDEN' // createJob({ url }) aimed at a scheme or an address the server does not fetch from
-  | 'URL_UNREACHABLE'; // the URL did not answer, answered an error, redirected too often, or stalled
+  | 'URL_UNREACHABLE' // the URL did not answer, answered an error, redirected too often, or stalled
+  | 'UPLOAD_STALLED' // an upload that sent nothing for MURMUR_UPLOAD_IDLE_SECONDS (408)
+  | 'UPLOAD_ABORTED' // the client went away mid-upload
+  | 'PREFLIGHT_REQUIRED' // a multipart request without the graphql-preflight header
+  | 'UNSUPPORTED_MEDIA_TYPE' // a POST that is neither JSON nor multipart (415)
+  | 'DATABASE_UNAVAILABLE' // the database does not answer: try again (503)
+  | 'BLOB_STORE_UNAVAILABLE'; // the blob store does not answer: try again (503)
+
+/** A refusal of the HTTP request itself (before any resolver runs), with its status. */
+export function requestError(code: ApiErrorCode, message: string, status: number): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, http: { status } } });
+}
 
 export class ApiError extends Error {
   constructor(
@@ -32,7 +43,7 @@ export class ApiError extends Error {
 export function clientError(err: unknown): { code: string; message: string; status?: number } | null {
   // Down, not wrong: the client may try again; what was acknowledged before is safe.
   if (err instanceof StorageError) return { code: err.code, message: err.message, status: 503 };
-  if (databaseUnavailable(err)) return { code: 'DATABASE_UNAVAILABLE', message: 'the database is unavailable; try again shortly', status: 503 };
+  if (databaseUnavailable(err)) return { code: 'DATABASE_UNAVAILABLE' satisfies ApiErrorCode, message: 'the database is unavailable; try again shortly', status: 503 };
   if (err instanceof ApiError || err instanceof QueueError || err instanceof AudioError) return { code: err.code, message: err.message };
   if (err instanceof WhisperError && (err.code === 'UNKNOWN_LANGUAGE' || err.code === 'INVALID_OPTIONS')) return { code: err.code, message: err.message };
   return null;

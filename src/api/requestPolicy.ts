@@ -4,13 +4,11 @@
 // first (CORS "simple requests"), so a foreign page could otherwise run
 // mutations with a visitor's access; a custom header makes the browser ask,
 // and the CORS policy (MURMUR_CORS_ORIGINS) answers no.
-import { GraphQLError } from 'graphql';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
+import { requestError } from './errors.ts';
 
 /** Either header forces a CORS preflight; Apollo's clients already send the first. */
 export const PREFLIGHT_HEADERS = ['apollo-require-preflight', 'graphql-preflight'] as const;
-
-const refuse = (message: string, code: string, status: number) => new GraphQLError(message, { extensions: { code, http: { status } } });
 
 export function useRequestPolicy(maxJsonBytes: number): Plugin {
   return {
@@ -19,24 +17,24 @@ export function useRequestPolicy(maxJsonBytes: number): Plugin {
       const type = request.headers.get('content-type')?.toLowerCase() ?? '';
       if (type.startsWith('multipart/form-data')) {
         if (!PREFLIGHT_HEADERS.some((h) => request.headers.get(h))) {
-          throw refuse(`a multipart request needs a "${PREFLIGHT_HEADERS[1]}: 1" header (it makes browsers ask before sending one across sites)`, 'PREFLIGHT_REQUIRED', 400);
+          throw requestError('PREFLIGHT_REQUIRED', `a multipart request needs a "${PREFLIGHT_HEADERS[1]}: 1" header (it makes browsers ask before sending one across sites)`, 400);
         }
         return; // uploads.ts parses it
       }
       if (!/^application\/(graphql-response\+)?json\b/.test(type)) {
-        throw refuse(`POST /graphql takes application/json, or multipart/form-data for uploads; not "${type || 'no content type'}"`, 'UNSUPPORTED_MEDIA_TYPE', 415);
+        throw requestError('UNSUPPORTED_MEDIA_TYPE', `POST /graphql takes application/json, or multipart/form-data for uploads; not "${type || 'no content type'}"`, 415);
       }
       setRequestParser(async (req) => {
         const declared = Number(req.headers.get('content-length') ?? 0);
-        if (declared > maxJsonBytes) throw refuse(`the request body is over ${maxJsonBytes} bytes`, 'INPUT_TOO_LARGE', 413);
+        if (declared > maxJsonBytes) throw requestError('INPUT_TOO_LARGE', `the request body is over ${maxJsonBytes} bytes`, 413);
         const text = await readLimited(req, maxJsonBytes);
         let params: unknown;
         try {
           params = JSON.parse(text);
         } catch {
-          throw refuse('the request body is not JSON', 'BAD_REQUEST', 400);
+          throw requestError('BAD_USER_INPUT', 'the request body is not JSON', 400);
         }
-        if (typeof params !== 'object' || params === null || Array.isArray(params)) throw refuse('the request body is one JSON object ({ "query", "variables", … }); batches are not taken', 'BAD_REQUEST', 400);
+        if (typeof params !== 'object' || params === null || Array.isArray(params)) throw requestError('BAD_USER_INPUT', 'the request body is one JSON object ({ "query", "variables", … }); batches are not taken', 400);
         return params as GraphQLParams;
       });
     },
@@ -49,7 +47,7 @@ async function readLimited(request: Request, max: number): Promise<string> {
   let total = 0;
   for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
     total += chunk.length;
-    if (total > max) throw refuse(`the request body is over ${max} bytes`, 'INPUT_TOO_LARGE', 413);
+    if (total > max) throw requestError('INPUT_TOO_LARGE', `the request body is over ${max} bytes`, 413);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');

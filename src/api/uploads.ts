@@ -11,6 +11,7 @@ import busboy from 'busboy';
 import { GraphQLError } from 'graphql';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
 import type { BlobStore } from '../storage/blobStore.ts';
+import { requestError } from './errors.ts';
 
 export class StoredUpload {
   /** Set by whoever keeps the blob (createJob, once its job is committed). */
@@ -23,7 +24,7 @@ export class StoredUpload {
   ) {}
 }
 
-const inputError = (message: string, code = 'BAD_USER_INPUT', status = 400) => new GraphQLError(message, { extensions: { code, http: { status } } });
+const inputError = (message: string) => requestError('BAD_USER_INPUT', message, 400);
 
 export interface UploadLimits {
   /** A file over this size stops the request with INPUT_TOO_LARGE. */
@@ -85,7 +86,7 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
     let tooLarge = false;
     stream.on('limit', () => {
       tooLarge = true;
-      failure ??= inputError(`the upload "${info.filename}" is over the ${limits.maxBytes}-byte limit`, 'INPUT_TOO_LARGE', 413);
+      failure ??= requestError('INPUT_TOO_LARGE', `the upload "${info.filename}" is over the ${limits.maxBytes}-byte limit`, 413);
     });
     const counted = new Transform({ transform: (chunk: Buffer, _enc, done) => ((bytes += chunk.length), done(null, chunk)) });
     // pipeline, not pipe: a file stream that dies mid-upload must fail the store's write, not leave it waiting.
@@ -122,9 +123,9 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
   let lastData = Date.now();
   body.on('data', () => (lastData = Date.now()));
   const stall = setInterval(() => {
-    if (Date.now() - lastData > limits.idleMs) abort(inputError(`the upload stalled: nothing arrived for ${limits.idleMs / 1000} s`, 'UPLOAD_STALLED', 408), false);
+    if (Date.now() - lastData > limits.idleMs) abort(requestError('UPLOAD_STALLED', `the upload stalled: nothing arrived for ${limits.idleMs / 1000} s`, 408), false);
   }, Math.min(1000, limits.idleMs / 2));
-  const aborted = () => abort(inputError('the client went away mid-upload', 'UPLOAD_ABORTED', 400), true);
+  const aborted = () => abort(requestError('UPLOAD_ABORTED', 'the client went away mid-upload', 400), true);
   request.signal?.addEventListener('abort', aborted);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -134,8 +135,9 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
       body.on('close', () => failure && reject(failure));
       body.pipe(parser);
     });
-    await Promise.allSettled(writes);
-    await Promise.all(writes);
+    // Every write settled before answering, so none is still open when the response goes out.
+    const failed = (await Promise.allSettled(writes)).find((w) => w.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (err) {
     for (const s of open) s.destroy(failure ?? (err as Error));
     await Promise.allSettled(writes);

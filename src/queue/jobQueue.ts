@@ -89,6 +89,7 @@ export interface QueueStats {
   cancelled: number;
   oldestPendingAgeSeconds: number | null;
   pools: PoolStats[];
+  liveWorkers: WorkerInfo[];
 }
 
 export interface Page {
@@ -150,6 +151,8 @@ export interface JobQueue {
   /** The worker signed off. */
   removeWorker(id: string): Promise<void>;
   liveWorkers(): Promise<WorkerInfo[]>;
+  /** Deletes workers not heard from within the liveness window (the list's own housekeeping). Returns how many. */
+  forgetQuietWorkers(): Promise<number>;
 
   stats(): Promise<QueueStats>;
   /** Throws when the database cannot be reached. */

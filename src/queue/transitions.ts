@@ -150,5 +150,6 @@ export function statsOf(
     cancelled: of('CANCELLED'),
     oldestPendingAgeSeconds: ages.length ? Math.max(...ages) : null,
     pools,
+    liveWorkers: live,
   };
 }

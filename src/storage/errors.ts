@@ -2,7 +2,7 @@
 // request may succeed later, nothing was lost.
 
 export class StorageError extends Error {
-  readonly code = 'BLOB_STORE_UNAVAILABLE';
+  readonly code = 'BLOB_STORE_UNAVAILABLE' as const;
   constructor(store: string, cause: unknown) {
     super(`the blob store ${store} is unavailable: ${(cause as Error)?.name ?? ''} ${(cause as Error)?.message ?? cause}`.trim(), { cause });
     this.name = 'StorageError';

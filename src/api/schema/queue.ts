@@ -35,7 +35,7 @@ const WorkerRef = builder.objectRef<WorkerInfo>('Worker').implement({
   }),
 });
 
-const QueueStats = builder.objectRef<Stats & { live: WorkerInfo[] }>('QueueStats').implement({
+const QueueStats = builder.objectRef<Stats>('QueueStats').implement({
   fields: (t) => ({
     pending: t.exposeInt('pending'),
     processing: t.exposeInt('processing'),
@@ -43,8 +43,8 @@ const QueueStats = builder.objectRef<Stats & { live: WorkerInfo[] }>('QueueStats
     failed: t.exposeInt('failed'),
     cancelled: t.exposeInt('cancelled'),
     oldestPendingAgeSeconds: t.exposeFloat('oldestPendingAgeSeconds', { nullable: true, description: 'null when nothing waits' }),
-    workers: t.int({ description: 'workers alive: heard from recently or waiting for work', resolve: (s) => s.live.length }),
-    liveWorkers: t.field({ type: [WorkerRef], resolve: (s) => s.live }),
+    workers: t.int({ description: 'workers alive: heard from recently or waiting for work', resolve: (s) => s.liveWorkers.length }),
+    liveWorkers: t.field({ type: [WorkerRef], resolve: (s) => s.liveWorkers }),
     pools: t.field({ type: [PoolStatsRef], resolve: (s) => s.pools }),
   }),
 });
@@ -52,6 +52,6 @@ const QueueStats = builder.objectRef<Stats & { live: WorkerInfo[] }>('QueueStats
 builder.queryField('queue', (t) =>
   t.field({
     type: QueueStats,
-    resolve: async (_root, _args, ctx) => ({ ...(await ctx.queue.stats()), live: await ctx.queue.liveWorkers() }),
+    resolve: (_root, _args, ctx) => ctx.queue.stats(),
   }),
 );

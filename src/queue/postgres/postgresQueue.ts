@@ -217,9 +217,11 @@ export class PostgresQueue implements JobQueue {
   }
 
   async liveWorkers(): Promise<WorkerInfo[]> {
-    const since = this.now() - this.options.workerWindowMs;
-    await this.db.delete(workers).where(lt(workers.lastSeenAt, since));
-    return this.db.select().from(workers).where(gte(workers.lastSeenAt, since)).orderBy(asc(workers.id));
+    return this.db.select().from(workers).where(gte(workers.lastSeenAt, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id));
+  }
+
+  async forgetQuietWorkers(): Promise<number> {
+    return (await this.db.delete(workers).where(lt(workers.lastSeenAt, this.now() - this.options.workerWindowMs))).rowCount ?? 0;
   }
 
   async stats(): Promise<QueueStats> {

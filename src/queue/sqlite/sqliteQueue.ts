@@ -196,9 +196,11 @@ export class SqliteQueue implements JobQueue {
   }
 
   async liveWorkers(): Promise<WorkerInfo[]> {
-    const since = this.now() - this.options.workerWindowMs;
-    this.db.delete(workers).where(lt(workers.lastSeenAt, since)).run();
-    return this.db.select().from(workers).where(gte(workers.lastSeenAt, since)).orderBy(asc(workers.id)).all();
+    return this.db.select().from(workers).where(gte(workers.lastSeenAt, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id)).all();
+  }
+
+  async forgetQuietWorkers(): Promise<number> {
+    return this.db.delete(workers).where(lt(workers.lastSeenAt, this.now() - this.options.workerWindowMs)).run().changes;
   }
 
   async stats(): Promise<QueueStats> {
