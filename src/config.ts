@@ -42,6 +42,10 @@ const schema = z.object({
   MURMUR_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(1 << 20),
   MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
+  MURMUR_AUTH: z.enum(['keys', 'none']).default('keys'),
+  MURMUR_KEY_JOBS_PER_MINUTE: count.default(600),
+  MURMUR_KEY_MAX_PENDING: count.default(10_000),
+  MURMUR_KEY_AUDIO_HOURS_PER_DAY: seconds.default(0),
   MURMUR_CORS_ORIGINS: z
     .string()
     .default('')
@@ -99,6 +103,10 @@ export interface Config {
   allowPrivateUrls: boolean;
   /** A URL that does not answer, or pauses this long mid-download, is URL_UNREACHABLE. */
   urlTimeoutSeconds: number;
+  /** `keys`: every client request needs an API key. `none`: nobody is asked (loopback only). */
+  auth: 'keys' | 'none';
+  /** Per API key; 0 = no limit. */
+  keyLimits: { jobsPerMinute: number; maxPending: number; audioHoursPerDay: number };
 }
 
 export class ConfigError extends Error {
@@ -112,6 +120,9 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`bad configuration: ${lines.join('; ')}`);
   }
   const e = parsed.data;
+  if (e.MURMUR_AUTH === 'none' && !isLoopback(e.HOST)) {
+    throw new ConfigError(`MURMUR_AUTH=none turns authentication off, so it is refused unless the server listens on loopback only (HOST=127.0.0.1 or ::1), not on ${e.HOST}`);
+  }
   return {
     port: e.PORT,
     host: e.HOST,
@@ -147,5 +158,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: e.MURMUR_CORS_ORIGINS,
     allowPrivateUrls: ['1', 'true'].includes(e.MURMUR_ALLOW_PRIVATE_URLS),
     urlTimeoutSeconds: e.MURMUR_URL_TIMEOUT_SECONDS,
+    auth: e.MURMUR_AUTH,
+    keyLimits: { jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE, maxPending: e.MURMUR_KEY_MAX_PENDING, audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY },
   };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -46,6 +46,7 @@ export async function startService(config: Config, log: (line: string) => void =
   });
   const { port } = api.http.address() as AddressInfo;
   const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}/graphql`;
+  if (config.auth === 'keys') await announceFirstKey(queue, url, log);
 
   const sweep = (what: string, task: () => Promise<unknown>) => () => task().catch((err) => log(`${what} failed: ${err.message}`));
   const recovered = await queue.expireLeases().catch(() => 0);
@@ -98,6 +99,19 @@ export async function startService(config: Config, log: (line: string) => void =
       await queue.close();
     },
   };
+}
+
+/** The very first start makes an admin key, so a fresh install can be used at once: its secret is printed this once. */
+async function announceFirstKey(queue: JobQueue, url: string, log: (line: string) => void): Promise<void> {
+  const first = await queue.keys.createFirst();
+  if (!first) return;
+  const bar = '='.repeat(78);
+  log(
+    `${bar}\nNo API key existed, so murmur made an admin key. It is shown this once (only its hash is stored):\n\n` +
+      `  export MURMUR_API_KEY=${first.secret}\n\n` +
+      `GraphiQL with the key: ${url}?key=${first.secret}\n` +
+      `More keys: npx murmur keys create --name NAME [--tenant T] [--role client|admin]\n${bar}`,
+  );
 }
 
 /** Presigned uploads no job took within the expiry are deleted. */

@@ -205,7 +205,7 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       const [a, b] = await Promise.all([queue.create(job(0, { idempotencyKey: 'upload-7' })), other.create(job(1, { idempotencyKey: 'upload-7' }))]);
       expect([a.created, b.created].sort()).toEqual([false, true]);
       expect(b.job.id).toBe(a.job.id);
-      expect((await queue.findByIdempotencyKey('upload-7'))?.id).toBe(a.job.id);
+      expect((await queue.findByIdempotencyKey('upload-7', 'default'))?.id).toBe(a.job.id);
       expect((await queue.stats()).pending).toBe(1);
     });
 
@@ -295,6 +295,75 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       expect(await queue.stats()).toMatchObject({ pending: 0, processing: 2 });
       for (const l of again) await queue.complete(l.job.id, l.leaseToken, transcript);
       expect(await queue.stats()).toMatchObject({ pending: 0, processing: 0, done: 3, failed: 0, cancelled: 1 });
+    });
+  });
+
+  describe('tenants and keys', () => {
+    it("a tenant's jobs are not found through another tenant; no tenant means every tenant", async () => {
+      const { queue } = await setup();
+      const a = (await queue.create(job(0, { tenant: 'a' }))).job;
+      const b = (await queue.create(job(1, { tenant: 'b' }))).job;
+      expect((await queue.get(a.id, 'a'))?.id).toBe(a.id);
+      expect(await queue.get(a.id, 'b')).toBeUndefined();
+      expect((await queue.get(a.id))?.tenant).toBe('a');
+      expect((await queue.list({ first: 10, tenant: 'a' })).jobs.map((j) => j.id)).toEqual([a.id]);
+      expect((await queue.list({ first: 10 })).jobs.map((j) => j.id)).toEqual([b.id, a.id]);
+      await expect(queue.cancel(a.id, 'b')).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+      expect((await queue.get(a.id))?.status).toBe('PENDING');
+      expect((await queue.cancel(a.id, 'a')).status).toBe('CANCELLED');
+      await expect(queue.retry(a.id, 'b')).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+      expect((await queue.retry(a.id, 'a')).status).toBe('PENDING');
+    });
+
+    it('idempotency keys are per tenant: the same key in two tenants makes two jobs', async () => {
+      const { queue } = await setup();
+      const a = await queue.create(job(0, { tenant: 'a', idempotencyKey: 'same' }));
+      const b = await queue.create(job(1, { tenant: 'b', idempotencyKey: 'same' }));
+      const again = await queue.create(job(2, { tenant: 'b', idempotencyKey: 'same' }));
+      expect([a.created, b.created, again.created]).toEqual([true, true, false]);
+      expect(b.job.id).not.toBe(a.job.id);
+      expect(again.job.id).toBe(b.job.id);
+      expect((await queue.findByIdempotencyKey('same', 'a'))?.id).toBe(a.job.id);
+      expect(await queue.findByIdempotencyKey('same', 'c')).toBeUndefined();
+    });
+
+    it("usage counts one key's recent jobs, their audio and its unfinished jobs", async () => {
+      const { queue, clock } = await setup();
+      await queue.create(job(0, { apiKeyId: 'k1', durationSeconds: 30 }));
+      clock.now += 30_000;
+      await queue.create(job(1, { apiKeyId: 'k1', durationSeconds: 12 }));
+      await queue.create(job(2, { apiKeyId: 'k2', durationSeconds: 99 }));
+      const [lease] = await queue.claim(cpu('w'), 1, 100);
+      await queue.complete(lease.job.id, lease.leaseToken, transcript);
+      expect(await queue.usage('k1', clock.now - 60_000)).toEqual({ created: 2, seconds: 42, firstCreatedAt: clock.now - 30_000, pending: 1 });
+      expect(await queue.usage('k1', clock.now - 10_000)).toEqual({ created: 1, seconds: 12, firstCreatedAt: clock.now, pending: 1 });
+      expect(await queue.usage('k3', 0)).toEqual({ created: 0, seconds: 0, firstCreatedAt: null, pending: 0 });
+    });
+
+    it('keys: made with a secret found by it, listed, revoked; names unique', async () => {
+      const { queue, peer } = await setup();
+      const { key, secret } = await queue.keys.create({ name: 'app', tenant: 'acme', role: 'client' });
+      expect(key).toMatchObject({ name: 'app', tenant: 'acme', role: 'client', revokedAt: null });
+      expect(secret.startsWith(key.prefix)).toBe(true);
+      expect((await (await peer()).keys.find(secret))?.id).toBe(key.id);
+      expect(await queue.keys.find(secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A'))).toBeUndefined();
+      await expect(queue.keys.create({ name: 'app', tenant: 'other', role: 'admin' })).rejects.toMatchObject({ code: 'KEY_NAME_TAKEN' });
+      await expect(queue.keys.create({ name: 'bad name', tenant: 'x', role: 'client' })).rejects.toMatchObject({ code: 'KEY_INVALID' });
+      expect((await queue.keys.revoke('app')).revokedAt).not.toBeNull();
+      expect(await queue.keys.find(secret)).toBeUndefined();
+      await expect(queue.keys.revoke('nope')).rejects.toMatchObject({ code: 'KEY_NOT_FOUND' });
+      expect((await queue.keys.list()).map((k) => k.name)).toEqual(['app']);
+    });
+
+    it('the first admin key is made once, also when instances start together, and never once any key exists', async () => {
+      const { queue, peer } = await setup();
+      const others = await Promise.all([peer(), peer(), peer()]);
+      const made = await Promise.all([queue, ...others].map((q) => q.keys.createFirst()));
+      const winners = made.filter((m) => m !== null);
+      expect(winners).toHaveLength(1);
+      expect(winners[0]!.key).toMatchObject({ role: 'admin', tenant: 'default' });
+      await queue.keys.revoke(winners[0]!.key.id);
+      expect(await queue.keys.createFirst()).toBeNull();
     });
   });
 

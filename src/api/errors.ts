@@ -9,7 +9,9 @@ import { StorageError } from '../storage/errors.ts';
 
 export type ApiErrorCode =
   | 'BAD_USER_INPUT' // a missing or malformed argument
-  | 'UNAUTHENTICATED' // a worker mutation without the worker token
+  | 'UNAUTHENTICATED' // no API key (or worker token), or one that is unknown or revoked (401)
+  | 'FORBIDDEN' // a valid key that may not do this: a client key asking for the queue, a key running worker operations, the worker token running client ones (403)
+  | 'RATE_LIMITED' // the key is over one of its limits; extensions.retryAfterSeconds says when to try again (429)
   | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES, a JSON body over MURMUR_MAX_REQUEST_BYTES
   | 'UNKNOWN_LANGUAGE'
   | 'UPLOAD_NOT_FOUND' // an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store
@@ -33,6 +35,8 @@ export class ApiError extends Error {
   constructor(
     readonly code: ApiErrorCode,
     message: string,
+    /** More for the client to act on (RATE_LIMITED: retryAfterSeconds), and the HTTP status when it is not 200. */
+    readonly details: { extensions?: Record<string, unknown>; status?: number; headers?: Record<string, string> } = {},
   ) {
     super(message);
     this.name = 'ApiError';
@@ -40,11 +44,12 @@ export class ApiError extends Error {
 }
 
 /** Errors whose code and message are meant for the client. */
-export function clientError(err: unknown): { code: string; message: string; status?: number } | null {
+export function clientError(err: unknown): { code: string; message: string; status?: number; extensions?: Record<string, unknown>; headers?: Record<string, string> } | null {
   // Down, not wrong: the client may try again; what was acknowledged before is safe.
   if (err instanceof StorageError) return { code: err.code, message: err.message, status: 503 };
   if (databaseUnavailable(err)) return { code: 'DATABASE_UNAVAILABLE' satisfies ApiErrorCode, message: 'the database is unavailable; try again shortly', status: 503 };
-  if (err instanceof ApiError || err instanceof QueueError || err instanceof AudioError) return { code: err.code, message: err.message };
+  if (err instanceof ApiError) return { code: err.code, message: err.message, ...err.details };
+  if (err instanceof QueueError || err instanceof AudioError) return { code: err.code, message: err.message };
   if (err instanceof WhisperError && (err.code === 'UNKNOWN_LANGUAGE' || err.code === 'INVALID_OPTIONS')) return { code: err.code, message: err.message };
   return null;
 }
@@ -63,7 +68,7 @@ export function maskError(error: unknown, message: string, log: (err: unknown) =
     return new GraphQLError(known.message, {
       nodes: error instanceof GraphQLError ? error.nodes : undefined,
       path: error instanceof GraphQLError ? error.path : undefined,
-      extensions: { code: known.code, ...(known.status && { http: { status: known.status } }) },
+      extensions: { code: known.code, ...known.extensions, ...((known.status || known.headers) && { http: { status: known.status, headers: known.headers } }) },
     });
   }
   log(original ?? error);

@@ -8,8 +8,10 @@ import { randomUUID } from 'node:crypto';
 import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
 import type { Job, Task } from '../queue/jobQueue.ts';
-import type { Services } from './context.ts';
+import { ownerOf } from './auth.ts';
+import type { Context, Services } from './context.ts';
 import { ApiError } from './errors.ts';
+import { checkAudioLimit, checkJobLimits } from './rateLimits.ts';
 import { uploadFilename } from './presignedUploads.ts';
 import { fetchUrl, limitBody } from './urlFetch.ts';
 import { StoredUpload } from './uploads.ts';
@@ -35,8 +37,9 @@ interface Audio {
   discard(): Promise<void>;
 }
 
-export async function createJob(services: Services, input: CreateJobInput): Promise<Job> {
+export async function createJob(services: Context, input: CreateJobInput): Promise<Job> {
   const { queue, store, config } = services;
+  const owner = ownerOf(services);
   if ([input.file, input.uploadKey, input.url].filter((x) => x != null).length !== 1) {
     throw new ApiError('BAD_USER_INPUT', 'createJob needs exactly one of `file` (a GraphQL multipart request), `uploadKey` (from createUpload) or `url`');
   }
@@ -49,9 +52,10 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
   }
   const language = input.language ? languageCode(input.language) : null;
   if (input.idempotencyKey) {
-    const existing = await queue.findByIdempotencyKey(input.idempotencyKey);
+    const existing = await queue.findByIdempotencyKey(input.idempotencyKey, owner.tenant);
     if (existing) return existing;
   }
+  if (owner.apiKeyId) await checkJobLimits(queue, config, owner.apiKeyId);
 
   const audio = input.file ? multipart(input.file) : input.uploadKey ? await presigned(services, input.uploadKey) : await fetched(services, input.url!);
   let facts;
@@ -60,6 +64,7 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
     // A WAV is told from its header (one ranged read of an S3 object); other formats are decoded whole, from a local file.
     const head = audio.bytes === 0 ? Buffer.alloc(0) : await store.readRange(audio.key, 0, HEAD_BYTES);
     facts = probeHead(head, audio.bytes, audio.filename, options) ?? (await store.withLocalFile(audio.key, (path) => probeAudioFile(path, options)));
+    if (owner.apiKeyId) await checkAudioLimit(queue, config, owner.apiKeyId, facts.durationSeconds);
   } catch (err) {
     await audio.discard();
     throw err;
@@ -74,6 +79,7 @@ export async function createJob(services: Services, input: CreateJobInput): Prom
     timestamps: input.timestamps ?? true,
     priority: input.priority ?? 0,
     idempotencyKey: input.idempotencyKey,
+    ...owner,
   });
   // When the same idempotency key raced in first, this audio is not the job's.
   if (created) audio.keep();

@@ -8,7 +8,8 @@ import { useServer } from 'graphql-ws/use/ws';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { bearerMatches, type Context, type Services } from './context.ts';
+import { authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
+import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
@@ -30,16 +31,20 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
     landingPage: false,
     logging: false,
     maskedErrors: { maskError: (error, message) => maskError(error, message, (err) => log(`unexpected error: ${(err as Error)?.stack ?? err}`)) },
-    graphiql: { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS' },
+    // GET /graphql?key=<API key> opens GraphiQL sending that key (the link the first start prints).
+    graphiql: (request) => {
+      const key = new URL(request.url).searchParams.get('key');
+      return { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS', ...(key && { headers: JSON.stringify({ Authorization: `Bearer ${key}` }) }) };
+    },
     renderGraphiQL,
     // Bodies are bounded by the plugins: JSON by MURMUR_MAX_REQUEST_BYTES, each uploaded file by MURMUR_MAX_UPLOAD_BYTES
     // (yoga's own 25 MB limit on the whole body would refuse a 30-minute MP3).
     maxRequestBodySize: false,
     cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
-    plugins: [useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
+    plugins: [useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
     context: ({ request }) => ({
       ...services,
-      isWorker: bearerMatches(request.headers.get('authorization'), config.workerToken),
+      caller: callerOf(request),
       origin: new URL(request.url).origin,
       signal: request.signal,
     }),
@@ -65,13 +70,23 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
   });
 
   const wss = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
+  // The key comes in the connection parameters (or the upgrade request's header) and is checked at every
+  // subscribe, so a key revoked meanwhile stops working; a connection without a valid key stays open, and
+  // each of its subscriptions is refused with the reason.
   const ws = useServer(
     {
       execute: (args: any) => args.rootValue.execute(args),
       subscribe: (args: any) => args.rootValue.subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
         const req = ctx.extra.request;
-        const authorization = (ctx.connectionParams?.authorization as string | undefined) ?? req.headers.authorization;
+        const param = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization ?? req.headers.authorization;
+        let caller: Caller;
+        try {
+          caller = await authenticate(typeof param === 'string' ? param : undefined, services);
+        } catch (err) {
+          const e = err as GraphQLError;
+          return [new GraphQLError(e.message, { extensions: { code: e.extensions?.code } })];
+        }
         const { schema, execute, subscribe, parse, validate } = yoga.getEnveloped({ req });
         // A query that does not parse fails this subscription only; thrown, it would close the socket (4500) and every other one on it.
         let document;
@@ -85,7 +100,7 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
           operationName: params.operationName,
           document,
           variableValues: params.variables,
-          contextValue: { ...services, isWorker: bearerMatches(authorization, config.workerToken), origin: `http://${req.headers.host}` } satisfies Context,
+          contextValue: { ...services, caller, origin: `http://${req.headers.host}` } satisfies Context,
           rootValue: { execute, subscribe },
         };
         const errors = validate(args.schema, args.document);
@@ -122,7 +137,7 @@ async function plainRoute({ queue, store, metrics }: Services, url: string): Pro
 }
 
 async function serveAudio(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  if (!bearerMatches(req.headers.authorization, services.config.workerToken)) {
+  if (!presentsWorkerToken(req.headers.authorization, services.config.workerToken)) {
     res.writeHead(401, { 'content-type': 'text/plain' }).end('the worker token is required');
     return;
   }

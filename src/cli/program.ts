@@ -1,5 +1,6 @@
 // The `murmur` command and its subcommands (commander), each in its own module.
 import { Command, InvalidArgumentError } from 'commander';
+import { keysCommand } from './keys.ts';
 import { modelCommand } from './model.ts';
 import { schemaCommand } from './schema.ts';
 import { serveCommand } from './serve.ts';
@@ -21,5 +22,6 @@ export function buildProgram(): Command {
   program.addCommand(serveCommand());
   program.addCommand(schemaCommand());
   program.addCommand(workerCommand());
+  program.addCommand(keysCommand());
   return program;
 }

@@ -13,7 +13,11 @@
 //   pool      the kind of worker: `cpu` takes short jobs, `gpu` long ones; either
 //             takes the other's jobs while no worker of the other pool is live
 //   live      a worker heard from (claim, heartbeat) within the liveness window
+//   tenant    whose job it is: the tenant of the API key that created it; a
+//             `tenant` argument limits a read or change to that tenant's jobs
+//             (another tenant's job is not found), none means every tenant
 import type { EventEmitter } from 'node:events';
+import type { KeyStore } from '../auth/keys.ts';
 import type { Transcript } from '../transcript/transcript.ts';
 import type { JobRow } from './sqlite/schema.ts';
 
@@ -35,7 +39,12 @@ export interface NewJob {
   task?: Task;
   timestamps?: boolean;
   priority?: number;
+  /** Unique within the tenant. */
   idempotencyKey?: string | null;
+  /** Default: 'default'. */
+  tenant?: string;
+  /** The API key that created it (rate limits count per key). */
+  apiKeyId?: string | null;
   /** The id to give the job; the blob is usually stored under it before the job exists. */
   id?: string;
 }
@@ -105,6 +114,15 @@ export interface JobFailure {
 
 export type QueueEvents = { job: [Job]; work: []; resync: [] };
 
+/** What one API key has queued: jobs created since a moment, their audio, and its jobs not finished yet. */
+export interface KeyUsage {
+  created: number;
+  seconds: number;
+  /** When the oldest job counted in `created` was created (for how long until the window frees a place). */
+  firstCreatedAt: number | null;
+  pending: number;
+}
+
 export interface JobQueue {
   /**
    * `job` after every committed change of a job (from any API instance); `work` when a job may have
@@ -112,18 +130,22 @@ export interface JobQueue {
    */
   readonly events: EventEmitter<QueueEvents>;
   readonly options: QueueOptions;
+  /** The API keys, in the same database. */
+  readonly keys: KeyStore;
 
-  /** Creates a job, or returns the one already created with the same idempotency key (`created` false). Durable when it resolves. */
+  /** Creates a job, or returns the one its tenant already created with the same idempotency key (`created` false). Durable when it resolves. */
   create(input: NewJob): Promise<{ job: Job; created: boolean }>;
-  get(id: string): Promise<Job | undefined>;
-  findByIdempotencyKey(key: string): Promise<Job | undefined>;
+  get(id: string, tenant?: string): Promise<Job | undefined>;
+  findByIdempotencyKey(key: string, tenant: string): Promise<Job | undefined>;
   findByBlobKey(key: string): Promise<Job | undefined>;
   /** Newest first; `afterSeq` is the `seq` of the last job of the previous page. */
-  list(options: { status?: JobStatus; first: number; afterSeq?: number }): Promise<Page>;
+  list(options: { status?: JobStatus; first: number; afterSeq?: number; tenant?: string }): Promise<Page>;
   /** A pending job is cancelled at once; a processing one too, and its worker drops it at its next heartbeat. */
-  cancel(id: string): Promise<Job>;
+  cancel(id: string, tenant?: string): Promise<Job>;
   /** A failed or cancelled job goes back to the queue with its attempts reset. */
-  retry(id: string): Promise<Job>;
+  retry(id: string, tenant?: string): Promise<Job>;
+  /** For rate limits: what the key created since `since` (epoch ms), and how many of its jobs are pending or processing. */
+  usage(apiKeyId: string, since: number): Promise<KeyUsage>;
 
   /** Jobs a worker of `pool` could claim now. */
   claimable(pool: Pool): Promise<number>;

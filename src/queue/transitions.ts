@@ -2,6 +2,7 @@
 // backend: the backends decide how rows are found and locked, this file what
 // they become. Rows are returned as plain objects for drizzle's insert/update.
 import { sql } from 'drizzle-orm';
+import { DEFAULT_TENANT } from '../auth/keys.ts';
 import type { Transcript } from '../transcript/transcript.ts';
 import { QueueError } from './errors.ts';
 import { POOLS, retryDelayMs, type Job, type JobFailure, type JobStatus, type LeaseState, type NewJob, type PoolStats, type QueueOptions, type QueueStats, type WorkerInfo } from './jobQueue.ts';
@@ -12,6 +13,8 @@ export function newJob(input: NewJob, options: QueueOptions, id: string, now: nu
     status: 'PENDING' as const,
     priority: input.priority ?? 0,
     idempotencyKey: input.idempotencyKey ?? null,
+    tenant: input.tenant ?? DEFAULT_TENANT,
+    apiKeyId: input.apiKeyId ?? null,
     language: input.language ?? null,
     task: input.task ?? 'transcribe',
     timestamps: input.timestamps ?? false,

@@ -23,8 +23,8 @@ export interface Server {
   gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
   /** As a worker, with the worker token. */
   worker<T = any>(query: string, variables?: Record<string, unknown>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
-  upload(bytes: Uint8Array, filename: string, input?: Record<string, unknown>, select?: string): Promise<{ data?: any; errors?: { message: string; extensions?: { code?: string } }[] }>;
-  ws(): Client;
+  upload(bytes: Uint8Array, filename: string, input?: Record<string, unknown>, select?: string, headers?: Record<string, string>): Promise<{ data?: any; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  ws(connectionParams?: Record<string, unknown>): Client;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -39,6 +39,8 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
       MURMUR_LEASE_SECONDS: '2',
       MURMUR_RETRY_BASE_SECONDS: '0.2',
       MURMUR_BATCH_WINDOW_MS: '300',
+      // Tests that are not about keys run without them (loopback only); test/api.auth.test.ts turns them on.
+      MURMUR_AUTH: 'none',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -86,14 +88,14 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
     waitForLine,
     gql,
     worker: (query, variables) => gql(query, variables, { authorization: `Bearer ${WORKER_TOKEN}` }),
-    upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes format durationSeconds sampleRate channels }') {
+    upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes format durationSeconds sampleRate channels }', headers = {}) {
       const form = new FormData();
       form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${select} } }`, variables: { input: { ...input, file: null } } }));
       form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
       form.set('0', new Blob([new Uint8Array(bytes)]), filename);
-      return post(form, { 'graphql-preflight': '1' });
+      return post(form, { 'graphql-preflight': '1', ...headers });
     },
-    ws: () => createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0 }),
+    ws: (connectionParams?: Record<string, unknown>) => createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0, connectionParams }),
     async stop(signal = 'SIGTERM') {
       if (exited) return;
       const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -101,6 +103,18 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
       await done;
     },
   };
+}
+
+/** `murmur <args>` as a child process with the server's environment (for `murmur keys …`): its stdout, or a rejection with stderr. */
+export function murmur(args: string[], env: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`murmur ${args.join(' ')} exited ${code}: ${err}`))));
+  });
 }
 
 /** A `murmur worker` process on its own, as on another machine: it reaches the API over HTTP only. */

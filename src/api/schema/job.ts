@@ -6,6 +6,7 @@ import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../../queue/errors.ts';
 import { toSrt, toVtt } from '../../transcript/formats.ts';
 import { builder } from '../builder.ts';
+import { tenantOf } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { createJob } from '../ingest.ts';
 
@@ -74,6 +75,7 @@ ErrorRef.implement({
 JobRef.implement({
   fields: (t) => ({
     id: t.exposeID('id'),
+    tenant: t.exposeString('tenant', { description: 'whose job: the tenant of the API key that created it' }),
     status: t.field({ type: JobStatus, resolve: (j) => j.status }),
     attempts: t.exposeInt('attempts', { description: 'claims by workers so far' }),
     workerId: t.exposeString('workerId', { nullable: true, description: 'the worker that holds the job, or held it last' }),
@@ -124,16 +126,18 @@ builder.queryFields((t) => ({
     type: JobRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    resolve: async (_root, { id }, ctx) => (await ctx.queue.get(String(id))) ?? null,
+    description: 'null for an unknown id, and for another tenant\'s job',
+    resolve: async (_root, { id }, ctx) => (await ctx.queue.get(String(id), tenantOf(ctx))) ?? null,
   }),
   jobs: t.field({
     type: JobConnection,
-    description: 'newest first',
+    description: 'newest first: the key\'s tenant\'s jobs (an admin key: every tenant\'s)',
     args: { status: t.arg({ type: JobStatus }), first: t.arg.int({ defaultValue: 20 }), after: t.arg.string() },
     resolve: (_root, args, ctx) => {
+      const tenant = tenantOf(ctx);
       const first = args.first ?? 20;
       if (first < 0 || first > 100) throw new ApiError('BAD_USER_INPUT', '`first` must be between 0 and 100');
-      return ctx.queue.list({ status: args.status ?? undefined, first, afterSeq: args.after ? seqOf(args.after) : undefined });
+      return ctx.queue.list({ status: args.status ?? undefined, first, afterSeq: args.after ? seqOf(args.after) : undefined, tenant });
     },
   }),
 }));
@@ -161,13 +165,13 @@ builder.mutationFields((t) => ({
   cancelJob: t.field({
     type: JobRef,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.queue.cancel(String(id)),
+    resolve: (_root, { id }, ctx) => ctx.queue.cancel(String(id), tenantOf(ctx)),
   }),
   retryJob: t.field({
     type: JobRef,
     description: 'Queues a FAILED or CANCELLED job again, with fresh attempts.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.queue.retry(String(id)),
+    resolve: (_root, { id }, ctx) => ctx.queue.retry(String(id), tenantOf(ctx)),
   }),
 }));
 
@@ -177,7 +181,7 @@ builder.subscriptionField('jobUpdated', (t) =>
     description: 'The job as it is now, then again at every change of status or progress; ends when the job finishes.',
     args: { id: t.arg.id({ required: true }) },
     subscribe: async (_root, { id }, ctx) => {
-      const current = await ctx.queue.get(String(id));
+      const current = await ctx.queue.get(String(id), tenantOf(ctx));
       if (!current) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
       return new Repeater<Job>(async (push, stop) => {
         // Never step back to an older state, nor send the same one twice (a re-read after a resync).

@@ -1,5 +1,6 @@
 // The queue at a glance, for dashboards and autoscalers: the same answer from every API instance.
 import type { PoolStats, QueueStats as Stats, WorkerInfo } from '../../queue/jobQueue.ts';
+import { requireAdmin } from '../auth.ts';
 import { builder } from '../builder.ts';
 
 export const PoolEnum = builder.enumType('Pool', {
@@ -52,6 +53,10 @@ const QueueStats = builder.objectRef<Stats>('QueueStats').implement({
 builder.queryField('queue', (t) =>
   t.field({
     type: QueueStats,
-    resolve: (_root, _args, ctx) => ctx.queue.stats(),
+    description: 'admin keys only',
+    resolve: (_root, _args, ctx) => {
+      requireAdmin(ctx);
+      return ctx.queue.stats();
+    },
   }),
 );

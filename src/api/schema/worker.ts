@@ -3,14 +3,10 @@
 import type { Lease, Pool } from '../../queue/jobQueue.ts';
 import { claimWhenReady } from '../../queue/longPoll.ts';
 import { builder } from '../builder.ts';
-import type { Context } from '../context.ts';
+import { requireWorker } from '../auth.ts';
 import { ApiError } from '../errors.ts';
 import { JobRef } from './job.ts';
 import { PoolEnum } from './queue.ts';
-
-function requireWorker(ctx: Context): void {
-  if (!ctx.isWorker) throw new ApiError('UNAUTHENTICATED', 'worker operations need the worker token (Authorization: Bearer …)');
-}
 
 const LeaseRef = builder.objectRef<Lease & { audioUrl: string }>('Lease').implement({
   fields: (t) => ({

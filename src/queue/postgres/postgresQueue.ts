@@ -9,7 +9,9 @@ import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { DEFAULT_TENANT } from '../../auth/keys.ts';
+import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
@@ -20,6 +22,7 @@ type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
 export class PostgresQueue implements JobQueue {
   readonly events = new EventEmitter<QueueEvents>();
+  readonly keys: PostgresKeys;
   private readonly now: () => number;
   private readonly listener: Listener;
   /** Emits in the order the notices came, including those that wait for a read-back. */
@@ -39,6 +42,7 @@ export class PostgresQueue implements JobQueue {
     private readonly log: (line: string) => void,
   ) {
     this.now = options.now ?? Date.now;
+    this.keys = new PostgresKeys(db, this.now);
     this.events.setMaxListeners(0);
     this.listener = new Listener(url, {
       notice: (n) => this.noticed(n),
@@ -53,20 +57,20 @@ export class PostgresQueue implements JobQueue {
   async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
     return this.db.transaction(async (tx) => {
       // ON CONFLICT DO NOTHING: two instances creating with the same key at once get one job; the loser reads the winner's.
-      const [job] = await tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).onConflictDoNothing({ target: jobs.idempotencyKey }).returning();
-      if (!job) return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, tx))!, created: false };
+      const [job] = await tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).onConflictDoNothing({ target: [jobs.tenant, jobs.idempotencyKey] }).returning();
+      if (!job) return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, input.tenant ?? DEFAULT_TENANT, tx))!, created: false };
       await this.announce(tx, [job], true);
       return { job, created: true };
     });
   }
 
-  async get(id: string): Promise<Job | undefined> {
-    const [job] = await this.db.select().from(jobs).where(eq(jobs.id, id));
+  async get(id: string, tenant?: string): Promise<Job | undefined> {
+    const [job] = await this.db.select().from(jobs).where(this.byId(id, tenant));
     return job;
   }
 
-  async findByIdempotencyKey(key: string, tx: Tx | PgDb = this.db): Promise<Job | undefined> {
-    const [job] = await tx.select().from(jobs).where(eq(jobs.idempotencyKey, key));
+  async findByIdempotencyKey(key: string, tenant: string, tx: Tx | PgDb = this.db): Promise<Job | undefined> {
+    const [job] = await tx.select().from(jobs).where(and(eq(jobs.tenant, tenant), eq(jobs.idempotencyKey, key)));
     return job;
   }
 
@@ -75,19 +79,25 @@ export class PostgresQueue implements JobQueue {
     return job;
   }
 
-  async list(options: { status?: JobStatus; first: number; afterSeq?: number }): Promise<Page> {
+  async list(options: { status?: JobStatus; first: number; afterSeq?: number; tenant?: string }): Promise<Page> {
     const rows = await this.db
       .select()
       .from(jobs)
-      .where(and(options.status ? eq(jobs.status, options.status) : undefined, options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined))
+      .where(
+        and(
+          options.tenant !== undefined ? eq(jobs.tenant, options.tenant) : undefined,
+          options.status ? eq(jobs.status, options.status) : undefined,
+          options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined,
+        ),
+      )
       .orderBy(desc(jobs.seq))
       .limit(options.first + 1);
     return { jobs: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
   }
 
-  async cancel(id: string): Promise<Job> {
+  async cancel(id: string, tenant?: string): Promise<Job> {
     return this.db.transaction(async (tx) => {
-      const job = await this.locked(tx, id);
+      const job = await this.locked(tx, id, tenant);
       if (!step.checkCancellable(job)) return job;
       const [updated] = await tx.update(jobs).set(step.cancelled(this.now())).where(eq(jobs.id, id)).returning();
       await this.announce(tx, [updated]);
@@ -95,13 +105,25 @@ export class PostgresQueue implements JobQueue {
     });
   }
 
-  async retry(id: string): Promise<Job> {
+  async retry(id: string, tenant?: string): Promise<Job> {
     return this.db.transaction(async (tx) => {
-      step.checkRetryable(await this.locked(tx, id));
+      step.checkRetryable(await this.locked(tx, id, tenant));
       const [updated] = await tx.update(jobs).set(step.retried(this.now())).where(eq(jobs.id, id)).returning();
       await this.announce(tx, [updated], true);
       return updated;
     });
+  }
+
+  async usage(apiKeyId: string, since: number): Promise<KeyUsage> {
+    const [recent] = await this.db
+      .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })
+      .from(jobs)
+      .where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since)));
+    const [open] = await this.db
+      .select({ n: count() })
+      .from(jobs)
+      .where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])));
+    return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first === null ? null : Number(recent.first), pending: open.n };
   }
 
   async claimable(pool: Pool): Promise<number> {
@@ -261,13 +283,17 @@ export class PostgresQueue implements JobQueue {
     return pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
   }
 
-  private async lockedOrNone(tx: Tx, id: string): Promise<Job | undefined> {
-    const [job] = await tx.select().from(jobs).where(eq(jobs.id, id)).for('update');
+  private byId(id: string, tenant: string | undefined): SQL | undefined {
+    return and(eq(jobs.id, id), tenant !== undefined ? eq(jobs.tenant, tenant) : undefined);
+  }
+
+  private async lockedOrNone(tx: Tx, id: string, tenant?: string): Promise<Job | undefined> {
+    const [job] = await tx.select().from(jobs).where(this.byId(id, tenant)).for('update');
     return job;
   }
 
-  private async locked(tx: Tx, id: string): Promise<Job> {
-    const job = await this.lockedOrNone(tx, id);
+  private async locked(tx: Tx, id: string, tenant?: string): Promise<Job> {
+    const job = await this.lockedOrNone(tx, id, tenant);
     if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
     return job;
   }

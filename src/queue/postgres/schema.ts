@@ -1,7 +1,7 @@
 // The PostgreSQL tables: the same columns as sqlite/schema.ts, in PostgreSQL's
 // types (times as epoch-ms bigints read as numbers, the transcript as jsonb),
 // so both dialects hand the rest of murmur the same Job.
-import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
 
 const ms = (name: string) => bigint(name, { mode: 'number' });
 
@@ -12,7 +12,9 @@ export const jobs = pgTable(
     id: text('id').notNull().unique(),
     status: text('status', { enum: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] }).notNull(),
     priority: integer('priority').notNull().default(0),
-    idempotencyKey: text('idempotency_key').unique(),
+    idempotencyKey: text('idempotency_key'),
+    tenant: text('tenant').notNull().default('default'),
+    apiKeyId: text('api_key_id'),
 
     language: text('language'),
     task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
@@ -47,6 +49,9 @@ export const jobs = pgTable(
     index('jobs_claim_order').on(t.status, t.priority.desc(), t.seq),
     index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt),
     index('jobs_blob_key').on(t.blobKey),
+    uniqueIndex('jobs_tenant_idempotency_key').on(t.tenant, t.idempotencyKey),
+    index('jobs_tenant_seq').on(t.tenant, t.seq),
+    index('jobs_key_created').on(t.apiKeyId, t.createdAt),
   ],
 );
 
@@ -72,3 +77,15 @@ export const jobCounts = pgTable(
   },
   (t) => [primaryKey({ columns: [t.status, t.shard] })],
 );
+
+export const apiKeys = pgTable('api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  tenant: text('tenant').notNull(),
+  role: text('role', { enum: ['client', 'admin'] }).notNull(),
+  hash: text('hash').notNull().unique(),
+  prefix: text('prefix').notNull(),
+  createdAt: ms('created_at').notNull(),
+  revokedAt: ms('revoked_at'),
+  lastUsedAt: ms('last_used_at'),
+});

@@ -1,7 +1,7 @@
 // The SQLite tables. The jobs table is the queue: one row a job, its status
 // and its lease; the workers table lists who was heard from, and when.
 // postgres/schema.ts declares the same tables for PostgreSQL.
-import { index, integer, primaryKey, real, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
 export const jobs = sqliteTable(
   'jobs',
@@ -11,7 +11,12 @@ export const jobs = sqliteTable(
     id: text('id').notNull().unique(),
     status: text('status', { enum: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] }).notNull(),
     priority: integer('priority').notNull().default(0),
-    idempotencyKey: text('idempotency_key').unique(),
+    /** Unique within the tenant. */
+    idempotencyKey: text('idempotency_key'),
+    /** Whose job it is: the tenant of the API key that created it ('default' without keys). */
+    tenant: text('tenant').notNull().default('default'),
+    /** The key that created it (rate limits count per key); null without keys. */
+    apiKeyId: text('api_key_id'),
 
     language: text('language'),
     task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
@@ -45,7 +50,14 @@ export const jobs = sqliteTable(
     finishedAt: integer('finished_at'),
     updatedAt: integer('updated_at').notNull(),
   },
-  (t) => [index('jobs_claim_order').on(t.status, t.priority, t.seq), index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt), index('jobs_blob_key').on(t.blobKey)],
+  (t) => [
+    index('jobs_claim_order').on(t.status, t.priority, t.seq),
+    index('jobs_lease_expiry').on(t.status, t.leaseExpiresAt),
+    index('jobs_blob_key').on(t.blobKey),
+    uniqueIndex('jobs_tenant_idempotency_key').on(t.tenant, t.idempotencyKey),
+    index('jobs_tenant_seq').on(t.tenant, t.seq),
+    index('jobs_key_created').on(t.apiKeyId, t.createdAt),
+  ],
 );
 
 export type JobRow = typeof jobs.$inferSelect;
@@ -74,3 +86,18 @@ export const jobCounts = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.status, t.shard] })],
 );
+
+/** API keys: only a hash of each secret is kept; the secret is shown once, when the key is made. */
+export const apiKeys = sqliteTable('api_keys', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull().unique(),
+  tenant: text('tenant').notNull(),
+  role: text('role', { enum: ['client', 'admin'] }).notNull(),
+  /** SHA-256 of the secret, hex. */
+  hash: text('hash').notNull().unique(),
+  /** The secret's first characters, to tell keys apart in `murmur keys list`. */
+  prefix: text('prefix').notNull(),
+  createdAt: integer('created_at').notNull(),
+  revokedAt: integer('revoked_at'),
+  lastUsedAt: integer('last_used_at'),
+});

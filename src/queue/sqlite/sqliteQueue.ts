@@ -9,7 +9,9 @@ import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { DEFAULT_TENANT } from '../../auth/keys.ts';
+import { SqliteKeys } from './sqliteKeys.ts';
 import * as step from '../transitions.ts';
 import type { Db } from './database.ts';
 import { jobCounts, jobs, workers } from './schema.ts';
@@ -18,6 +20,7 @@ const IMMEDIATE = { behavior: 'immediate' } as const;
 
 export class SqliteQueue implements JobQueue {
   readonly events = new EventEmitter<QueueEvents>();
+  readonly keys: SqliteKeys;
   private readonly now: () => number;
 
   constructor(
@@ -25,13 +28,14 @@ export class SqliteQueue implements JobQueue {
     readonly options: QueueOptions,
   ) {
     this.now = options.now ?? Date.now;
+    this.keys = new SqliteKeys(db, this.now);
     this.events.setMaxListeners(0);
   }
 
   async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
     const result = this.db.transaction((tx) => {
       if (input.idempotencyKey) {
-        const existing = tx.select().from(jobs).where(eq(jobs.idempotencyKey, input.idempotencyKey)).get();
+        const existing = tx.select().from(jobs).where(and(eq(jobs.tenant, input.tenant ?? DEFAULT_TENANT), eq(jobs.idempotencyKey, input.idempotencyKey))).get();
         if (existing) return { job: existing, created: false };
       }
       return { job: tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).returning().get(), created: true };
@@ -40,45 +44,65 @@ export class SqliteQueue implements JobQueue {
     return result;
   }
 
-  async get(id: string): Promise<Job | undefined> {
-    return this.db.select().from(jobs).where(eq(jobs.id, id)).get();
+  async get(id: string, tenant?: string): Promise<Job | undefined> {
+    return this.db.select().from(jobs).where(this.byId(id, tenant)).get();
   }
 
-  async findByIdempotencyKey(key: string): Promise<Job | undefined> {
-    return this.db.select().from(jobs).where(eq(jobs.idempotencyKey, key)).get();
+  async findByIdempotencyKey(key: string, tenant: string): Promise<Job | undefined> {
+    return this.db.select().from(jobs).where(and(eq(jobs.tenant, tenant), eq(jobs.idempotencyKey, key))).get();
   }
 
   async findByBlobKey(key: string): Promise<Job | undefined> {
     return this.db.select().from(jobs).where(eq(jobs.blobKey, key)).get();
   }
 
-  async list(options: { status?: JobStatus; first: number; afterSeq?: number }): Promise<Page> {
+  async list(options: { status?: JobStatus; first: number; afterSeq?: number; tenant?: string }): Promise<Page> {
     const rows = this.db
       .select()
       .from(jobs)
-      .where(and(options.status ? eq(jobs.status, options.status) : undefined, options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined))
+      .where(
+        and(
+          options.tenant !== undefined ? eq(jobs.tenant, options.tenant) : undefined,
+          options.status ? eq(jobs.status, options.status) : undefined,
+          options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined,
+        ),
+      )
       .orderBy(desc(jobs.seq))
       .limit(options.first + 1)
       .all();
     return { jobs: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
   }
 
-  async cancel(id: string): Promise<Job> {
+  async cancel(id: string, tenant?: string): Promise<Job> {
     const job = this.db.transaction((tx) => {
-      const job = step.checkCancellable(this.found(tx.select().from(jobs).where(eq(jobs.id, id)).get(), id));
+      const job = step.checkCancellable(this.found(tx.select().from(jobs).where(this.byId(id, tenant)).get(), id));
       return job && tx.update(jobs).set(step.cancelled(this.now())).where(eq(jobs.id, id)).returning().get();
     }, IMMEDIATE);
     if (job) this.changed([job]);
     return job ?? (await this.get(id))!;
   }
 
-  async retry(id: string): Promise<Job> {
+  async retry(id: string, tenant?: string): Promise<Job> {
     const job = this.db.transaction((tx) => {
-      step.checkRetryable(this.found(tx.select().from(jobs).where(eq(jobs.id, id)).get(), id));
+      step.checkRetryable(this.found(tx.select().from(jobs).where(this.byId(id, tenant)).get(), id));
       return tx.update(jobs).set(step.retried(this.now())).where(eq(jobs.id, id)).returning().get();
     }, IMMEDIATE);
     this.changed([job], true);
     return job;
+  }
+
+  async usage(apiKeyId: string, since: number): Promise<KeyUsage> {
+    const recent = this.db
+      .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })
+      .from(jobs)
+      .where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since)))
+      .get()!;
+    const open = this.db
+      .select({ n: count() })
+      .from(jobs)
+      .where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])))
+      .get()!;
+    return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first, pending: open.n };
   }
 
   async claimable(pool: Pool): Promise<number> {
@@ -238,6 +262,10 @@ export class SqliteQueue implements JobQueue {
     const livePools = new Set(this.db.selectDistinct({ pool: workers.pool }).from(workers).where(gte(workers.lastSeenAt, since)).all().map((w) => w.pool));
     const { small, large } = sizesFor(pool, livePools);
     return small && large ? undefined : this.sizeOf(small ? 'cpu' : 'gpu');
+  }
+
+  private byId(id: string, tenant: string | undefined): SQL | undefined {
+    return and(eq(jobs.id, id), tenant !== undefined ? eq(jobs.tenant, tenant) : undefined);
   }
 
   private found(job: Job | undefined, id: string): Job {

@@ -1,0 +1,44 @@
+// Per-key limits on what a client may queue: jobs a minute, jobs not finished
+// yet, and hours of audio a day (MURMUR_KEY_*; 0 turns one off). Counted from
+// the jobs table, so every API instance sees the same usage. Checks and
+// inserts are not one transaction: requests racing at the limit may pass it
+// by as many as are in flight at once.
+import type { Config } from '../config.ts';
+import type { JobQueue } from '../queue/jobQueue.ts';
+import { ApiError } from './errors.ts';
+
+const MINUTE = 60_000;
+const DAY = 86_400_000;
+/** Pending jobs free up as they finish, which nobody can foretell: a polite pause. */
+const PENDING_RETRY_SECONDS = 10;
+
+function limited(message: string, retryAfterSeconds: number): ApiError {
+  const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  return new ApiError('RATE_LIMITED', message, { extensions: { retryAfterSeconds: seconds }, status: 429, headers: { 'retry-after': String(seconds) } });
+}
+
+/** Before the audio is taken in: jobs per minute and pending jobs. */
+export async function checkJobLimits(queue: JobQueue, { keyLimits }: Config, apiKeyId: string, now = Date.now()): Promise<void> {
+  if (keyLimits.jobsPerMinute) {
+    const usage = await queue.usage(apiKeyId, now - MINUTE);
+    if (usage.created >= keyLimits.jobsPerMinute) {
+      throw limited(`this key created ${usage.created} jobs in the last minute; its limit is ${keyLimits.jobsPerMinute} (MURMUR_KEY_JOBS_PER_MINUTE)`, (usage.firstCreatedAt! + MINUTE - now) / 1000);
+    }
+  }
+  if (keyLimits.maxPending) {
+    const { pending } = await queue.usage(apiKeyId, now);
+    if (pending >= keyLimits.maxPending) throw limited(`this key has ${pending} jobs not finished yet; its limit is ${keyLimits.maxPending} (MURMUR_KEY_MAX_PENDING)`, PENDING_RETRY_SECONDS);
+  }
+}
+
+/** Once the audio's length is known: hours of audio a day. */
+export async function checkAudioLimit(queue: JobQueue, { keyLimits }: Config, apiKeyId: string, seconds: number, now = Date.now()): Promise<void> {
+  if (!keyLimits.audioHoursPerDay) return;
+  const usage = await queue.usage(apiKeyId, now - DAY);
+  const allowed = keyLimits.audioHoursPerDay * 3600;
+  if (usage.seconds + seconds > allowed) {
+    // The oldest job of the day leaves the window first; that may or may not free enough.
+    const wait = usage.firstCreatedAt === null ? DAY : usage.firstCreatedAt + DAY - now;
+    throw limited(`this key queued ${(usage.seconds / 3600).toFixed(2)} h of audio in the last 24 h; ${(seconds / 3600).toFixed(2)} h more would pass its limit of ${keyLimits.audioHoursPerDay} h (MURMUR_KEY_AUDIO_HOURS_PER_DAY)`, wait / 1000);
+  }
+}

@@ -1,0 +1,80 @@
+// Per-key limits (jobs a minute, jobs not finished, audio hours a day) and the
+// GraphQL abuse limits, against a real server with real keys.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { murmur, startServer, wavBytes, type Server } from './helpers/service.ts';
+
+let server: Server;
+const keys: Record<string, string> = {};
+const clip = (seconds: number) => wavBytes(new Float32Array(Math.round(16000 * seconds)).map((_, i) => 0.3 * Math.sin(i / 9)));
+
+beforeAll(async () => {
+  server = await startServer({
+    MURMUR_AUTH: 'keys',
+    MURMUR_MAX_WORKERS: '0',
+    MURMUR_KEY_JOBS_PER_MINUTE: '4',
+    MURMUR_KEY_MAX_PENDING: '3',
+    MURMUR_KEY_AUDIO_HOURS_PER_DAY: String(3.6 / 3600), // 3.6 s
+  });
+  const env = { MURMUR_DATA_DIR: server.dataDir };
+  keys.admin = (await server.waitForLine(/export MURMUR_API_KEY=(\S+)/))[1];
+  for (const name of ['k1', 'k2']) keys[name] = (await murmur(['keys', 'create', '--name', name], env)).trim();
+}, 120_000);
+
+afterAll(() => server?.stop());
+
+async function create(key: string, seconds: number, input: Record<string, unknown> = {}) {
+  const form = new FormData();
+  form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`, variables: { input: { ...input, file: null } } }));
+  form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
+  form.set('0', new Blob([new Uint8Array(clip(seconds))]), 'clip.wav');
+  const res = await fetch(server.url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', authorization: `Bearer ${key}` } });
+  const body = (await res.json()) as any;
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), id: body.data?.createJob?.id as string | undefined, error: body.errors?.[0] };
+}
+
+async function jobCount(): Promise<number> {
+  const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` }, body: JSON.stringify({ query: '{ queue { pending cancelled } }' }) });
+  const { data } = (await res.json()) as any;
+  return data.queue.pending + data.queue.cancelled;
+}
+
+describe('per-key limits', () => {
+  it('pending jobs, then jobs a minute: RATE_LIMITED (429) with retryAfterSeconds, nothing stored; idempotent repeats pass', async () => {
+    const made: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await create(keys.k1, 0.5, { idempotencyKey: `k1-${i}` });
+      expect(r.error).toBeUndefined();
+      made.push(r.id!);
+    }
+    const before = await jobCount();
+    const pending = await create(keys.k1, 0.5);
+    expect(pending.status).toBe(429);
+    expect(pending.error.extensions).toMatchObject({ code: 'RATE_LIMITED', retryAfterSeconds: 10 });
+    expect(pending.retryAfter).toBe('10');
+    expect(await jobCount()).toBe(before);
+    // Sending an accepted job again is no new work: it answers with the job.
+    expect((await create(keys.k1, 0.5, { idempotencyKey: 'k1-0' })).id).toBe(made[0]);
+    // Another key has its own allowance.
+    expect((await create(keys.k2, 0.5)).error).toBeUndefined();
+
+    const cancel = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.k1}` }, body: JSON.stringify({ query: `mutation { cancelJob(id: "${made[0]}") { status } }` }) });
+    expect(((await cancel.json()) as any).data.cancelJob.status).toBe('CANCELLED');
+    expect((await create(keys.k1, 0.5)).error).toBeUndefined();
+    const perMinute = await create(keys.k1, 0.5);
+    expect(perMinute.status).toBe(429);
+    expect(perMinute.error.message).toMatch(/in the last minute/);
+    expect(perMinute.error.extensions.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(perMinute.error.extensions.retryAfterSeconds).toBeLessThanOrEqual(60);
+  });
+
+  it('audio hours a day: the job that would pass the limit is refused', async () => {
+    const k2 = keys.k2; // 0.5 s queued by the test above
+    expect((await create(k2, 2)).error).toBeUndefined();
+    const over = await create(k2, 2);
+    expect(over.status).toBe(429);
+    expect(over.error.extensions.code).toBe('RATE_LIMITED');
+    expect(over.error.message).toMatch(/h of audio in the last 24 h/);
+    expect(over.error.extensions.retryAfterSeconds).toBeGreaterThan(80_000);
+    expect((await create(k2, 0.5)).error).toBeUndefined();
+  });
+});
