@@ -6,7 +6,7 @@ export const graphiqlTabs = [
     query: `# Create a job. GraphiQL cannot attach files, so send this one with curl
 # (a GraphQL multipart request):
 #
-#   curl http://localhost:4000/graphql -H 'graphql-preflight: 1' \\
+#   curl http://localhost:4000/graphql -H "authorization: Bearer $MURMUR_API_KEY" -H 'graphql-preflight: 1' \\
 #     -F operations='{"query":"mutation ($file: File!) { createJob(input: {file: $file}) { id status } }","variables":{"file":null}}' \\
 #     -F map='{"0":["variables.file"]}' \\
 #     -F 0=@audio.wav
