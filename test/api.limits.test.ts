@@ -78,3 +78,51 @@ describe('per-key limits', () => {
     expect((await create(k2, 0.5)).error).toBeUndefined();
   });
 });
+
+describe('GraphQL limits', () => {
+  async function ask(query: string) {
+    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` }, body: JSON.stringify({ query }) });
+    const body = (await res.json()) as any;
+    return { status: res.status, code: body.errors?.[0]?.extensions?.code as string | undefined, message: body.errors?.[0]?.message as string | undefined, data: body.data };
+  }
+  const aliases = (n: number, field = '__typename') => `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field}`).join(' ')} }`;
+
+  it('20,000 aliases of one field are refused before anything runs, quickly', async () => {
+    const started = performance.now();
+    const r = await ask(aliases(20_000));
+    expect(r.code).toBe('QUERY_TOO_COMPLEX');
+    expect(r.message).toMatch(/Token limit/);
+    console.log(`20,000 aliases refused in ${(performance.now() - started).toFixed(0)} ms`);
+  });
+
+  it('aliases, directives and cost each have a limit; GraphiQL\'s introspection passes', async () => {
+    expect((await ask(aliases(30, 'queue { pending }'))).code).toBeUndefined();
+    expect(await ask(aliases(31, 'queue { pending }'))).toMatchObject({ code: 'QUERY_TOO_COMPLEX' });
+    const directives = (n: number) => aliases(n, '__typename @include(if: true)');
+    expect((await ask(directives(20))).code).toBeUndefined();
+    expect(await ask(directives(21))).toMatchObject({ code: 'QUERY_TOO_COMPLEX', message: expect.stringMatching(/Directives limit/) });
+    // Depth: the schema has no cycles and its deepest path is 6 fields, so the limit (10) guards future types; the deepest passes.
+    expect((await ask(`{ jobs { edges { node { result { segments { text } } } } } }`)).code).toBeUndefined();
+    const costly = aliases(25, 'jobs(first: 100) { edges { cursor node { id status attempts progress createdAt input { filename bytes format durationSeconds } options { language task } result { text srt vtt segments { start end text } } } } }');
+    expect(await ask(costly)).toMatchObject({ code: 'QUERY_TOO_COMPLEX', message: expect.stringMatching(/Query Cost limit/) });
+    const { getIntrospectionQuery } = await import('graphql');
+    const introspection = await ask(getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, inputValueDeprecation: true }));
+    expect(introspection.code).toBeUndefined();
+    expect(introspection.data.__schema.queryType.name).toBe('Query');
+  });
+
+  it('a batch of operations in one request is refused', async () => {
+    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` }, body: JSON.stringify([{ query: '{ __typename }' }, { query: '{ __typename }' }]) });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('the same limits hold on graphql-ws', async () => {
+    const client = server.ws({ authorization: `Bearer ${keys.admin}` });
+    const errors = await new Promise<any[]>((resolve) => {
+      client.subscribe({ query: aliases(31, 'queue { pending }') }, { next: (v) => resolve((v.errors as any[]) ?? []), error: (e) => resolve(e as any[]), complete: () => resolve([]) });
+    });
+    expect(errors[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
+    await client.dispose();
+  });
+});

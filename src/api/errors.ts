@@ -11,6 +11,7 @@ export type ApiErrorCode =
   | 'BAD_USER_INPUT' // a missing or malformed argument
   | 'UNAUTHENTICATED' // no API key (or worker token), or one that is unknown or revoked (401)
   | 'FORBIDDEN' // a valid key that may not do this: a client key asking for the queue, a key running worker operations, the worker token running client ones (403)
+  | 'QUERY_TOO_COMPLEX' // a document over a limit of tokens, depth, aliases, directives or cost (queryLimits.ts)
   | 'RATE_LIMITED' // the key is over one of its limits; extensions.retryAfterSeconds says when to try again (429)
   | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES, a JSON body over MURMUR_MAX_REQUEST_BYTES
   | 'UNKNOWN_LANGUAGE'

@@ -14,6 +14,7 @@ import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { schema } from './schema/index.ts';
+import { useQueryLimits } from './queryLimits.ts';
 import { useRequestPolicy } from './requestPolicy.ts';
 import { useStreamingUploads } from './uploads.ts';
 
@@ -41,7 +42,7 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
     // (yoga's own 25 MB limit on the whole body would refuse a 30-minute MP3).
     maxRequestBodySize: false,
     cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
-    plugins: [useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
+    plugins: [useQueryLimits(), useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
     context: ({ request }) => ({
       ...services,
       caller: callerOf(request),
@@ -103,7 +104,14 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
           contextValue: { ...services, caller, origin: `http://${req.headers.host}` } satisfies Context,
           rootValue: { execute, subscribe },
         };
-        const errors = validate(args.schema, args.document);
+        // The query limits (queryLimits.ts) throw their refusal from validation: answer it, as a parse error is.
+        let errors: readonly GraphQLError[];
+        try {
+          errors = validate(args.schema, args.document);
+        } catch (err) {
+          if (err instanceof GraphQLError) return [err];
+          throw err;
+        }
         return errors.length ? errors : args;
       },
     },
