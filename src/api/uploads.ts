@@ -67,7 +67,11 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
     throw inputError(`malformed multipart request: ${(err as Error).message}`);
   }
 
-  parser.on('field', (name, value) => {
+  parser.on('field', (name, value, info) => {
+    if (info.valueTruncated) {
+      failure ??= requestError('INPUT_TOO_LARGE', `the multipart field "${name}" is over 1 MB`, 413);
+      return;
+    }
     try {
       if (name === 'operations') operations = JSON.parse(value);
       else if (name === 'map') map = JSON.parse(value);

@@ -107,7 +107,9 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   if (useFfmpeg && !inProcess) {
     const probe = await ffprobe(path, name, format);
     if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds, name, options);
-    const { samples, count, warnings } = await ffmpegDecode(path, name, format, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE);
+    // The time limit follows the declared length, or the most the file may hold when it declares none.
+    const bound = probe.declaredSeconds ?? options.maxSeconds ?? 4 * 3600;
+    const { samples, count, warnings } = await ffmpegDecode(path, name, format, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE, bound);
     if (count === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
     const seconds = count / SAMPLE_RATE;
     truncated(name, seconds, probe.declaredSeconds, warnings);

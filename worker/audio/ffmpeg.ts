@@ -6,7 +6,13 @@
 // own sniffing found, never left to guess one (an HLS playlist behind an ID3
 // header, or a DASH manifest behind an `ftyp` box, would make it open other
 // files or addresses), and may open nothing but the one file it is given.
-import { spawn, spawnSync } from 'node:child_process';
+//
+// Bounded too: each run gets an address-space limit (MURMUR_DECODE_MEMORY_MB;
+// decoding streams, so it needs the same at any length) and a time limit of
+// 30 s plus MURMUR_DECODE_SECONDS_PER_MINUTE for each minute of audio the file
+// declares (or may hold, at most), after which it is killed.
+import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { AudioError } from './errors.ts';
 import type { AudioFormat } from './formats.ts';
 
@@ -28,6 +34,34 @@ const confined = (path: string, format: AudioFormat) => ['-protocol_whitelist', 
 
 let available: boolean | undefined;
 
+/** The bounds every ffmpeg and ffprobe run gets, from the environment (read per run: tests change them). */
+export function decodeBounds(env = process.env): { memoryMb: number; baseSeconds: number; secondsPerMinute: number } {
+  const number = (name: string, fallback: number) => {
+    const v = Number(env[name]);
+    return env[name] && Number.isFinite(v) && v > 0 ? v : fallback;
+  };
+  return { memoryMb: number('MURMUR_DECODE_MEMORY_MB', 1024), baseSeconds: 30, secondsPerMinute: number('MURMUR_DECODE_SECONDS_PER_MINUTE', 10) };
+}
+
+/** `cmd args` under an address-space limit (through sh's ulimit: Node's spawn sets none), killed after `seconds`. */
+function bounded(cmd: string, args: string[], seconds: number): { child: ChildProcessByStdio<null, Readable, Readable>; timedOut: () => boolean } {
+  const { memoryMb } = decodeBounds();
+  const child = spawn('sh', ['-c', `ulimit -v ${Math.round(memoryMb * 1024)} && exec "$0" "$@"`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    child.kill('SIGKILL');
+  }, seconds * 1000);
+  child.on('close', () => clearTimeout(timer));
+  return { child, timedOut: () => late };
+}
+
+/** How long a run may take for audio of `seconds`. */
+function timeLimit(audioSeconds: number): number {
+  const { baseSeconds, secondsPerMinute } = decodeBounds();
+  return baseSeconds + (audioSeconds / 60) * secondsPerMinute;
+}
+
 /** Whether ffmpeg and ffprobe run here. MURMUR_FFMPEG=off turns them off (the JavaScript decoders take over). */
 export function ffmpegAvailable(): boolean {
   if (process.env.MURMUR_FFMPEG === 'off') return false;
@@ -46,7 +80,8 @@ export interface ProbedStream {
 }
 
 export async function ffprobe(path: string, name: string, format: AudioFormat): Promise<ProbedStream> {
-  const { stdout, stderr, code } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', ...confined(path, format)]);
+  const { stdout, stderr, code, timedOut } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', ...confined(path, format)], timeLimit(0));
+  if (timedOut) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be probed within ${timeLimit(0)} s`);
   if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio ffmpeg can read: ${lastLine(stderr)}`);
   const info = JSON.parse(stdout) as { format?: { format_name?: string; duration?: string }; streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[] };
   const audio = info.streams?.find((s) => s.codec_type === 'audio');
@@ -62,12 +97,13 @@ export async function ffprobe(path: string, name: string, format: AudioFormat): 
 }
 
 /**
- * Decodes the first audio stream to 16 kHz mono float32. `onSamples` gets the
- * samples as they come (for counting without keeping them); the result holds
- * them all unless `keep` is false.
+ * Decodes the first audio stream to 16 kHz mono float32. The result holds the
+ * samples unless `keep` is false (then only their count). `boundSeconds`: the
+ * audio's length for the time limit (what the file declares, or the most it may hold).
  */
-export async function ffmpegDecode(path: string, name: string, format: AudioFormat, keep = true, expectedSamples = 0): Promise<{ samples: Float32Array; count: number; warnings: string }> {
-  const child = spawn('ffmpeg', ['-nostdin', '-v', 'warning', ...confined(path, format), '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function ffmpegDecode(path: string, name: string, format: AudioFormat, keep = true, expectedSamples = 0, boundSeconds = expectedSamples / 16000): Promise<{ samples: Float32Array; count: number; warnings: string }> {
+  const limit = timeLimit(boundSeconds);
+  const { child, timedOut } = bounded('ffmpeg', ['-nostdin', '-v', 'warning', ...confined(path, format), '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'], limit);
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   let out = new Float32Array(keep ? Math.max(16000, Math.ceil(expectedSamples * 1.01)) : 0);
@@ -90,20 +126,21 @@ export async function ffmpegDecode(path: string, name: string, format: AudioForm
     count += n;
   }
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+  if (timedOut()) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded within ${Math.round(limit)} s (${decodeBounds().secondsPerMinute} s per minute of audio)`);
   // Warnings too: a cut or damaged file often decodes with only a warning ("corrupt input packet").
   if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded: ${lastLine(stderr)}`);
   return { samples: keep ? out.subarray(0, count) : out, count, warnings: stderr };
 }
 
-function run(cmd: string, args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {
+function run(cmd: string, args: string[], seconds: number): Promise<{ stdout: string; stderr: string; code: number; timedOut: boolean }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { child, timedOut } = bounded(cmd, args, seconds);
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ stdout, stderr, code: code ?? 1 }));
+    child.on('close', (code) => resolve({ stdout, stderr, code: code ?? 1, timedOut: timedOut() }));
   });
 }
 
