@@ -9,7 +9,8 @@
 //
 // Bounded too: each run gets an address-space limit (MURMUR_DECODE_MEMORY_MB;
 // decoding streams, so it needs the same at any length) and a time limit of
-// 30 s plus MURMUR_DECODE_SECONDS_PER_MINUTE for each minute of audio the file
+// MURMUR_DECODE_BASE_SECONDS (30) plus MURMUR_DECODE_SECONDS_PER_MINUTE (10)
+// for each minute of audio the file
 // declares (or may hold, at most), after which it is killed.
 import { spawn, spawnSync, type ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
@@ -40,7 +41,7 @@ export function decodeBounds(env = process.env): { memoryMb: number; baseSeconds
     const v = Number(env[name]);
     return env[name] && Number.isFinite(v) && v > 0 ? v : fallback;
   };
-  return { memoryMb: number('MURMUR_DECODE_MEMORY_MB', 1024), baseSeconds: 30, secondsPerMinute: number('MURMUR_DECODE_SECONDS_PER_MINUTE', 10) };
+  return { memoryMb: number('MURMUR_DECODE_MEMORY_MB', 1024), baseSeconds: number('MURMUR_DECODE_BASE_SECONDS', 30), secondsPerMinute: number('MURMUR_DECODE_SECONDS_PER_MINUTE', 10) };
 }
 
 /** `cmd args` under an address-space limit (through sh's ulimit: Node's spawn sets none), killed after `seconds`. */
