@@ -42,6 +42,7 @@ const schema = z.object({
   MURMUR_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(1 << 20),
   MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
+  MURMUR_SHUTDOWN_SECONDS: seconds.default(30),
   MURMUR_AUTH: z.enum(['keys', 'none']).default('keys'),
   MURMUR_KEY_JOBS_PER_MINUTE: count.default(600),
   MURMUR_KEY_MAX_PENDING: count.default(10_000),
@@ -103,6 +104,8 @@ export interface Config {
   allowPrivateUrls: boolean;
   /** A URL that does not answer, or pauses this long mid-download, is URL_UNREACHABLE. */
   urlTimeoutSeconds: number;
+  /** On SIGTERM/SIGINT: how long requests in flight and workers' batches get to finish (workers then hand their jobs back). */
+  shutdownSeconds: number;
   /** `keys`: every client request needs an API key. `none`: nobody is asked (loopback only). */
   auth: 'keys' | 'none';
   /** Per API key; 0 = no limit. */
@@ -158,6 +161,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     corsOrigins: e.MURMUR_CORS_ORIGINS,
     allowPrivateUrls: ['1', 'true'].includes(e.MURMUR_ALLOW_PRIVATE_URLS),
     urlTimeoutSeconds: e.MURMUR_URL_TIMEOUT_SECONDS,
+    shutdownSeconds: e.MURMUR_SHUTDOWN_SECONDS,
     auth: e.MURMUR_AUTH,
     keyLimits: { jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE, maxPending: e.MURMUR_KEY_MAX_PENDING, audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY },
   };

@@ -75,6 +75,7 @@ export async function startService(config: Config, log: (line: string) => void =
       '--dtype', config.dtype,
       '--threads', String(config.threads),
       '--segmentation', config.segmentation,
+      '--shutdown-seconds', String(config.shutdownSeconds),
     ],
     workerEnv: { ...process.env, MURMUR_WORKER_TOKEN: config.workerToken },
     log,
@@ -90,12 +91,19 @@ export async function startService(config: Config, log: (line: string) => void =
     queue,
     store,
     supervisor,
+    /**
+     * Stops gracefully: new work is refused at once; workers finish their batches or hand their jobs
+     * back within MURMUR_SHUTDOWN_SECONDS (they still reach the API meanwhile); requests in flight
+     * get what is left of that time.
+     */
     async close() {
+      const deadline = Date.now() + config.shutdownSeconds * 1000;
       clearInterval(leaseSweeper);
       clearInterval(uploadSweeper);
       clearInterval(workerSweeper);
-      await supervisor.close();
-      await api.close();
+      api.drain();
+      await supervisor.close(config.shutdownSeconds * 1000);
+      await api.close(Math.max(0, deadline - Date.now()));
       await queue.close();
     },
   };

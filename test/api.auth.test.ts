@@ -176,6 +176,7 @@ describe('the authorization matrix', () => {
     completeJob: async (who) =>
       workerOnly(who, await gql(who, `mutation ($id: ID!) { completeJob(jobId: $id, leaseToken: 99, result: { text: "x", language: "en", model: "m", segments: [] }) { id } }`, { id: jobs.a })),
     failJob: async (who) => workerOnly(who, await gql(who, `mutation ($id: ID!) { failJob(jobId: $id, leaseToken: 99, code: "X", message: "x", retryable: true) { id } }`, { id: jobs.a })),
+    releaseJob: async (who) => workerOnly(who, await gql(who, `mutation ($id: ID!) { releaseJob(jobId: $id, leaseToken: 99) { id } }`, { id: jobs.a })),
     signOff: async (who) => workerOnly(who, await gql(who, `mutation { signOff(workerId: "nobody") }`)),
     // maxJobs 0 is refused as BAD_USER_INPUT once the caller is let in: nothing is claimed, so the other cases keep their pending jobs.
     claimJobs: async (who) => workerOnly(who, await gql(who, `mutation { claimJobs(input: { workerId: "matrix", pool: CPU, maxJobs: 0, maxSeconds: 30, waitSeconds: 0 }) { leaseToken } }`)),

@@ -298,6 +298,23 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
     });
   });
 
+  describe('hand-back', () => {
+    it('a released job is pending again at once, its attempt not counted; a stale token cannot release it', async () => {
+      const { queue } = await setup();
+      const { id } = (await queue.create(job(0))).job;
+      const [first] = await queue.claim(cpu('w1'), 1, 60);
+      const back = await queue.release(id, first.leaseToken);
+      expect(back).toMatchObject({ status: 'PENDING', attempts: 0, progress: 0, leaseExpiresAt: null });
+      expect(await queue.claimable('cpu')).toBe(1);
+      await expect(queue.release(id, first.leaseToken)).rejects.toMatchObject({ code: 'LEASE_LOST' });
+      const [second] = await queue.claim(cpu('w2'), 1, 60);
+      expect(second.job.attempts).toBe(1);
+      await expect(queue.release(id, first.leaseToken)).rejects.toMatchObject({ code: 'LEASE_LOST' });
+      await queue.cancel(id);
+      await expect(queue.release(id, second.leaseToken)).rejects.toMatchObject({ code: 'JOB_CANCELLED' });
+    });
+  });
+
   describe('tenants and keys', () => {
     it("a tenant's jobs are not found through another tenant; no tenant means every tenant", async () => {
       const { queue } = await setup();

@@ -12,6 +12,13 @@ import type { Transcript } from '../src/transcript/transcript.ts';
 /** Each worker's downloads go to folders named for its process id: murmur-audio-<pid>-XXXXXX. */
 const AUDIO_DIR_PREFIX = 'murmur-audio-';
 
+/** Removes this process's own download folders (a worker stopping mid-batch). */
+export async function removeOwnAudio(dir = tmpdir()): Promise<void> {
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith(`${AUDIO_DIR_PREFIX}${process.pid}-`)) await rm(join(dir, name), { recursive: true, force: true });
+  }
+}
+
 /** Removes download folders left by workers that died (SIGKILL, out of memory) before cleaning up. Returns how many. */
 export async function sweepOrphanedAudio(dir = tmpdir()): Promise<number> {
   let removed = 0;
@@ -111,6 +118,11 @@ export class ApiClient {
       }`,
       { jobId, leaseToken, ...error },
     );
+  }
+
+  /** Gives a job back unfinished: pending again at once, the attempt not counted. */
+  async release(jobId: string, leaseToken: number): Promise<void> {
+    await this.call(`mutation Release($jobId: ID!, $leaseToken: Int!) { releaseJob(jobId: $jobId, leaseToken: $leaseToken) { id } }`, { jobId, leaseToken });
   }
 
   async signOff(workerId: string): Promise<void> {

@@ -8,7 +8,8 @@ import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import { AudioError } from './audio/errors.ts';
 import { decodeAudioFile } from './audio/decode.ts';
-import { ApiClient, isTransient, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
+import { killDecoders } from './audio/ffmpeg.ts';
+import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
 import { WhisperError, WhisperModel } from './whisper/index.ts';
 import { transcribeMany } from './whisper/longAudio.ts';
 import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from './vad/index.ts';
@@ -47,6 +48,9 @@ export class Worker {
   private modelLabel = '';
   private stopping = false;
   private readonly poll = new AbortController();
+  /** The batch in hand: its leases still held (not completed, failed or dropped). */
+  private held: () => LeaseFields[] = () => [];
+  private handingBack = false;
 
   constructor(private readonly o: WorkerOptions) {
     this.id = o.workerId ?? `${hostname()}-${process.pid}`;
@@ -61,6 +65,25 @@ export class Worker {
   stop(): void {
     this.stopping = true;
     this.poll.abort();
+  }
+
+  /**
+   * Out of time to finish (stop() came first): every job still held goes back to the queue without
+   * counting the attempt, decoders are stopped, downloads removed, and the worker signs off. The
+   * caller exits the process after it.
+   */
+  async handBack(): Promise<number> {
+    this.stopping = true;
+    // From here the batch reports nothing: a decode failing because its ffmpeg is stopped must not fail the job.
+    this.handingBack = true;
+    const leases = this.held();
+    this.held = () => [];
+    await Promise.all(leases.map((l) => this.api.release(l.job.id, l.leaseToken).catch((err) => this.o.log(`worker ${this.id}: could not hand back job ${l.job.id}: ${err.message}`))));
+    killDecoders();
+    await removeOwnAudio();
+    await this.api.signOff(this.id).catch(() => {});
+    if (leases.length) this.o.log(`worker ${this.id}: handed back ${leases.length} job(s) unfinished`);
+    return leases.length;
   }
 
   async run(): Promise<'idle' | 'stopped'> {
@@ -104,6 +127,7 @@ export class Worker {
     const progress = new Map(leases.map((l) => [l.job.id, 0]));
     const dropped = new Map<string, LeaseState>();
     const live = () => leases.filter((l) => !dropped.has(l.job.id));
+    this.held = live;
 
     let beating: Promise<void> | null = null;
     let lastBeat = 0;
@@ -126,7 +150,7 @@ export class Worker {
     const timer = setInterval(beat, Math.max(100, (Math.min(...leases.map((l) => l.leaseSeconds)) * 1000) / 3));
 
     const finish = async (lease: LeaseFields, outcome: () => Promise<void>) => {
-      if (dropped.has(lease.job.id)) return;
+      if (this.handingBack || dropped.has(lease.job.id)) return;
       dropped.set(lease.job.id, 'LOST');
       try {
         await outcome();
@@ -194,6 +218,7 @@ export class Worker {
     } catch (err) {
       for (const lease of live()) await fail(lease, err);
     } finally {
+      this.held = () => [];
       clearInterval(timer);
       // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
       log(`worker ${this.id}: batch done; peak memory ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);

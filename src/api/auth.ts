@@ -48,19 +48,28 @@ function secretsEqual(a: string, b: string): boolean {
 
 /** The caller of each HTTP request, found before its body is parsed (an unauthenticated upload is never stored). */
 const callers = new WeakMap<Request, Caller>();
+/** Requests that arrived after shutdown began: they may not start new work (those already in flight may). */
+const lateArrivals = new WeakSet<Request>();
+
+export const arrivedDraining = (request: Request) => lateArrivals.has(request);
 
 export function useAuthentication(services: Services): Plugin {
   return {
     async onRequestParse({ request }) {
+      // A stopping instance reads no more uploads: refused before the file is read.
+      if (services.draining.aborted && request.headers.get('content-type')?.toLowerCase().startsWith('multipart/')) throw shuttingDown();
       const caller = await authenticate(request.headers.get('authorization'), services);
       // Workers never upload: refused here, the file is not even read.
       if (caller.kind === 'worker' && request.headers.get('content-type')?.toLowerCase().startsWith('multipart/')) {
         throw requestError('FORBIDDEN', 'the worker token is for workers; uploads need an API key', 403);
       }
       callers.set(request, caller);
+      if (services.draining.aborted) lateArrivals.add(request);
     },
   };
 }
+
+export const shuttingDown = () => requestError('SHUTTING_DOWN', 'this instance is shutting down: send the request again (another instance, or this one once restarted, takes it)', 503);
 
 export function callerOf(request: Request): Caller {
   const caller = callers.get(request);

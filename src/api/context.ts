@@ -12,11 +12,15 @@ export interface Services {
   store: BlobStore;
   metrics: Metrics;
   log: (line: string) => void;
+  /** Aborted when this instance starts shutting down: new work is refused (SHUTTING_DOWN), waiting claims and subscriptions end. */
+  draining: AbortSignal;
 }
 
 export interface Context extends Services {
   /** A worker, a client or admin key (auth.ts). */
   caller: Caller;
+  /** The request came after shutdown began: it may not start new work (SHUTTING_DOWN). */
+  lateArrival: boolean;
   /** Where the caller reached the API, for the audio URLs handed to workers. */
   origin: string;
   /** Aborted when the caller hangs up. */

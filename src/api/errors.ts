@@ -24,6 +24,7 @@ export type ApiErrorCode =
   | 'UPLOAD_ABORTED' // the client went away mid-upload
   | 'PREFLIGHT_REQUIRED' // a multipart request without the graphql-preflight header
   | 'UNSUPPORTED_MEDIA_TYPE' // a POST that is neither JSON nor multipart (415)
+  | 'SHUTTING_DOWN' // this instance is stopping: send the request again (another instance takes it) (503)
   | 'DATABASE_UNAVAILABLE' // the database does not answer: try again (503)
   | 'BLOB_STORE_UNAVAILABLE'; // the blob store does not answer: try again (503)
 

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
 import type { Job, Task } from '../queue/jobQueue.ts';
-import { ownerOf } from './auth.ts';
+import { ownerOf, shuttingDown } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { ApiError } from './errors.ts';
 import { checkAudioLimit, checkJobLimits } from './rateLimits.ts';
@@ -40,6 +40,7 @@ interface Audio {
 export async function createJob(services: Context, input: CreateJobInput): Promise<Job> {
   const { queue, store, config } = services;
   const owner = ownerOf(services);
+  if (services.lateArrival) throw shuttingDown();
   if ([input.file, input.uploadKey, input.url].filter((x) => x != null).length !== 1) {
     throw new ApiError('BAD_USER_INPUT', 'createJob needs exactly one of `file` (a GraphQL multipart request), `uploadKey` (from createUpload) or `url`');
   }

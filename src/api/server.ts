@@ -8,7 +8,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
-import { authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
+import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
@@ -20,11 +20,15 @@ import { useStreamingUploads } from './uploads.ts';
 
 export interface ApiServer {
   http: Server;
-  close(): Promise<void>;
+  /** Stops taking work: new jobs and uploads are refused (SHUTTING_DOWN), waiting claims return empty, subscriptions end, /readyz answers 503. */
+  drain(): void;
+  /** Waits up to `graceMs` for the requests in flight, then closes every connection. */
+  close(graceMs?: number): Promise<void>;
 }
 
-export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
-  const services: Services = { ...base, metrics: new Metrics(base.queue) };
+export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): ApiServer {
+  const draining = new AbortController();
+  const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal };
   const { config, log } = services;
   const yoga = createYoga<{ req?: IncomingMessage }, Context>({
     schema,
@@ -46,12 +50,21 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
     context: ({ request }) => ({
       ...services,
       caller: callerOf(request),
+      lateArrival: arrivedDraining(request),
       origin: new URL(request.url).origin,
       signal: request.signal,
     }),
   });
 
+  // Requests in flight (WebSocket connections are not requests): a stopping server waits for them.
+  let inFlight = 0;
+  let settled: (() => void) | null = null;
   const http = createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) settled?.();
+    });
     if (req.url === '/metrics' || req.url === '/healthz' || req.url === '/readyz') {
       plainRoute(services, req.url).then(
         ({ status, type, body }) => res.writeHead(status, { 'content-type': type }).end(body),
@@ -101,7 +114,7 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
           operationName: params.operationName,
           document,
           variableValues: params.variables,
-          contextValue: { ...services, caller, origin: `http://${req.headers.host}` } satisfies Context,
+          contextValue: { ...services, caller, lateArrival: services.draining.aborted, origin: `http://${req.headers.host}` } satisfies Context,
           rootValue: { execute, subscribe },
         };
         // The query limits (queryLimits.ts) throw their refusal from validation: answer it, as a parse error is.
@@ -120,11 +133,22 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
 
   return {
     http,
-    async close() {
+    drain: () => draining.abort(),
+    async close(graceMs = 0) {
+      draining.abort();
+      // No new connections; idle keep-alive ones close now, busy ones once their request is answered.
+      const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeIdleConnections();
+      if (inFlight > 0 && graceMs > 0) {
+        await new Promise<void>((resolve) => {
+          settled = resolve;
+          setTimeout(resolve, graceMs).unref();
+        });
+      }
       await ws.dispose();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       http.closeAllConnections();
-      await new Promise<void>((resolve) => http.close(() => resolve()));
+      await closed;
     },
   };
 }
@@ -133,9 +157,10 @@ export function createApiServer(base: Omit<Services, 'metrics'>): ApiServer {
  * /healthz: the process answers. /readyz: the database and the blob store answer too (a load
  * balancer stops sending work while they do not). /metrics: Prometheus.
  */
-async function plainRoute({ queue, store, metrics }: Services, url: string): Promise<{ status: number; type: string; body: string }> {
+async function plainRoute({ queue, store, metrics, draining }: Services, url: string): Promise<{ status: number; type: string; body: string }> {
   if (url === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
   if (url === '/metrics') return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
+  if (draining.aborted) return { status: 503, type: 'text/plain', body: 'shutting down\n' };
   const checks = await Promise.all([
     queue.ping().then(() => 'database: ok', (err) => `database: ${err.message}`),
     store.check().then(() => `blob store: ok`, (err) => `blob store ${store.name}: ${err.name ?? ''} ${err.message}`),

@@ -8,10 +8,17 @@ export function serveCommand(): Command {
     const service = await startService(readConfig());
     let closing = false;
     const shutdown = (signal: string) => {
-      if (closing) return;
+      // A second signal does not wait.
+      if (closing) process.exit(1);
       closing = true;
-      console.log(`${signal}: stopping`);
-      service.close().then(() => process.exit(0));
+      console.log(`${signal}: stopping (new work refused; up to MURMUR_SHUTDOWN_SECONDS for what is in flight; again to stop at once)`);
+      service.close().then(
+        () => process.exit(0),
+        (err) => {
+          console.error(`shutdown: ${err?.message ?? err}`);
+          process.exit(1);
+        },
+      );
     };
     process.on('SIGINT', () => shutdown('SIGINT'));
     process.on('SIGTERM', () => shutdown('SIGTERM'));

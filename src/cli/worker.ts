@@ -25,6 +25,7 @@ export function workerCommand(): Command {
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8, …', 'fp32')
     .option('--threads <n>', 'intra-op threads per session (0: onnxruntime chooses)', integer('--threads', 0), 0)
+    .option('--shutdown-seconds <s>', 'on SIGTERM/SIGINT: time to finish the batch in hand before handing its jobs back', seconds('--shutdown-seconds'), 30)
     .addOption(new Option('--segmentation <how>', 'vad: decode the speech Silero VAD finds; fixed: every 30 s window').choices(['vad', 'fixed']).default('vad'))
     .action(async (opts) => {
       const token = opts.token ?? process.env.MURMUR_WORKER_TOKEN;
@@ -46,8 +47,13 @@ export function workerCommand(): Command {
         segmentation: opts.segmentation,
         log: (line) => console.log(line),
       });
-      process.once('SIGTERM', () => worker.stop());
-      process.once('SIGINT', () => worker.stop());
+      // Stop: claim nothing more and finish the batch in hand; past --shutdown-seconds, hand its jobs back and exit.
+      const stop = () => {
+        worker.stop();
+        setTimeout(() => void worker.handBack().finally(() => process.exit(0)), opts.shutdownSeconds * 1000).unref();
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
       await worker.run();
     });
 }

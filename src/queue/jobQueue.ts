@@ -165,6 +165,8 @@ export interface JobQueue {
    * full jitter, until the job runs out of attempts; a permanent one fails at once.
    */
   fail(jobId: string, leaseToken: number, error: JobFailure): Promise<Job>;
+  /** The worker gives the job back unfinished (it is shutting down): pending again at once, without counting the attempt. */
+  release(jobId: string, leaseToken: number): Promise<Job>;
   /** Jobs whose lease ran out go back to the queue, or fail once out of attempts. Returns how many. */
   expireLeases(): Promise<number>;
 

@@ -88,6 +88,17 @@ export function checkHolding(job: Job | undefined, jobId: string, leaseToken: nu
   return job;
 }
 
+/** Handed back by its worker (shutting down) before it finished: pending again, and the attempt does not count. */
+export const released = (now: number) => ({
+  status: 'PENDING' as const,
+  attempts: sql`attempts - 1`,
+  progress: 0,
+  runAfter: now,
+  leaseExpiresAt: null,
+  startedAt: null,
+  updatedAt: now,
+});
+
 export const completed = (transcript: Transcript, now: number) => ({
   status: 'DONE' as const,
   // Copied field by field: GraphQL input objects have no prototype, which drizzle cannot serialise.

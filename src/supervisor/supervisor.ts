@@ -76,7 +76,11 @@ export class Supervisor {
     });
   }
 
-  async close(): Promise<void> {
+  /**
+   * Asks every worker to stop (SIGTERM: finish the batch in hand or hand it back within their
+   * shutdown time, which is `graceMs` too) and waits for them; one still there 5 s after that is killed.
+   */
+  async close(graceMs = 0): Promise<void> {
     this.closed = true;
     this.o.queue.events.off('work', this.onWork);
     if (this.timer) clearInterval(this.timer);
@@ -84,9 +88,10 @@ export class Supervisor {
       [...this.children].map(
         (child) =>
           new Promise<void>((resolve) => {
+            if (child.exitCode !== null || child.signalCode !== null) return resolve();
             child.once('exit', () => resolve());
             child.kill('SIGTERM');
-            setTimeout(() => child.kill('SIGKILL'), 10_000).unref();
+            setTimeout(() => child.kill('SIGKILL'), graceMs + 5000).unref();
           }),
       ),
     );

@@ -41,6 +41,7 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
       MURMUR_BATCH_WINDOW_MS: '300',
       // Tests that are not about keys run without them (loopback only); test/api.auth.test.ts turns them on.
       MURMUR_AUTH: 'none',
+      MURMUR_SHUTDOWN_SECONDS: '2',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -44,6 +44,13 @@ export function decodeBounds(env = process.env): { memoryMb: number; baseSeconds
   return { memoryMb: number('MURMUR_DECODE_MEMORY_MB', 1024), baseSeconds: number('MURMUR_DECODE_BASE_SECONDS', 30), secondsPerMinute: number('MURMUR_DECODE_SECONDS_PER_MINUTE', 10) };
 }
 
+/** ffmpeg and ffprobe runs in progress, so a stopping worker leaves none behind. */
+const running = new Set<{ kill(signal: NodeJS.Signals): boolean }>();
+
+export function killDecoders(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 /** `cmd args` under an address-space limit (through sh's ulimit: Node's spawn sets none), killed after `seconds`. */
 function bounded(cmd: string, args: string[], seconds: number): { child: ChildProcessByStdio<null, Readable, Readable>; timedOut: () => boolean } {
   const { memoryMb } = decodeBounds();
@@ -53,7 +60,11 @@ function bounded(cmd: string, args: string[], seconds: number): { child: ChildPr
     late = true;
     child.kill('SIGKILL');
   }, seconds * 1000);
-  child.on('close', () => clearTimeout(timer));
+  running.add(child);
+  child.on('close', () => {
+    clearTimeout(timer);
+    running.delete(child);
+  });
   return { child, timedOut: () => late };
 }
 

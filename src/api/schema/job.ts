@@ -199,11 +199,15 @@ builder.subscriptionField('jobUpdated', (t) =>
         const onResync = () => void ctx.queue.get(current.id).then(forward, () => {});
         ctx.queue.events.on('job', onJob);
         ctx.queue.events.on('resync', onResync);
+        // A stopping instance ends its subscriptions: clients subscribe again elsewhere (or here once restarted).
+        const onDrain = () => stop();
+        ctx.draining.addEventListener('abort', onDrain, { once: true });
         // Read again after listening, so a change between the first read and now is not missed.
         forward(await ctx.queue.get(current.id));
         await stop;
         ctx.queue.events.off('job', onJob);
         ctx.queue.events.off('resync', onResync);
+        ctx.draining.removeEventListener('abort', onDrain);
       });
     },
     resolve: (job) => job,

@@ -1,7 +1,7 @@
 // createUpload: a presigned PUT straight into the blob store, for files too
 // large to send through the API. The client PUTs the bytes to `url` with
 // `headers`, then calls createJob({ uploadKey: key }).
-import { tenantOf } from '../auth.ts';
+import { shuttingDown, tenantOf } from '../auth.ts';
 import { builder } from '../builder.ts';
 import { ApiError } from '../errors.ts';
 import { newUploadKey } from '../presignedUploads.ts';
@@ -37,6 +37,7 @@ builder.mutationField('createUpload', (t) =>
     args: { input: t.arg({ type: CreateUploadInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       tenantOf(ctx);
+      if (ctx.lateArrival) throw shuttingDown();
       const key = newUploadKey(input.filename);
       const put = await ctx.store.presignPut(key, ctx.config.uploadExpirySeconds);
       if (!put) throw new ApiError('UPLOADS_UNSUPPORTED', 'this server keeps audio in a local folder and cannot presign uploads: send the file in a multipart createJob, or configure S3 (MURMUR_S3_BUCKET)');

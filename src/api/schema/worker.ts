@@ -80,6 +80,8 @@ builder.mutationFields((t) => ({
       const worker = { id: input.workerId, pool: (input.pool ?? 'cpu') as Pool, provider: input.provider, host: input.host };
       // Heard from when the claim starts and when it ends: a long-poll (≤ 60 s) stays within the liveness window.
       await ctx.queue.touchWorker(worker);
+      // A stopping instance hands out no work: its waiting claims end empty-handed, and workers ask elsewhere.
+      if (ctx.draining.aborted) return [];
       const leases = await claimWhenReady(ctx.queue, {
         workerId: worker.id,
         pool: worker.pool,
@@ -87,7 +89,7 @@ builder.mutationFields((t) => ({
         maxSeconds: input.maxSeconds,
         waitMs,
         batchWindowMs: input.batchWindowMs ?? ctx.config.batchWindowMs,
-        signal: ctx.signal,
+        signal: ctx.signal ? AbortSignal.any([ctx.signal, ctx.draining]) : ctx.draining,
       });
       if (!ctx.signal?.aborted) await ctx.queue.touchWorker(worker);
       if (leases.length) {
@@ -142,6 +144,15 @@ builder.mutationFields((t) => ({
       const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code: args.code, message: args.message, retryable: args.retryable });
       ctx.metrics.failures.inc({ code: args.code });
       return job;
+    },
+  }),
+  releaseJob: t.field({
+    type: JobRef,
+    description: 'worker only: give a job back unfinished (the worker is stopping): pending again at once, the attempt not counted',
+    args: { jobId: t.arg.id({ required: true }), leaseToken: t.arg.int({ required: true }) },
+    resolve: (_root, args, ctx) => {
+      requireWorker(ctx);
+      return ctx.queue.release(String(args.jobId), args.leaseToken);
     },
   }),
   signOff: t.field({

@@ -210,6 +210,15 @@ export class PostgresQueue implements JobQueue {
     });
   }
 
+  async release(jobId: string, leaseToken: number): Promise<Job> {
+    return this.db.transaction(async (tx) => {
+      step.checkHolding(await this.lockedOrNone(tx, jobId), jobId, leaseToken);
+      const [job] = await tx.update(jobs).set(step.released(this.now())).where(eq(jobs.id, jobId)).returning();
+      await this.announce(tx, [job], true);
+      return job;
+    });
+  }
+
   async expireLeases(): Promise<number> {
     const now = this.now();
     return this.db.transaction(async (tx) => {

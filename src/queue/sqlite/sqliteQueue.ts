@@ -196,6 +196,15 @@ export class SqliteQueue implements JobQueue {
     return job;
   }
 
+  async release(jobId: string, leaseToken: number): Promise<Job> {
+    const job = this.db.transaction((tx) => {
+      step.checkHolding(tx.select().from(jobs).where(eq(jobs.id, jobId)).get(), jobId, leaseToken);
+      return tx.update(jobs).set(step.released(this.now())).where(eq(jobs.id, jobId)).returning().get();
+    }, IMMEDIATE);
+    this.changed([job], true);
+    return job;
+  }
+
   async expireLeases(): Promise<number> {
     const now = this.now();
     const expired = this.db.transaction((tx) => {
