@@ -43,6 +43,7 @@ const schema = z.object({
   MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_SHUTDOWN_SECONDS: seconds.default(30),
+  MURMUR_RETENTION_DAYS: seconds.default(0),
   MURMUR_AUTH: z.enum(['keys', 'none']).default('keys'),
   MURMUR_KEY_JOBS_PER_MINUTE: count.default(600),
   MURMUR_KEY_MAX_PENDING: count.default(10_000),
@@ -104,6 +105,8 @@ export interface Config {
   allowPrivateUrls: boolean;
   /** A URL that does not answer, or pauses this long mid-download, is URL_UNREACHABLE. */
   urlTimeoutSeconds: number;
+  /** Finished jobs (and their audio) are deleted this long after they finish; 0 keeps them. */
+  retentionDays: number;
   /** On SIGTERM/SIGINT: how long requests in flight and workers' batches get to finish (workers then hand their jobs back). */
   shutdownSeconds: number;
   /** `keys`: every client request needs an API key. `none`: nobody is asked (loopback only). */
@@ -162,6 +165,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowPrivateUrls: ['1', 'true'].includes(e.MURMUR_ALLOW_PRIVATE_URLS),
     urlTimeoutSeconds: e.MURMUR_URL_TIMEOUT_SECONDS,
     shutdownSeconds: e.MURMUR_SHUTDOWN_SECONDS,
+    retentionDays: e.MURMUR_RETENTION_DAYS,
     auth: e.MURMUR_AUTH,
     keyLimits: { jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE, maxPending: e.MURMUR_KEY_MAX_PENDING, audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY },
   };

@@ -55,6 +55,11 @@ export async function startService(config: Config, log: (line: string) => void =
   // Once a minute: presigned uploads no job took, and workers gone quiet (the live list only reads within its window).
   const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
   const workerSweeper = setInterval(sweep('worker sweep', () => queue.forgetQuietWorkers()), 60_000);
+  // Retention: a quarter of the retention time between sweeps, from once a second to once an hour.
+  const retentionMs = config.retentionDays * 86_400_000;
+  const retentionSweeper = retentionMs
+    ? setInterval(sweep('retention sweep', () => purgeFinished(queue, store, Date.now() - retentionMs)), Math.min(3_600_000, Math.max(1000, retentionMs / 4)))
+    : undefined;
 
   const supervisor = new Supervisor({
     queue,
@@ -101,6 +106,7 @@ export async function startService(config: Config, log: (line: string) => void =
       clearInterval(leaseSweeper);
       clearInterval(uploadSweeper);
       clearInterval(workerSweeper);
+      clearInterval(retentionSweeper);
       api.drain();
       await supervisor.close(config.shutdownSeconds * 1000);
       await api.close(Math.max(0, deadline - Date.now()));
@@ -120,6 +126,18 @@ async function announceFirstKey(queue: JobQueue, url: string, log: (line: string
       `GraphiQL with the key: ${url}?key=${first.secret}\n` +
       `More keys: npx murmur keys create --name NAME [--tenant T] [--role client|admin]\n${bar}`,
   );
+}
+
+/** Jobs finished before `before` are deleted with their audio (a done job's is gone already; a failed or cancelled one's is not). */
+export async function purgeFinished(queue: JobQueue, store: BlobStore, before: number): Promise<number> {
+  const BATCH = 500;
+  let purged = 0;
+  for (;;) {
+    const jobs = await queue.purgeFinished(before, BATCH);
+    for (const job of jobs) await store.delete(job.blobKey);
+    purged += jobs.length;
+    if (jobs.length < BATCH) return purged;
+  }
 }
 
 /** Presigned uploads no job took within the expiry are deleted. */

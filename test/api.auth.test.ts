@@ -172,6 +172,17 @@ describe('the authorization matrix', () => {
       const state = await gql('admin', `query ($id: ID!) { job(id: $id) { status } }`, { id: jobs[`${other(who)}2`] });
       expect(state.data.job.status).toBe(who === 'admin' ? 'PENDING' : 'CANCELLED');
     },
+    deleteJob: async (who) => {
+      // Each caller gets fresh jobs of both tenants, so the order of the cases does not matter.
+      const fresh = async (w: 'a' | 'b') => (await server.upload(audio, `${w}-private-name.wav`, {}, 'id', auth(w))).data.createJob.id as string;
+      const [mine, theirs] = [await fresh(own(who) as 'a' | 'b'), await fresh(other(who) as 'a' | 'b')];
+      const t = await gql(who, `mutation ($id: ID!) { deleteJob(id: $id) }`, { id: theirs });
+      clientOnly(who, t, () => (who === 'admin' ? expect(t.data.deleteJob).toBe(theirs) : expect(t.code).toBe('JOB_NOT_FOUND')));
+      const left = await gql('admin', `query ($id: ID!) { job(id: $id) { id } }`, { id: theirs });
+      expect(left.data.job).toEqual(who === 'admin' ? null : { id: theirs });
+      const m = await gql(who, `mutation ($id: ID!) { deleteJob(id: $id) }`, { id: mine });
+      clientOnly(who, m, () => expect(m.data.deleteJob).toBe(mine));
+    },
     heartbeat: async (who) => workerOnly(who, await gql(who, `mutation { heartbeat(workerId: "w", leases: []) { jobId } }`)),
     completeJob: async (who) =>
       workerOnly(who, await gql(who, `mutation ($id: ID!) { completeJob(jobId: $id, leaseToken: 99, result: { text: "x", language: "en", model: "m", segments: [] }) { id } }`, { id: jobs.a })),

@@ -315,6 +315,32 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
     });
   });
 
+  describe('deletion', () => {
+    it('delete removes a job of the tenant asked for, whatever its state; purgeFinished takes finished jobs older than a moment', async () => {
+      const { queue, clock } = await setup();
+      const a = (await queue.create(job(0, { tenant: 'a' }))).job;
+      await expect(queue.delete(a.id, 'b')).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+      expect((await queue.delete(a.id, 'a')).id).toBe(a.id);
+      expect(await queue.get(a.id)).toBeUndefined();
+      await expect(queue.delete(a.id)).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+
+      const ids: string[] = [];
+      for (const n of [1, 2, 3, 4]) ids.push((await queue.create(job(n, { durationSeconds: 1 }))).job.id);
+      const leases = await queue.claim(cpu('w'), 2, 100);
+      await queue.complete(leases[0].job.id, leases[0].leaseToken, transcript);
+      await queue.cancel(ids[2]);
+      clock.now += 10_000;
+      await queue.fail(leases[1].job.id, leases[1].leaseToken, { code: 'AUDIO_UNDECODABLE', message: 'bad', retryable: false });
+      expect((await queue.stats())).toMatchObject({ done: 1, failed: 1, cancelled: 1, pending: 1 });
+      // Finished before the failure: the done and the cancelled job; the pending one never goes.
+      const purged = await queue.purgeFinished(clock.now - 5_000, 100);
+      expect(purged.map((j) => j.id).sort()).toEqual([leases[0].job.id, ids[2]].sort());
+      expect(await queue.stats()).toMatchObject({ done: 0, failed: 1, cancelled: 0, pending: 1 });
+      expect((await queue.purgeFinished(clock.now + 1, 100)).map((j) => j.id)).toEqual([leases[1].job.id]);
+      expect(await queue.purgeFinished(clock.now + 1, 100)).toEqual([]);
+    });
+  });
+
   describe('tenants and keys', () => {
     it("a tenant's jobs are not found through another tenant; no tenant means every tenant", async () => {
       const { queue } = await setup();

@@ -144,6 +144,10 @@ export interface JobQueue {
   cancel(id: string, tenant?: string): Promise<Job>;
   /** A failed or cancelled job goes back to the queue with its attempts reset. */
   retry(id: string, tenant?: string): Promise<Job>;
+  /** Deletes the job's row (its transcript with it) and returns what it was; JOB_NOT_FOUND when there is none (for this tenant). */
+  delete(id: string, tenant?: string): Promise<Job>;
+  /** Deletes up to `limit` finished jobs (done, failed, cancelled) that finished before `before` (epoch ms); returns them. */
+  purgeFinished(before: number, limit: number): Promise<Job[]>;
   /** For rate limits: what the key created since `since` (epoch ms), and how many of its jobs are pending or processing. */
   usage(apiKeyId: string, since: number): Promise<KeyUsage>;
 

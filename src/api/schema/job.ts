@@ -167,6 +167,16 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: (_root, { id }, ctx) => ctx.queue.cancel(String(id), tenantOf(ctx)),
   }),
+  deleteJob: t.field({
+    type: 'ID',
+    description: 'Deletes the job, its transcript and its audio, whatever its state (a worker holding it drops it at its next heartbeat); answers its id.',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (_root, { id }, ctx) => {
+      const job = await ctx.queue.delete(String(id), tenantOf(ctx));
+      await ctx.store.delete(job.blobKey).catch((err) => ctx.log(`job ${job.id} deleted, but not its audio ${job.blobKey}: ${err.message}`));
+      return job.id;
+    },
+  }),
   retryJob: t.field({
     type: JobRef,
     description: 'Queues a FAILED or CANCELLED job again, with fresh attempts.',

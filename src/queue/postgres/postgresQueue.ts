@@ -114,6 +114,22 @@ export class PostgresQueue implements JobQueue {
     });
   }
 
+  async delete(id: string, tenant?: string): Promise<Job> {
+    const [job] = await this.db.delete(jobs).where(this.byId(id, tenant)).returning();
+    if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
+    return job;
+  }
+
+  async purgeFinished(before: number, limit: number): Promise<Job[]> {
+    const doomed = this.db
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(and(inArray(jobs.status, ['DONE', 'FAILED', 'CANCELLED']), lt(jobs.finishedAt, before)))
+      .limit(limit)
+      .for('update', { skipLocked: true });
+    return this.db.delete(jobs).where(inArray(jobs.id, doomed)).returning();
+  }
+
   async usage(apiKeyId: string, since: number): Promise<KeyUsage> {
     const [recent] = await this.db
       .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })

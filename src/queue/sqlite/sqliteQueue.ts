@@ -91,6 +91,24 @@ export class SqliteQueue implements JobQueue {
     return job;
   }
 
+  async delete(id: string, tenant?: string): Promise<Job> {
+    const job = this.db.delete(jobs).where(this.byId(id, tenant)).returning().get();
+    return this.found(job, id);
+  }
+
+  async purgeFinished(before: number, limit: number): Promise<Job[]> {
+    return this.db.transaction((tx) => {
+      const ids = tx
+        .select({ id: jobs.id })
+        .from(jobs)
+        .where(and(inArray(jobs.status, ['DONE', 'FAILED', 'CANCELLED']), lt(jobs.finishedAt, before)))
+        .limit(limit)
+        .all()
+        .map((r) => r.id);
+      return ids.length ? tx.delete(jobs).where(inArray(jobs.id, ids)).returning().all() : [];
+    }, IMMEDIATE);
+  }
+
   async usage(apiKeyId: string, since: number): Promise<KeyUsage> {
     const recent = this.db
       .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })
