@@ -6,27 +6,10 @@ import { WhisperError } from '../../worker/whisper/errors.ts';
 import { QueueError } from '../queue/errors.ts';
 import { databaseUnavailable } from '../queue/postgres/database.ts';
 import { StorageError } from '../storage/errors.ts';
+import type { ErrorCode } from './errorCodes.ts';
 
-export type ApiErrorCode =
-  | 'BAD_USER_INPUT' // a missing or malformed argument
-  | 'UNAUTHENTICATED' // no API key (or worker token), or one that is unknown or revoked (401)
-  | 'FORBIDDEN' // a valid key that may not do this: a client key asking for the queue, a key running worker operations, the worker token running client ones (403)
-  | 'QUERY_TOO_COMPLEX' // a document over a limit of tokens, depth, aliases, directives or cost (queryLimits.ts)
-  | 'RATE_LIMITED' // the key is over one of its limits; extensions.retryAfterSeconds says when to try again (429)
-  | 'INPUT_TOO_LARGE' // an upload over MURMUR_MAX_UPLOAD_BYTES, a JSON body over MURMUR_MAX_REQUEST_BYTES
-  | 'UNKNOWN_LANGUAGE'
-  | 'UPLOAD_NOT_FOUND' // an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store
-  | 'UPLOAD_ALREADY_USED' // an uploadKey another job took
-  | 'UPLOADS_UNSUPPORTED' // createUpload on a blob store that cannot presign (the local folder)
-  | 'URL_FORBIDDEN' // createJob({ url }) aimed at a scheme or an address the server does not fetch from
-  | 'URL_UNREACHABLE' // the URL did not answer, answered an error, redirected too often, or stalled
-  | 'UPLOAD_STALLED' // an upload that sent nothing for MURMUR_UPLOAD_IDLE_SECONDS (408)
-  | 'UPLOAD_ABORTED' // the client went away mid-upload
-  | 'PREFLIGHT_REQUIRED' // a multipart request without the graphql-preflight header
-  | 'UNSUPPORTED_MEDIA_TYPE' // a POST that is neither JSON nor multipart (415)
-  | 'SHUTTING_DOWN' // this instance is stopping: send the request again (another instance takes it) (503)
-  | 'DATABASE_UNAVAILABLE' // the database does not answer: try again (503)
-  | 'BLOB_STORE_UNAVAILABLE'; // the blob store does not answer: try again (503)
+/** Every code the API answers: the list, with what each means, is in errorCodes.ts. */
+export type ApiErrorCode = ErrorCode;
 
 /** A refusal of the HTTP request itself (before any resolver runs), with its status. */
 export function requestError(code: ApiErrorCode, message: string, status: number): GraphQLError {
@@ -57,7 +40,7 @@ export function clientError(err: unknown): { code: string; message: string; stat
 }
 
 /** yoga's maskError: coded errors pass with their code, the rest are masked and logged. */
-export function maskError(error: unknown, message: string, log: (err: unknown) => void): Error {
+export function maskError(error: unknown, message: string, requestId: string, log: (err: unknown) => void): Error {
   const original = error instanceof GraphQLError ? error.originalError : error;
   if (error instanceof GraphQLError && !original) return error; // parse and validation errors, already client-facing
   if (original instanceof GraphQLError && original.extensions?.code) return original;
@@ -76,6 +59,6 @@ export function maskError(error: unknown, message: string, log: (err: unknown) =
   log(original ?? error);
   return new GraphQLError(message, {
     path: error instanceof GraphQLError ? error.path : undefined,
-    extensions: { code: 'INTERNAL_SERVER_ERROR' },
+    extensions: { code: 'INTERNAL_SERVER_ERROR', requestId },
   });
 }

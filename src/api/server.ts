@@ -1,6 +1,8 @@
 // The API's HTTP server: GraphQL (yoga) at /graphql with GraphiQL on GET,
 // graphql-ws on the same port and path, SSE subscriptions through yoga, and
 // /audio/:id, where workers fetch a job's upload with the worker token.
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
@@ -26,6 +28,9 @@ export interface ApiServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** The id of the HTTP request being handled. */
+const requests = new AsyncLocalStorage<string>();
+
 export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): ApiServer {
   const draining = new AbortController();
   const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal };
@@ -35,7 +40,12 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
     graphqlEndpoint: '/graphql',
     landingPage: false,
     logging: false,
-    maskedErrors: { maskError: (error, message) => maskError(error, message, (err) => log(`unexpected error: ${(err as Error)?.stack ?? err}`)) },
+    maskedErrors: {
+      maskError: (error, message) => {
+        const requestId = requests.getStore() ?? randomUUID();
+        return maskError(error, message, requestId, (err) => log(`request ${requestId}: unexpected error: ${(err as Error)?.stack ?? err}`));
+      },
+    },
     // GET /graphql?key=<API key> opens GraphiQL sending that key (the link the first start prints).
     graphiql: (request) => {
       const key = new URL(request.url).searchParams.get('key');
@@ -60,6 +70,14 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
   let inFlight = 0;
   let settled: (() => void) | null = null;
   const http = createServer((req, res) => {
+    // Every answer names its request (the client's own x-request-id when it sent a sane one): an
+    // INTERNAL_SERVER_ERROR carries it too, and the server's log line about it.
+    const sent = req.headers['x-request-id'];
+    const requestId = typeof sent === 'string' && /^[\w.:-]{1,100}$/.test(sent) ? sent : randomUUID();
+    res.setHeader('x-request-id', requestId);
+    requests.run(requestId, () => handle(req, res));
+  });
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
     inFlight++;
     res.once('close', () => {
       inFlight--;
@@ -81,7 +99,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
       return;
     }
     void yoga(req, res);
-  });
+  };
 
   const wss = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
   // The key comes in the connection parameters (or the upgrade request's header) and is checked at every

@@ -7,6 +7,7 @@ import { QueueError } from '../../queue/errors.ts';
 import { toSrt, toVtt } from '../../transcript/formats.ts';
 import { builder } from '../builder.ts';
 import { tenantOf } from '../auth.ts';
+import { ERROR_CODES, JOB_ERROR_CODES, isJobErrorCode, type ErrorCode } from '../errorCodes.ts';
 import { ApiError } from '../errors.ts';
 import { createJob } from '../ingest.ts';
 
@@ -65,9 +66,21 @@ TranscriptRef.implement({
   }),
 });
 
+builder.enumType('ErrorCode', {
+  description: 'Every code an error\'s `extensions.code` may carry',
+  values: Object.fromEntries(Object.entries(ERROR_CODES).map(([code, description]) => [code, { description }])) as Record<ErrorCode, { description: string }>,
+});
+
+const JobErrorCodeEnum = builder.enumType('JobErrorCode', { values: JOB_ERROR_CODES });
+
 ErrorRef.implement({
   fields: (t) => ({
-    code: t.exposeString('code', { description: 'stable: AUDIO_UNDECODABLE, LEASE_EXPIRED, …' }),
+    code: t.field({
+      type: JobErrorCodeEnum,
+      description: 'why: the audio, the language or options, a worker that kept disappearing (LEASE_EXPIRED), or INTERNAL_SERVER_ERROR',
+      // Codes workers sent that are not in the list were stored as INTERNAL_SERVER_ERROR; older rows are read the same way.
+      resolve: (e) => (isJobErrorCode(e.code) ? e.code : 'INTERNAL_SERVER_ERROR'),
+    }),
     message: t.exposeString('message'),
   }),
 });

@@ -3,7 +3,9 @@
 import type { Lease, Pool } from '../../queue/jobQueue.ts';
 import { claimWhenReady } from '../../queue/longPoll.ts';
 import { builder } from '../builder.ts';
+import { randomUUID } from 'node:crypto';
 import { requireWorker } from '../auth.ts';
+import { isJobErrorCode } from '../errorCodes.ts';
 import { ApiError } from '../errors.ts';
 import { JobRef } from './job.ts';
 import { PoolEnum } from './queue.ts';
@@ -141,7 +143,15 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, args, ctx) => {
       requireWorker(ctx);
-      const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code: args.code, message: args.message, retryable: args.retryable });
+      // A code clients know passes as it is; anything else (a crash, an onnxruntime error) reaches them as
+      // INTERNAL_SERVER_ERROR with a reference, and its details stay in this log.
+      let { code, message } = args;
+      if (!isJobErrorCode(code)) {
+        const reference = randomUUID();
+        ctx.log(`job ${args.jobId}: worker error ${reference}: ${code}: ${message}`);
+        [code, message] = ['INTERNAL_SERVER_ERROR', `the worker failed unexpectedly (reference ${reference})`];
+      }
+      const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code, message, retryable: args.retryable });
       ctx.metrics.failures.inc({ code: args.code });
       return job;
     },
