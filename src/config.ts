@@ -44,6 +44,10 @@ const schema = z.object({
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_SHUTDOWN_SECONDS: seconds.default(30),
   MURMUR_RETENTION_DAYS: seconds.default(0),
+  MURMUR_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  MURMUR_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).default(8),
+  MURMUR_WEBHOOK_TIMEOUT_SECONDS: z.coerce.number().positive().default(10),
+  MURMUR_WEBHOOK_RETRY_HOURS: z.coerce.number().nonnegative().default(24),
   MURMUR_AUTH: z.enum(['keys', 'none']).default('keys'),
   MURMUR_KEY_JOBS_PER_MINUTE: count.default(600),
   MURMUR_KEY_MAX_PENDING: count.default(10_000),
@@ -105,6 +109,10 @@ export interface Config {
   allowPrivateUrls: boolean;
   /** A URL that does not answer, or pauses this long mid-download, is URL_UNREACHABLE. */
   urlTimeoutSeconds: number;
+  /** Signs every webhook (each tenant's secret is derived from it); unset: made once and kept in the database. */
+  webhookSecret: string | undefined;
+  /** Deliveries at once per instance, each one's timeout, and how long after a job ends its webhook is tried. */
+  webhook: { concurrency: number; timeoutSeconds: number; retryHours: number };
   /** Finished jobs (and their audio) are deleted this long after they finish; 0 keeps them. */
   retentionDays: number;
   /** On SIGTERM/SIGINT: how long requests in flight and workers' batches get to finish (workers then hand their jobs back). */
@@ -166,6 +174,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     urlTimeoutSeconds: e.MURMUR_URL_TIMEOUT_SECONDS,
     shutdownSeconds: e.MURMUR_SHUTDOWN_SECONDS,
     retentionDays: e.MURMUR_RETENTION_DAYS,
+    webhookSecret: e.MURMUR_WEBHOOK_SECRET,
+    webhook: { concurrency: e.MURMUR_WEBHOOK_CONCURRENCY, timeoutSeconds: e.MURMUR_WEBHOOK_TIMEOUT_SECONDS, retryHours: e.MURMUR_WEBHOOK_RETRY_HOURS },
     auth: e.MURMUR_AUTH,
     keyLimits: { jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE, maxPending: e.MURMUR_KEY_MAX_PENDING, audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY },
   };

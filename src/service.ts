@@ -16,6 +16,7 @@ import { openQueue } from './queue/open.ts';
 import type { BlobStore } from './storage/blobStore.ts';
 import { openBlobStore } from './storage/open.ts';
 import { Supervisor } from './supervisor/supervisor.ts';
+import { WebhookSender, webhookMaster } from './webhooks/webhooks.ts';
 
 const BIN = fileURLToPath(new URL('./cli/bin.js', import.meta.url));
 
@@ -39,7 +40,9 @@ export async function startService(config: Config, log: (line: string) => void =
   }
   const store = await openBlobStore(config, log);
   const queue = await openQueue(config, log);
-  const api = createApiServer({ config, queue, store, log });
+  const master = await webhookMaster(queue, config);
+  const api = createApiServer({ config, queue, store, log, webhookMaster: master });
+  const webhooks = new WebhookSender(queue, config, master, log);
   await new Promise<void>((resolve, reject) => {
     api.http.once('error', reject);
     api.http.listen(config.port, config.host, () => resolve());
@@ -86,6 +89,7 @@ export async function startService(config: Config, log: (line: string) => void =
     log,
   });
   supervisor.start();
+  webhooks.start();
   log(
     `murmur listening on ${url} (GraphiQL: open it in a browser); queue in ${config.databaseUrl ? 'PostgreSQL' : `${config.dataDir}/murmur.sqlite`}, ` +
       `audio in ${store.name}; up to ${config.maxWorkers} embedded ${config.workerPool} worker(s)`,
@@ -110,6 +114,8 @@ export async function startService(config: Config, log: (line: string) => void =
       api.drain();
       await supervisor.close(config.shutdownSeconds * 1000);
       await api.close(Math.max(0, deadline - Date.now()));
+      // A delivery cut short is still owed in the database: another instance, or this one restarted, sends it.
+      await webhooks.stop();
       await queue.close();
     },
   };

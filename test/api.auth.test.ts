@@ -122,6 +122,7 @@ describe('the authorization matrix', () => {
     else forbidden(r);
   };
   const own = (who: Who) => (who === 'b' ? 'b' : 'a');
+  const secrets: Record<string, string> = {};
   const other = (who: Who) => (who === 'b' ? 'a' : 'b');
 
   const fields: Record<string, (who: Who) => Promise<void>> = {
@@ -140,6 +141,12 @@ describe('the authorization matrix', () => {
         const tenants = new Set(r.data.jobs.nodes.map((n: { tenant: string }) => n.tenant));
         expect([...tenants].sort()).toEqual(who === 'admin' ? ['tenant-a', 'tenant-b'] : [`tenant-${who}`]);
       });
+    },
+    webhookSecret: async (who) => {
+      const r = await gql(who, `{ webhookSecret }`);
+      // Each tenant its own: what A verifies with cannot check (or forge) B's.
+      clientOnly(who, r, () => expect(r.data.webhookSecret).toBe(secrets[who === 'b' ? 'b' : who === 'a' ? 'a' : 'admin'] ??= r.data.webhookSecret));
+      if (who === 'b' && secrets.a) expect(r.data.webhookSecret).not.toBe(secrets.a);
     },
     queue: async (who) => {
       const r = await gql(who, `{ queue { pending } }`);

@@ -13,7 +13,7 @@ import type { Context, Services } from './context.ts';
 import { ApiError } from './errors.ts';
 import { checkAudioLimit, checkJobLimits } from './rateLimits.ts';
 import { uploadFilename } from './presignedUploads.ts';
-import { fetchUrl, limitBody } from './urlFetch.ts';
+import { checkUrl, fetchUrl, limitBody } from './urlFetch.ts';
 import { StoredUpload } from './uploads.ts';
 
 export interface CreateJobInput {
@@ -25,6 +25,7 @@ export interface CreateJobInput {
   timestamps?: boolean | null;
   idempotencyKey?: string | null;
   priority?: number | null;
+  callbackUrl?: string | null;
 }
 
 interface Audio {
@@ -56,6 +57,10 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     const existing = await queue.findByIdempotencyKey(input.idempotencyKey, owner.tenant);
     if (existing) return existing;
   }
+  if (input.callbackUrl != null) {
+    if (input.callbackUrl.length > 2000) throw new ApiError('BAD_USER_INPUT', 'callbackUrl is over 2000 characters');
+    await checkUrl(input.callbackUrl, config.allowPrivateUrls);
+  }
   if (owner.apiKeyId) await checkJobLimits(queue, config, owner.apiKeyId);
 
   const audio = input.file ? multipart(input.file) : input.uploadKey ? await presigned(services, input.uploadKey) : await fetched(services, input.url!);
@@ -80,6 +85,7 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     timestamps: input.timestamps ?? true,
     priority: input.priority ?? 0,
     idempotencyKey: input.idempotencyKey,
+    webhookUrl: input.callbackUrl,
     ...owner,
   });
   // When the same idempotency key raced in first, this audio is not the job's.

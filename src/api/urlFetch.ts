@@ -102,7 +102,24 @@ async function resolveChecked(hostname: string, allowPrivate: boolean): Promise<
   return addresses[0];
 }
 
-function get(url: URL, address: { address: string; family: number }, timeoutMs: number): Promise<IncomingMessage> {
+/** Refuses a URL the server would never send to (scheme, credentials, a private address); one that does not resolve yet passes. */
+export async function checkUrl(url: string, allowPrivate: boolean): Promise<void> {
+  const u = parse(url);
+  await resolveChecked(u.hostname, allowPrivate).catch((err) => {
+    if (!(err instanceof ApiError && err.code === 'URL_UNREACHABLE')) throw err;
+  });
+}
+
+/** POSTs `body` to `url` past the same guard (redirects are not followed: an answer is an answer); resolves with the status. */
+export async function postChecked(url: string, body: string, headers: Record<string, string>, o: { timeoutMs: number; allowPrivate: boolean }): Promise<number> {
+  const u = parse(url);
+  const address = await resolveChecked(u.hostname, o.allowPrivate);
+  const response = await get(u, address, o.timeoutMs, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  response.resume();
+  return response.statusCode ?? 0;
+}
+
+function get(url: URL, address: { address: string; family: number }, timeoutMs: number, post?: { method: 'POST'; headers: Record<string, string>; body: string }): Promise<IncomingMessage> {
   // Connect to the checked address whatever the name resolves to by now; TLS still checks the name.
   const pinned: LookupFunction = (_host, options, callback) => {
     if ((options as { all?: boolean }).all) (callback as (err: null, addresses: { address: string; family: number }[]) => void)(null, [address]);
@@ -110,9 +127,10 @@ function get(url: URL, address: { address: string; family: number }, timeoutMs: 
   };
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
   return new Promise((resolve, reject) => {
-    const req = send(url, { method: 'GET', lookup: pinned, headers: { 'user-agent': 'murmur', accept: 'audio/*, */*' }, timeout: timeoutMs }, resolve);
+    const headers = post ? { 'user-agent': 'murmur', ...post.headers } : { 'user-agent': 'murmur', accept: 'audio/*, */*' };
+    const req = send(url, { method: post ? 'POST' : 'GET', lookup: pinned, headers, timeout: timeoutMs }, resolve);
     req.on('timeout', () => req.destroy(new ApiError('URL_UNREACHABLE', `${url.host} did not answer within ${timeoutMs / 1000} s`)));
     req.on('error', (err) => reject(err instanceof ApiError ? err : new ApiError('URL_UNREACHABLE', `cannot fetch ${url}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
-    req.end();
+    req.end(post?.body);
   });
 }

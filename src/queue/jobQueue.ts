@@ -45,6 +45,8 @@ export interface NewJob {
   tenant?: string;
   /** The API key that created it (rate limits count per key). */
   apiKeyId?: string | null;
+  /** POSTed to when the job ends (webhooks.ts). */
+  webhookUrl?: string | null;
   /** The id to give the job; the blob is usually stored under it before the job exists. */
   id?: string;
 }
@@ -148,6 +150,15 @@ export interface JobQueue {
   delete(id: string, tenant?: string): Promise<Job>;
   /** Deletes up to `limit` finished jobs (done, failed, cancelled) that finished before `before` (epoch ms); returns them. */
   purgeFinished(before: number, limit: number): Promise<Job[]>;
+  /**
+   * Webhooks due by `now`, up to `limit`, held for `holdMs` (their next try is moved that far ahead, so
+   * another instance does not send them meanwhile).
+   */
+  claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]>;
+  /** Records a delivery attempt's outcome: delivered (2xx), or tried again at `nextAt` (null: given up). */
+  recordWebhook(id: string, outcome: { status: number; delivered: boolean; nextAt: number | null; at: number }): Promise<Job | undefined>;
+  /** A value every instance shares: the stored one, or `initial` stored now by whichever instance comes first. */
+  setting(name: string, initial: () => string): Promise<string>;
   /** For rate limits: what the key created since `since` (epoch ms), and how many of its jobs are pending or processing. */
   usage(apiKeyId: string, since: number): Promise<KeyUsage>;
 

@@ -15,6 +15,7 @@ export function newJob(input: NewJob, options: QueueOptions, id: string, now: nu
     idempotencyKey: input.idempotencyKey ?? null,
     tenant: input.tenant ?? DEFAULT_TENANT,
     apiKeyId: input.apiKeyId ?? null,
+    webhookUrl: input.webhookUrl ?? null,
     language: input.language ?? null,
     task: input.task ?? 'transcribe',
     timestamps: input.timestamps ?? false,
@@ -44,7 +45,7 @@ export const claimed = (workerId: string, now: number, leaseExpiresAt: number) =
   updatedAt: now,
 });
 
-export const cancelled = (now: number) => ({ status: 'CANCELLED' as const, finishedAt: now, updatedAt: now, leaseExpiresAt: null });
+export const cancelled = (now: number) => ({ status: 'CANCELLED' as const, finishedAt: now, updatedAt: now, leaseExpiresAt: null, webhookNextAt: webhookDue(now) });
 
 export const retried = (now: number) => ({
   status: 'PENDING' as const,
@@ -58,6 +59,11 @@ export const retried = (now: number) => ({
   finishedAt: null,
   workerId: null,
   updatedAt: now,
+  // It will end again, and tell again.
+  webhookAttempts: 0,
+  webhookStatus: null,
+  webhookDeliveredAt: null,
+  webhookNextAt: null,
 });
 
 /** Refuses to cancel a finished job; null when it is already cancelled (nothing to write). */
@@ -88,6 +94,9 @@ export function checkHolding(job: Job | undefined, jobId: string, leaseToken: nu
   return job;
 }
 
+/** A job that ends owes its webhook, when it has one: due now. */
+const webhookDue = (now: number) => sql`CASE WHEN webhook_url IS NOT NULL THEN CAST(${now} AS BIGINT) END`;
+
 /** Handed back by its worker (shutting down) before it finished: pending again, and the attempt does not count. */
 export const released = (now: number) => ({
   status: 'PENDING' as const,
@@ -109,6 +118,7 @@ export const completed = (transcript: Transcript, now: number) => ({
   leaseExpiresAt: null,
   errorCode: null,
   errorMessage: null,
+  webhookNextAt: webhookDue(now),
 });
 
 /** A retryable failure with attempts left goes back after a jittered delay; anything else fails the job. */
@@ -122,6 +132,7 @@ export function failed(job: Job, error: JobFailure, options: QueueOptions, now: 
     finishedAt: again ? null : now,
     leaseExpiresAt: null,
     updatedAt: now,
+    ...(!again && { webhookNextAt: webhookDue(now) }),
   };
 }
 
@@ -137,6 +148,7 @@ export function expired(job: Job, now: number) {
     errorMessage: `worker ${job.workerId} stopped renewing its lease (attempt ${job.attempts} of ${job.maxAttempts})`,
     finishedAt: again ? null : now,
     updatedAt: now,
+    ...(!again && { webhookNextAt: webhookDue(now) }),
   };
 }
 

@@ -10,6 +10,7 @@ import { tenantOf } from '../auth.ts';
 import { ERROR_CODES, JOB_ERROR_CODES, isJobErrorCode, type ErrorCode } from '../errorCodes.ts';
 import { ApiError } from '../errors.ts';
 import { createJob } from '../ingest.ts';
+import { tenantSecret } from '../../webhooks/webhooks.ts';
 
 export const JobStatus = builder.enumType('JobStatus', {
   values: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] as const,
@@ -25,6 +26,16 @@ const OptionsRef = builder.objectRef<Job>('JobOptions');
 const TranscriptRef = builder.objectRef<Transcript>('Transcript');
 const SegmentRef = builder.objectRef<Transcript['segments'][number]>('Segment');
 const ErrorRef = builder.objectRef<{ code: string; message: string }>('JobError');
+const WebhookRef = builder.objectRef<Job>('Webhook').implement({
+  description: 'The delivery of the job\'s end to its callbackUrl',
+  fields: (t) => ({
+    url: t.string({ resolve: (j) => j.webhookUrl! }),
+    attempts: t.exposeInt('webhookAttempts'),
+    lastStatus: t.exposeInt('webhookStatus', { nullable: true, description: 'the last answer\'s HTTP status; 0: none came (refused, timed out)' }),
+    deliveredAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.webhookDeliveredAt }),
+    nextAttemptAt: t.field({ type: 'DateTime', nullable: true, description: 'when it is tried (again); null: delivered, given up, or the job has not ended', resolve: (j) => j.webhookNextAt }),
+  }),
+});
 
 InputRef.implement({
   description: 'What was uploaded',
@@ -100,6 +111,7 @@ JobRef.implement({
     input: t.field({ type: InputRef, resolve: (j) => j }),
     options: t.field({ type: OptionsRef, resolve: (j) => j }),
     result: t.field({ type: TranscriptRef, nullable: true, resolve: (j) => (j.status === 'DONE' ? (j.result as Transcript) : null) }),
+    webhook: t.field({ type: WebhookRef, nullable: true, description: 'null without a callbackUrl', resolve: (j) => (j.webhookUrl ? j : null) }),
     error: t.field({
       type: ErrorRef,
       nullable: true,
@@ -142,6 +154,13 @@ builder.queryFields((t) => ({
     description: 'null for an unknown id, and for another tenant\'s job',
     resolve: async (_root, { id }, ctx) => (await ctx.queue.get(String(id), tenantOf(ctx))) ?? null,
   }),
+  webhookSecret: t.string({
+    description: 'The secret your tenant\'s webhooks are signed with (whsec_…, as Standard Webhooks libraries take it)',
+    resolve: (_root, _args, ctx) => {
+      tenantOf(ctx);
+      return tenantSecret(ctx.webhookMaster, (ctx.caller as { tenant: string }).tenant);
+    },
+  }),
   jobs: t.field({
     type: JobConnection,
     description: 'newest first: the key\'s tenant\'s jobs (an admin key: every tenant\'s)',
@@ -165,6 +184,7 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
     timestamps: t.boolean({ description: 'segment times from the model (default true)' }),
     idempotencyKey: t.string({ description: 'a key of the client\'s: sending it again returns the first job instead of a second one' }),
     priority: t.int({ description: 'higher runs first (default 0)' }),
+    callbackUrl: t.string({ description: 'POSTed to when the job ends, signed as Standard Webhooks describes (the secret: the webhookSecret query); same address rules as `url`' }),
   }),
 });
 

@@ -16,7 +16,7 @@ import * as step from '../transitions.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
 import { Listener, notices, type Notice } from './notifications.ts';
-import { jobCounts, jobs, workers } from './schema.ts';
+import { jobCounts, jobs, settings, workers } from './schema.ts';
 
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
@@ -128,6 +128,27 @@ export class PostgresQueue implements JobQueue {
       .limit(limit)
       .for('update', { skipLocked: true });
     return this.db.delete(jobs).where(inArray(jobs.id, doomed)).returning();
+  }
+
+  async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
+    // SKIP LOCKED: instances sweeping at once each take different deliveries.
+    const due = this.db.select({ id: jobs.id }).from(jobs).where(lte(jobs.webhookNextAt, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).for('update', { skipLocked: true });
+    return this.db.update(jobs).set({ webhookNextAt: now + holdMs }).where(inArray(jobs.id, due)).returning();
+  }
+
+  async recordWebhook(id: string, o: { status: number; delivered: boolean; nextAt: number | null; at: number }): Promise<Job | undefined> {
+    const [job] = await this.db
+      .update(jobs)
+      .set({ webhookAttempts: sql`webhook_attempts + 1`, webhookStatus: o.status, webhookNextAt: o.nextAt, ...(o.delivered && { webhookDeliveredAt: o.at }) })
+      .where(eq(jobs.id, id))
+      .returning();
+    return job;
+  }
+
+  async setting(name: string, initial: () => string): Promise<string> {
+    await this.db.insert(settings).values({ name, value: initial() }).onConflictDoNothing();
+    const [row] = await this.db.select().from(settings).where(eq(settings.name, name));
+    return row.value;
   }
 
   async usage(apiKeyId: string, since: number): Promise<KeyUsage> {

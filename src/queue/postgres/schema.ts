@@ -40,6 +40,15 @@ export const jobs = pgTable(
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
 
+    /** Where to POST the job's end (createJob's callbackUrl), and how that went. */
+    webhookUrl: text('webhook_url'),
+    webhookAttempts: integer('webhook_attempts').notNull().default(0),
+    /** The last answer's HTTP status; 0: no answer (refused, timed out). */
+    webhookStatus: integer('webhook_status'),
+    webhookDeliveredAt: ms('webhook_delivered_at'),
+    /** When a delivery is due (epoch ms); null: none is. A sender holds it by moving it ahead while it tries. */
+    webhookNextAt: ms('webhook_next_at'),
+
     createdAt: ms('created_at').notNull(),
     startedAt: ms('started_at'),
     finishedAt: ms('finished_at'),
@@ -52,6 +61,7 @@ export const jobs = pgTable(
     uniqueIndex('jobs_tenant_idempotency_key').on(t.tenant, t.idempotencyKey),
     index('jobs_tenant_seq').on(t.tenant, t.seq),
     index('jobs_key_created').on(t.apiKeyId, t.createdAt),
+    index('jobs_webhook_due').on(t.webhookNextAt),
   ],
 );
 
@@ -88,4 +98,10 @@ export const apiKeys = pgTable('api_keys', {
   createdAt: ms('created_at').notNull(),
   revokedAt: ms('revoked_at'),
   lastUsedAt: ms('last_used_at'),
+});
+
+/** Values every instance shares, made once (the webhook signing secret). */
+export const settings = pgTable('settings', {
+  name: text('name').primaryKey(),
+  value: text('value').notNull(),
 });

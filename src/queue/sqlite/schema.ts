@@ -45,6 +45,15 @@ export const jobs = sqliteTable(
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
 
+    /** Where to POST the job's end (createJob's callbackUrl), and how that went. */
+    webhookUrl: text('webhook_url'),
+    webhookAttempts: integer('webhook_attempts').notNull().default(0),
+    /** The last answer's HTTP status; 0: no answer (refused, timed out). */
+    webhookStatus: integer('webhook_status'),
+    webhookDeliveredAt: integer('webhook_delivered_at'),
+    /** When a delivery is due (epoch ms); null: none is. A sender holds it by moving it ahead while it tries. */
+    webhookNextAt: integer('webhook_next_at'),
+
     createdAt: integer('created_at').notNull(),
     startedAt: integer('started_at'),
     finishedAt: integer('finished_at'),
@@ -57,6 +66,7 @@ export const jobs = sqliteTable(
     uniqueIndex('jobs_tenant_idempotency_key').on(t.tenant, t.idempotencyKey),
     index('jobs_tenant_seq').on(t.tenant, t.seq),
     index('jobs_key_created').on(t.apiKeyId, t.createdAt),
+    index('jobs_webhook_due').on(t.webhookNextAt),
   ],
 );
 
@@ -100,4 +110,10 @@ export const apiKeys = sqliteTable('api_keys', {
   createdAt: integer('created_at').notNull(),
   revokedAt: integer('revoked_at'),
   lastUsedAt: integer('last_used_at'),
+});
+
+/** Values every instance shares, made once (the webhook signing secret). */
+export const settings = sqliteTable('settings', {
+  name: text('name').primaryKey(),
+  value: text('value').notNull(),
 });

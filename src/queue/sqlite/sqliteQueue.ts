@@ -14,7 +14,7 @@ import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { SqliteKeys } from './sqliteKeys.ts';
 import * as step from '../transitions.ts';
 import type { Db } from './database.ts';
-import { jobCounts, jobs, workers } from './schema.ts';
+import { jobCounts, jobs, settings, workers } from './schema.ts';
 
 const IMMEDIATE = { behavior: 'immediate' } as const;
 
@@ -107,6 +107,27 @@ export class SqliteQueue implements JobQueue {
         .map((r) => r.id);
       return ids.length ? tx.delete(jobs).where(inArray(jobs.id, ids)).returning().all() : [];
     }, IMMEDIATE);
+  }
+
+  async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
+    return this.db.transaction((tx) => {
+      const ids = tx.select({ id: jobs.id }).from(jobs).where(lte(jobs.webhookNextAt, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).all().map((r) => r.id);
+      return ids.length ? tx.update(jobs).set({ webhookNextAt: now + holdMs }).where(inArray(jobs.id, ids)).returning().all() : [];
+    }, IMMEDIATE);
+  }
+
+  async recordWebhook(id: string, o: { status: number; delivered: boolean; nextAt: number | null; at: number }): Promise<Job | undefined> {
+    return this.db
+      .update(jobs)
+      .set({ webhookAttempts: sql`webhook_attempts + 1`, webhookStatus: o.status, webhookNextAt: o.nextAt, ...(o.delivered && { webhookDeliveredAt: o.at }) })
+      .where(eq(jobs.id, id))
+      .returning()
+      .get();
+  }
+
+  async setting(name: string, initial: () => string): Promise<string> {
+    this.db.insert(settings).values({ name, value: initial() }).onConflictDoNothing().run();
+    return this.db.select().from(settings).where(eq(settings.name, name)).get()!.value;
   }
 
   async usage(apiKeyId: string, since: number): Promise<KeyUsage> {
