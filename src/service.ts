@@ -57,6 +57,9 @@ export async function startService(config: Config, log: (line: string) => void =
   const leaseSweeper = setInterval(sweep('lease sweep', () => queue.expireLeases()), Math.min(1000, (config.leaseSeconds * 1000) / 4));
   // Once a minute: presigned uploads no job took, and workers gone quiet (the live list only reads within its window).
   const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
+  // Audio an instance that died left behind (a done job's, an upload whose request died with it): at start, then hourly.
+  void sweep('audio sweep', () => sweepLeftAudio(queue, store, config.uploadExpirySeconds * 1000))();
+  const audioSweeper = setInterval(sweep('audio sweep', () => sweepLeftAudio(queue, store, config.uploadExpirySeconds * 1000)), 3_600_000);
   const workerSweeper = setInterval(sweep('worker sweep', () => queue.forgetQuietWorkers()), 60_000);
   // Retention: a quarter of the retention time between sweeps, from once a second to once an hour.
   const retentionMs = config.retentionDays * 86_400_000;
@@ -111,6 +114,7 @@ export async function startService(config: Config, log: (line: string) => void =
       clearInterval(uploadSweeper);
       clearInterval(workerSweeper);
       clearInterval(retentionSweeper);
+      clearInterval(audioSweeper);
       api.drain();
       await supervisor.close(config.shutdownSeconds * 1000);
       await api.close(Math.max(0, deadline - Date.now()));
@@ -144,6 +148,19 @@ export async function purgeFinished(queue: JobQueue, store: BlobStore, before: n
     purged += jobs.length;
     if (jobs.length < BATCH) return purged;
   }
+}
+
+/** Stored audio no job needs: a done job's, or one no job has that is older than the upload expiry. */
+export async function sweepLeftAudio(queue: JobQueue, store: BlobStore, expiryMs: number): Promise<number> {
+  const before = Date.now() - expiryMs;
+  let removed = 0;
+  for await (const blob of store.list('uploads/')) {
+    const job = await queue.findByBlobKey(blob.key);
+    if (job ? job.status !== 'DONE' : blob.lastModified >= before) continue;
+    await store.delete(blob.key);
+    removed++;
+  }
+  return removed;
 }
 
 /** Presigned uploads no job took within the expiry are deleted. */

@@ -230,6 +230,10 @@ function corpus(): Case[] {
       ['ftp', 'ftp://example.com/a.mp3'],
       ['multicast', 'http://224.0.0.1/'],
     ].map(([name, u]) => ({ name: `a URL: ${name}`, send: url(u), code: 'URL_FORBIDDEN' })),
+    // Hostile webhook addresses
+    { name: 'a callbackUrl on loopback', send: upload(good, 'a.wav', { callbackUrl: 'http://127.0.0.1:4000/graphql' }), code: 'URL_FORBIDDEN' },
+    { name: 'a callbackUrl at the cloud metadata address', send: upload(good, 'a.wav', { callbackUrl: 'http://169.254.169.254/latest' }), code: 'URL_FORBIDDEN' },
+    { name: 'a callbackUrl that is not http', send: upload(good, 'a.wav', { callbackUrl: 'file:///etc/passwd' }), code: 'URL_FORBIDDEN' },
     // Keys
     { name: 'an upload with no key', send: upload(good, 'a.wav', {}, {}), code: 'UNAUTHENTICATED' },
     { name: 'an upload with a made-up key', send: upload(good, 'a.wav', {}, { authorization: 'Bearer mk_' + 'A'.repeat(43) }), code: 'UNAUTHENTICATED' },

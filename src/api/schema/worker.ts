@@ -127,7 +127,8 @@ builder.mutationFields((t) => ({
       const job = await ctx.queue.complete(String(args.jobId), args.leaseToken, args.result);
       ctx.metrics.processing.observe((job.finishedAt! - job.startedAt!) / 1000);
       // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
-      ctx.store.delete(job.blobKey).catch((err) => ctx.log(`could not delete the audio of job ${job.id}: ${err.message}`));
+      // Deleted before answering; an instance that dies in between leaves it to the sweep at the next start.
+      await ctx.store.delete(job.blobKey).catch((err) => ctx.log(`could not delete the audio of job ${job.id}: ${err.message}`));
       return job;
     },
   }),
