@@ -39,6 +39,7 @@ const schema = z.object({
   MURMUR_S3_PREFIX: z.string().default(''),
   MURMUR_UPLOAD_EXPIRY_SECONDS: z.coerce.number().int().min(60).default(3600),
   MURMUR_UPLOAD_IDLE_SECONDS: z.coerce.number().positive().default(30),
+  MURMUR_REQUEST_TIMEOUT_SECONDS: z.coerce.number().positive().default(900),
   MURMUR_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(1 << 20),
   MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
@@ -101,6 +102,8 @@ export interface Config {
   uploadExpirySeconds: number;
   /** An upload that sends nothing for this long is stopped (UPLOAD_STALLED) and removed. */
   uploadIdleSeconds: number;
+  /** A request, upload included, must have arrived whole within this (a client trickling bytes cannot hold a connection for ever). */
+  requestTimeoutSeconds: number;
   /** JSON request bodies at most. */
   maxRequestBytes: number;
   /** Origins whose pages may call the API from a browser; none: same origin only. */
@@ -168,6 +171,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
       : undefined,
     uploadExpirySeconds: e.MURMUR_UPLOAD_EXPIRY_SECONDS,
     uploadIdleSeconds: e.MURMUR_UPLOAD_IDLE_SECONDS,
+    requestTimeoutSeconds: e.MURMUR_REQUEST_TIMEOUT_SECONDS,
     maxRequestBytes: e.MURMUR_MAX_REQUEST_BYTES,
     corsOrigins: e.MURMUR_CORS_ORIGINS,
     allowPrivateUrls: ['1', 'true'].includes(e.MURMUR_ALLOW_PRIVATE_URLS),

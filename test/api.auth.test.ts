@@ -273,6 +273,10 @@ describe('the authorization matrix', () => {
     }
     const page = await fetch(server.url, { headers: { accept: 'text/html' } });
     expect(page.status).toBe(200);
+    // The link the first start prints opens GraphiQL with the key in its headers.
+    const linked = await (await fetch(`${server.url}?key=${secret.admin}`, { headers: { accept: 'text/html' } })).text();
+    expect(linked.includes(`Bearer ${secret.admin}`)).toBe(true);
+    expect((await page.text()).includes('Bearer mk_')).toBe(false);
   });
 });
 

@@ -126,3 +126,29 @@ describe('GraphQL limits', () => {
     await client.dispose();
   });
 });
+
+describe('slow clients', () => {
+  it('an upload trickled a byte at a time is cut off at MURMUR_REQUEST_TIMEOUT_SECONDS, though no pause is long', async () => {
+    const slow = await startServer({ MURMUR_REQUEST_TIMEOUT_SECONDS: '3', MURMUR_UPLOAD_IDLE_SECONDS: '2' });
+    try {
+      const { port, hostname } = new URL(slow.url);
+      const { connect } = await import('node:net');
+      const socket = connect(Number(port), hostname);
+      socket.write(`POST /graphql HTTP/1.1\r\nhost: x\r\ngraphql-preflight: 1\r\ncontent-type: multipart/form-data; boundary=b\r\ncontent-length: 100000\r\n\r\n--b\r\n`);
+      const drip = setInterval(() => socket.write('x'), 500);
+      const started = Date.now();
+      const answer = await new Promise<string>((resolve) => {
+        let text = '';
+        socket.on('data', (d) => (text += d));
+        socket.on('close', () => resolve(text));
+        socket.on('error', () => resolve(text));
+      });
+      clearInterval(drip);
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+      console.log(`trickled upload cut off after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      expect((await fetch(slow.url.replace('/graphql', '/healthz'))).status).toBe(200);
+    } finally {
+      await slow.stop();
+    }
+  });
+});

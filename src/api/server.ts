@@ -69,7 +69,9 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
   // Requests in flight (WebSocket connections are not requests): a stopping server waits for them.
   let inFlight = 0;
   let settled: (() => void) | null = null;
-  const http = createServer((req, res) => {
+  // Node answers 408 and closes a request that has not arrived whole within MURMUR_REQUEST_TIMEOUT_SECONDS: an upload
+  // trickled a byte at a time (each byte resetting MURMUR_UPLOAD_IDLE_SECONDS) still ends. Checked every second.
+  const http = createServer({ requestTimeout: config.requestTimeoutSeconds * 1000, connectionsCheckingInterval: 1000 }, (req, res) => {
     // Every answer names its request (the client's own x-request-id when it sent a sane one): an
     // INTERNAL_SERVER_ERROR carries it too, and the server's log line about it.
     const sent = req.headers['x-request-id'];
