@@ -3,7 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, wavBytes, type Server } from './helpers/service.ts';
+import { collect, startServer, wavBytes, type Server } from './helpers/service.ts';
 
 let server: Server;
 const audio = wavBytes(new Float32Array(16000).map((_, i) => 0.3 * Math.sin(i / 7)));
@@ -21,15 +21,20 @@ beforeAll(async () => {
 afterAll(() => server?.stop());
 
 describe('deletion', () => {
-  it('deleteJob removes the job and its audio, whatever its state', async () => {
+  it('deleteJob removes the job and its audio, whatever its state; its subscribers are told by the end of the stream', async () => {
     const id = await create();
     expect(stored()).toHaveLength(1);
+    const client = server.ws();
+    const followed = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id });
+    await new Promise((r) => setTimeout(r, 300));
     const res = await server.gql(`mutation ($id: ID!) { deleteJob(id: $id) }`, { id });
     expect(res.data.deleteJob).toBe(id);
     expect(await jobOf(id)).toBeNull();
     expect(stored()).toEqual([]);
+    expect((await followed).map((u) => u.jobUpdated.status)).toEqual(['PENDING']);
+    await client.dispose();
     expect((await server.gql(`mutation ($id: ID!) { deleteJob(id: $id) }`, { id })).errors?.[0]?.extensions?.code).toBe('JOB_NOT_FOUND');
-  });
+  }, 30_000);
 
   it('retention removes finished jobs with their audio, and leaves unfinished ones', async () => {
     const waiting = await create();

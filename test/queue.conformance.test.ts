@@ -317,10 +317,14 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
 
   describe('deletion', () => {
     it('delete removes a job of the tenant asked for, whatever its state; purgeFinished takes finished jobs older than a moment', async () => {
-      const { queue, clock } = await setup();
+      const { queue, clock, peer } = await setup();
+      const other = await peer();
       const a = (await queue.create(job(0, { tenant: 'a' }))).job;
       await expect(queue.delete(a.id, 'b')).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
+      // Every instance hears of it.
+      const heard = new Promise<string>((resolve) => other.events.once('deleted', resolve));
       expect((await queue.delete(a.id, 'a')).id).toBe(a.id);
+      expect(await heard).toBe(a.id);
       expect(await queue.get(a.id)).toBeUndefined();
       await expect(queue.delete(a.id)).rejects.toMatchObject({ code: 'JOB_NOT_FOUND' });
 

@@ -114,7 +114,7 @@ export interface JobFailure {
   retryable: boolean;
 }
 
-export type QueueEvents = { job: [Job]; work: []; resync: [] };
+export type QueueEvents = { job: [Job]; work: []; resync: []; deleted: [string] };
 
 /** What one API key has queued: jobs created since a moment, their audio, and its jobs not finished yet. */
 export interface KeyUsage {
@@ -127,8 +127,9 @@ export interface KeyUsage {
 
 export interface JobQueue {
   /**
-   * `job` after every committed change of a job (from any API instance); `work` when a job may have
-   * become claimable; `resync` when changes may have been missed (a lost connection): read again.
+   * `job` after every committed change of a job (from any API instance); `deleted` when one is gone;
+   * `work` when a job may have become claimable; `resync` when changes may have been missed (a lost
+   * connection): read again.
    */
   readonly events: EventEmitter<QueueEvents>;
   readonly options: QueueOptions;

@@ -221,7 +221,7 @@ builder.mutationFields((t) => ({
 builder.subscriptionField('jobUpdated', (t) =>
   t.field({
     type: JobRef,
-    description: 'The job as it is now, then again at every change of status or progress; ends when the job finishes.',
+    description: 'The job as it is now, then again at every change of status or progress; ends when the job finishes (or is deleted).',
     args: { id: t.arg.id({ required: true }) },
     subscribe: async (_root, { id }, ctx) => {
       const current = await ctx.queue.get(String(id), tenantOf(ctx));
@@ -244,6 +244,9 @@ builder.subscriptionField('jobUpdated', (t) =>
         ctx.queue.events.on('resync', onResync);
         // A stopping instance ends its subscriptions: clients subscribe again elsewhere (or here once restarted).
         const onDrain = () => stop();
+        // A deleted job has nothing more to tell: the subscription ends.
+        const onDeleted = (id: string) => id === current.id && stop();
+        ctx.queue.events.on('deleted', onDeleted);
         ctx.draining.addEventListener('abort', onDrain, { once: true });
         // Read again after listening, so a change between the first read and now is not missed.
         forward(await ctx.queue.get(current.id));
@@ -251,6 +254,7 @@ builder.subscriptionField('jobUpdated', (t) =>
         ctx.queue.events.off('job', onJob);
         ctx.queue.events.off('resync', onResync);
         ctx.draining.removeEventListener('abort', onDrain);
+        ctx.queue.events.off('deleted', onDeleted);
       });
     },
     resolve: (job) => job,

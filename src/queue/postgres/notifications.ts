@@ -15,6 +15,7 @@ const MAX_PAYLOAD = 7900;
 
 export type Notice =
   | { work: true }
+  | { deleted: string }
   /** `partial`: the row came without its transcript; read it back. */
   | { job: Job; partial?: true };
 
@@ -27,6 +28,12 @@ export function notices(changed: Job[], work: boolean): SQL {
   if (work) payloads.push(JSON.stringify({ work: true } satisfies Notice));
   // WITH ORDINALITY keeps the notices in the order given.
   return sql`SELECT pg_notify(${CHANNEL}, p) FROM unnest(${sql.param(payloads)}::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n`;
+}
+
+/** Announces deleted jobs, inside the transaction that deletes them. */
+export function deletions(ids: string[]): SQL {
+  const payloads = ids.map((id) => JSON.stringify({ deleted: id } satisfies Notice));
+  return sql`SELECT pg_notify(${CHANNEL}, p) FROM unnest(${sql.param(payloads)}::text[]) AS t(p)`;
 }
 
 export class Listener {

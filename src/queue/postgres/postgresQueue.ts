@@ -15,7 +15,7 @@ import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
-import { Listener, notices, type Notice } from './notifications.ts';
+import { Listener, deletions, notices, type Notice } from './notifications.ts';
 import { jobCounts, jobs, settings, workers } from './schema.ts';
 
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
@@ -115,9 +115,12 @@ export class PostgresQueue implements JobQueue {
   }
 
   async delete(id: string, tenant?: string): Promise<Job> {
-    const [job] = await this.db.delete(jobs).where(this.byId(id, tenant)).returning();
-    if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
-    return job;
+    return this.db.transaction(async (tx) => {
+      const [job] = await tx.delete(jobs).where(this.byId(id, tenant)).returning();
+      if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
+      await tx.execute(deletions([job.id]));
+      return job;
+    });
   }
 
   async purgeFinished(before: number, limit: number): Promise<Job[]> {
@@ -127,7 +130,11 @@ export class PostgresQueue implements JobQueue {
       .where(and(inArray(jobs.status, ['DONE', 'FAILED', 'CANCELLED']), lt(jobs.finishedAt, before)))
       .limit(limit)
       .for('update', { skipLocked: true });
-    return this.db.delete(jobs).where(inArray(jobs.id, doomed)).returning();
+    return this.db.transaction(async (tx) => {
+      const gone = await tx.delete(jobs).where(inArray(jobs.id, doomed)).returning();
+      if (gone.length) await tx.execute(deletions(gone.map((j) => j.id)));
+      return gone;
+    });
   }
 
   async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
@@ -353,6 +360,7 @@ export class PostgresQueue implements JobQueue {
   private noticed(notice: Notice): void {
     this.emitting = this.emitting.then(async () => {
       if ('work' in notice) return void this.events.emit('work');
+      if ('deleted' in notice) return void this.events.emit('deleted', notice.deleted);
       let job: Job | undefined = notice.job;
       // The transcript did not fit the notice: read it back, only when someone here follows jobs.
       if (notice.partial && this.events.listenerCount('job') > 0) {

@@ -92,12 +92,13 @@ export class SqliteQueue implements JobQueue {
   }
 
   async delete(id: string, tenant?: string): Promise<Job> {
-    const job = this.db.delete(jobs).where(this.byId(id, tenant)).returning().get();
-    return this.found(job, id);
+    const job = this.found(this.db.delete(jobs).where(this.byId(id, tenant)).returning().get(), id);
+    this.events.emit('deleted', job.id);
+    return job;
   }
 
   async purgeFinished(before: number, limit: number): Promise<Job[]> {
-    return this.db.transaction((tx) => {
+    const gone = this.db.transaction((tx) => {
       const ids = tx
         .select({ id: jobs.id })
         .from(jobs)
@@ -107,6 +108,8 @@ export class SqliteQueue implements JobQueue {
         .map((r) => r.id);
       return ids.length ? tx.delete(jobs).where(inArray(jobs.id, ids)).returning().all() : [];
     }, IMMEDIATE);
+    for (const job of gone) this.events.emit('deleted', job.id);
+    return gone;
   }
 
   async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
