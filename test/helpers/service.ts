@@ -2,13 +2,14 @@
 // process on an ephemeral port, with its own data directory, talking to real
 // worker child processes; plus small HTTP, multipart and WebSocket clients.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createClient, type Client } from 'graphql-ws';
 import wav from 'node-wav';
 import WebSocket from 'ws';
+import { generatedModel } from './models.ts';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
 export const WORKER_TOKEN = 'test-worker-token-0123456789';
@@ -28,7 +29,14 @@ export interface Server {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
+/** A small generated model, made once per test file, for servers that run no embedded workers (generating the default one takes seconds). */
+let smallModel: Promise<string> | undefined;
+
 export async function startServer(env: Record<string, string>, dataDir = mkdtempSync(join(tmpdir(), 'murmur-data-'))): Promise<Server> {
+  if (env.MURMUR_MAX_WORKERS === '0' && !env.MURMUR_MODEL_DIR && !existsSync(join(dataDir, 'model'))) {
+    smallModel ??= generatedModel();
+    env = { ...env, MURMUR_MODEL_DIR: await smallModel };
+  }
   const child = spawn(process.execPath, [BIN, 'serve'], {
     env: {
       ...process.env,
