@@ -315,6 +315,38 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
     });
   });
 
+  describe('webhooks owed', () => {
+    it('a job with a webhook owes one when it ends; claims hold it; outcomes are recorded; a retried job owes afresh', async () => {
+      const { queue, clock, peer } = await setup();
+      const other = await peer();
+      const { id } = (await queue.create(job(0, { webhookUrl: 'https://example.com/hook' }))).job;
+      const plain = (await queue.create(job(1))).job;
+      expect(await queue.claimWebhooks(clock.now, 10, 1000)).toEqual([]);
+      await queue.cancel(id);
+      await queue.cancel(plain.id);
+      // Two instances sweeping at once: the delivery goes to one of them.
+      const [a, b] = await Promise.all([queue.claimWebhooks(clock.now, 10, 5000), other.claimWebhooks(clock.now, 10, 5000)]);
+      expect([...a, ...b].map((j) => j.id)).toEqual([id]);
+      expect(await queue.claimWebhooks(clock.now + 4000, 10, 5000)).toEqual([]);
+      await queue.recordWebhook(id, { status: 500, delivered: false, nextAt: clock.now + 100, at: clock.now });
+      clock.now += 200;
+      const [again] = await queue.claimWebhooks(clock.now, 10, 5000);
+      expect(again).toMatchObject({ id, webhookAttempts: 1, webhookStatus: 500 });
+      const done = await queue.recordWebhook(id, { status: 204, delivered: true, nextAt: null, at: clock.now });
+      expect(done).toMatchObject({ webhookAttempts: 2, webhookStatus: 204, webhookDeliveredAt: clock.now, webhookNextAt: null });
+      const retried = await queue.retry(id);
+      expect(retried).toMatchObject({ webhookAttempts: 0, webhookDeliveredAt: null, webhookNextAt: null });
+    });
+
+    it('a shared setting is made once, by whichever instance comes first', async () => {
+      const { queue, peer } = await setup();
+      const other = await peer();
+      const [x, y] = await Promise.all([queue.setting('s', () => 'from-a'), other.setting('s', () => 'from-b')]);
+      expect(x).toBe(y);
+      expect(await queue.setting('s', () => 'later')).toBe(x);
+    });
+  });
+
   describe('deletion', () => {
     it('delete removes a job of the tenant asked for, whatever its state; purgeFinished takes finished jobs older than a moment', async () => {
       const { queue, clock, peer } = await setup();
