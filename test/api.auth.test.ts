@@ -245,6 +245,21 @@ describe('the authorization matrix', () => {
     expect(answers[0].text).not.toContain(jobs.b);
   });
 
+  it("graphql-ws also takes the key from a subscribe message's extensions.headers, as GraphiQL sends it", async () => {
+    const client = server.ws();
+    const ask = (extensions?: Record<string, unknown>) =>
+      new Promise<{ data?: any; errors?: any[] }>((resolve) => {
+        const stop = client.subscribe(
+          { query: `subscription ($id: ID!) { jobUpdated(id: $id) { id } }`, variables: { id: jobs.a }, extensions },
+          { next: (v) => (stop(), resolve(v as any)), error: (e) => resolve({ errors: Array.isArray(e) ? e : [e] }), complete: () => {} },
+        );
+      });
+    expect((await ask({ headers: { Authorization: `Bearer ${secret.a}` } })).data?.jobUpdated.id).toBe(jobs.a);
+    expect((await ask({ headers: { authorization: `Bearer ${secret.b}` } })).errors?.[0]?.extensions?.code).toBe('JOB_NOT_FOUND');
+    expect((await ask()).errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    await client.dispose();
+  });
+
   it('SSE subscriptions take the key from the Authorization header', async () => {
     const sse = (who: Who) =>
       fetch(`${server.url}?query=${encodeURIComponent('subscription ($id: ID!) { jobUpdated(id: $id) { id } }')}&variables=${encodeURIComponent(JSON.stringify({ id: jobs.a }))}`, {

@@ -28,6 +28,12 @@ export interface ApiServer {
   close(graceMs?: number): Promise<void>;
 }
 
+/** A header from a plain object of headers, whatever the case of its name. */
+function headerIn(headers: unknown, name: string): unknown {
+  if (!headers || typeof headers !== 'object') return undefined;
+  return Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
+}
+
 /** The id of the HTTP request being handled. */
 const requests = new AsyncLocalStorage<string>();
 
@@ -104,7 +110,8 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
   };
 
   const wss = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
-  // The key comes in the connection parameters (or the upgrade request's header) and is checked at every
+  // The key comes in the connection parameters, the subscribe message's extensions.headers (GraphiQL), or the
+  // upgrade request's header, and is checked at every
   // subscribe, so a key revoked meanwhile stops working; a connection without a valid key stays open, and
   // each of its subscriptions is refused with the reason.
   const ws = useServer(
@@ -113,7 +120,8 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
       subscribe: (args: any) => args.rootValue.subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
         const req = ctx.extra.request;
-        const param = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization ?? req.headers.authorization;
+        // GraphiQL sends the headers of its editor in each subscribe message's extensions, not as connection parameters.
+        const param = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization ?? headerIn(params.extensions?.headers, 'authorization') ?? req.headers.authorization;
         let caller: Caller;
         try {
           caller = await authenticate(typeof param === 'string' ? param : undefined, services);
