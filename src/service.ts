@@ -150,11 +150,14 @@ export async function purgeFinished(queue: JobQueue, store: BlobStore, before: n
   }
 }
 
-/** Stored audio no job needs: a done job's, or one no job has that is older than the upload expiry. */
-export async function sweepLeftAudio(queue: JobQueue, store: BlobStore, expiryMs: number): Promise<number> {
+/**
+ * Stored audio under `prefix` no job needs: a done job's, or one no job took within `expiryMs` (a
+ * presigned upload never used, an upload whose request died with its instance).
+ */
+async function sweepAudio(queue: JobQueue, store: BlobStore, prefix: string, expiryMs: number): Promise<number> {
   const before = Date.now() - expiryMs;
   let removed = 0;
-  for await (const blob of store.list('uploads/')) {
+  for await (const blob of store.list(prefix)) {
     const job = await queue.findByBlobKey(blob.key);
     if (job ? job.status !== 'DONE' : blob.lastModified >= before) continue;
     await store.delete(blob.key);
@@ -163,17 +166,11 @@ export async function sweepLeftAudio(queue: JobQueue, store: BlobStore, expiryMs
   return removed;
 }
 
-/** Presigned uploads no job took within the expiry are deleted. */
-export async function expireUploads(queue: JobQueue, store: BlobStore, expiryMs: number): Promise<number> {
-  const before = Date.now() - expiryMs;
-  let removed = 0;
-  for await (const blob of store.list(UPLOAD_PREFIX)) {
-    if (blob.lastModified >= before || (await queue.findByBlobKey(blob.key))) continue;
-    await store.delete(blob.key);
-    removed++;
-  }
-  return removed;
-}
+/** Presigned uploads no job took within the expiry (once a minute). */
+export const expireUploads = (queue: JobQueue, store: BlobStore, expiryMs: number) => sweepAudio(queue, store, UPLOAD_PREFIX, expiryMs);
+
+/** Audio a dead instance left among the stored uploads (at start, then hourly: it reads every one). */
+export const sweepLeftAudio = (queue: JobQueue, store: BlobStore, expiryMs: number) => sweepAudio(queue, store, 'uploads/', expiryMs);
 
 /** With no model configured, the generated one: meaningless text, and the service says so loudly. */
 async function syntheticModel(dataDir: string, log: (line: string) => void): Promise<string> {

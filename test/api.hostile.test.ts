@@ -12,7 +12,7 @@ import WebSocket from 'ws';
 import { decodeAudioFile } from '../worker/audio/decode.ts';
 import { tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
-import { startServer, startWorker, wavBytes, WORKER_TOKEN, type Server } from './helpers/service.ts';
+import { startServer, startWorker, wavBytes, wavHeader, WORKER_TOKEN, type Server } from './helpers/service.ts';
 
 let model: string;
 let server: Server;
@@ -45,25 +45,6 @@ const post = (body: Buffer | string, headers: Record<string, string>) =>
   fetch(server.url, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers }).then(async (r) => ({ status: r.status, headers: r.headers, body: (await r.json().catch(() => null)) as any }));
 const MULTIPART = { 'content-type': 'multipart/form-data; boundary=xBOUNDARYx', 'graphql-preflight': '1' };
 
-/** A 44-byte WAV header with the given fields and a little data. */
-function wavHeader(o: { codec?: number; channels?: number; rate?: number; bits?: number }): Uint8Array {
-  const { codec = 1, channels = 1, rate = 16000, bits = 16 } = o;
-  const data = 3200;
-  const b = Buffer.alloc(44 + data);
-  b.write('RIFF', 0);
-  b.writeUInt32LE(36 + data, 4);
-  b.write('WAVEfmt ', 8);
-  b.writeUInt32LE(16, 16);
-  b.writeUInt16LE(codec, 20);
-  b.writeUInt16LE(channels, 22);
-  b.writeUInt32LE(rate, 24);
-  b.writeUInt32LE((rate * channels * bits) / 8, 28);
-  b.writeUInt16LE((channels * bits) / 8, 32);
-  b.writeUInt16LE(bits, 34);
-  b.write('data', 36);
-  b.writeUInt32LE(data, 40);
-  return b;
-}
 
 describe('a hostile or careless client', () => {
   it('cannot pollute the server\'s objects through the upload map; the server keeps answering JSON', async () => {

@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { murmur, startServer, wavBytes, WORKER_TOKEN, type Server } from './helpers/service.ts';
+import { murmur, startServer, wavBytes, wavHeader, WORKER_TOKEN, type Server } from './helpers/service.ts';
 
 let server: Server;
 let key: string;
@@ -98,23 +98,6 @@ function ffmpegMake(name: string, args: string[]): Buffer {
   const out = join(work, name);
   execFileSync('ffmpeg', ['-v', 'error', '-y', ...args, out]);
   return readFileSync(out);
-}
-function wavHeader(o: { codec?: number; channels?: number; rate?: number; bits?: number; align?: number; dataBytes?: number; declared?: number }): Buffer {
-  const { codec = 1, channels = 1, rate = 16000, bits = 16, dataBytes = 3200 } = o;
-  const b = Buffer.alloc(44 + dataBytes);
-  b.write('RIFF', 0);
-  b.writeUInt32LE(36 + dataBytes, 4);
-  b.write('WAVEfmt ', 8);
-  b.writeUInt32LE(16, 16);
-  b.writeUInt16LE(codec, 20);
-  b.writeUInt16LE(channels, 22);
-  b.writeUInt32LE(rate, 24);
-  b.writeUInt32LE((rate * channels * bits) / 8, 28);
-  b.writeUInt16LE(o.align ?? (channels * bits) / 8, 32);
-  b.writeUInt16LE(bits, 34);
-  b.write('data', 36);
-  b.writeUInt32LE(o.declared ?? dataBytes, 40);
-  return b;
 }
 const cut = (bytes: Buffer, fraction: number) => bytes.subarray(0, Math.floor(bytes.length * fraction));
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generatedModel } from './helpers/models.ts';
 import { freePort } from './helpers/postgresCluster.ts';
-import { startServer, startWorker, wavBytes, type Server } from './helpers/service.ts';
+import { alive, startServer, startWorker, wavBytes, type Server } from './helpers/service.ts';
 
 const JOBS = 100;
 const WORKER_KILLS = 20;
@@ -26,14 +26,6 @@ afterAll(async () => {
 let seed = Number(process.env.MURMUR_CHAOS_SEED ?? Date.now() % 100_000);
 const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('chaos', () => {
   it(`${JOBS} jobs through ${WORKER_KILLS} worker kills and ${API_KILLS} API kills: each DONE exactly once, nothing left behind`, async () => {

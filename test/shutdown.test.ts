@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { collect, startServer, startWorker, wavBytes, type Server } from './helpers/service.ts';
+import { alive, collect, startServer, startWorker, wavBytes, type Server } from './helpers/service.ts';
 import { generatedModel } from './helpers/models.ts';
 
 const servers: Server[] = [];
@@ -15,14 +15,6 @@ afterEach(async () => {
 });
 
 const speechLike = (seconds: number) => new Float32Array(Math.round(16000 * seconds)).map((_, i) => 0.3 * Math.sin(i / 7) * Math.sin(i / 3000));
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const downloadsOf = (pid: number) => readdirSync(tmpdir()).filter((n) => n.startsWith(`murmur-audio-${pid}-`));
 
 async function processing(server: Server, id: string): Promise<{ workerId: string }> {

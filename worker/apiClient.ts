@@ -31,7 +31,8 @@ export async function sweepOrphanedAudio(dir = tmpdir()): Promise<number> {
   return removed;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this id runs (one of another user's counts). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

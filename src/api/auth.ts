@@ -20,7 +20,7 @@ const touched = new Map<string, number>();
 
 /** The caller behind an Authorization header (or connection parameter); UNAUTHENTICATED (401) when it is nobody. */
 export async function authenticate(authorization: string | null | undefined, { config, queue, log }: Services): Promise<Caller> {
-  const presented = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+  const presented = bearerOf(authorization);
   if (presented && secretsEqual(presented, config.workerToken)) return { kind: 'worker' };
   if (config.auth === 'none' && !presented) return ANONYMOUS;
   if (!presented) throw requestError('UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>" (create one with `murmur keys create`)', 401);
@@ -36,9 +36,11 @@ export async function authenticate(authorization: string | null | undefined, { c
 
 /** For routes only workers use (/audio/:id). */
 export function presentsWorkerToken(authorization: string | null | undefined, workerToken: string): boolean {
-  const presented = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+  const presented = bearerOf(authorization);
   return presented !== undefined && secretsEqual(presented, workerToken);
 }
+
+const bearerOf = (authorization: string | null | undefined) => authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
 
 function secretsEqual(a: string, b: string): boolean {
   const x = Buffer.from(a);

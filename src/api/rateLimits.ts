@@ -17,17 +17,15 @@ function limited(message: string, retryAfterSeconds: number): ApiError {
   return new ApiError('RATE_LIMITED', message, { extensions: { retryAfterSeconds: seconds }, status: 429, headers: { 'retry-after': String(seconds) } });
 }
 
-/** Before the audio is taken in: jobs per minute and pending jobs. */
+/** Before the audio is taken in: jobs per minute and pending jobs (one query answers both). */
 export async function checkJobLimits(queue: JobQueue, { keyLimits }: Config, apiKeyId: string, now = Date.now()): Promise<void> {
-  if (keyLimits.jobsPerMinute) {
-    const usage = await queue.usage(apiKeyId, now - MINUTE);
-    if (usage.created >= keyLimits.jobsPerMinute) {
-      throw limited(`this key created ${usage.created} jobs in the last minute; its limit is ${keyLimits.jobsPerMinute} (MURMUR_KEY_JOBS_PER_MINUTE)`, (usage.firstCreatedAt! + MINUTE - now) / 1000);
-    }
+  if (!keyLimits.jobsPerMinute && !keyLimits.maxPending) return;
+  const usage = await queue.usage(apiKeyId, now - MINUTE);
+  if (keyLimits.jobsPerMinute && usage.created >= keyLimits.jobsPerMinute) {
+    throw limited(`this key created ${usage.created} jobs in the last minute; its limit is ${keyLimits.jobsPerMinute} (MURMUR_KEY_JOBS_PER_MINUTE)`, (usage.firstCreatedAt! + MINUTE - now) / 1000);
   }
-  if (keyLimits.maxPending) {
-    const { pending } = await queue.usage(apiKeyId, now);
-    if (pending >= keyLimits.maxPending) throw limited(`this key has ${pending} jobs not finished yet; its limit is ${keyLimits.maxPending} (MURMUR_KEY_MAX_PENDING)`, PENDING_RETRY_SECONDS);
+  if (keyLimits.maxPending && usage.pending >= keyLimits.maxPending) {
+    throw limited(`this key has ${usage.pending} jobs not finished yet; its limit is ${keyLimits.maxPending} (MURMUR_KEY_MAX_PENDING)`, PENDING_RETRY_SECONDS);
   }
 }
 

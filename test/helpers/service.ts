@@ -114,6 +114,8 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
   };
 }
 
+export { alive } from '../../worker/apiClient.ts';
+
 /** `murmur <args>` as a child process with the server's environment (for `murmur keys …`): its stdout, or a rejection with stderr. */
 export function murmur(args: string[], env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -151,6 +153,25 @@ export function startWorker(api: string, model: string, args: string[] = []): { 
       await done;
     },
   };
+}
+
+/** A 44-byte WAV header with the given fields (each one can be wrong), and `dataBytes` of silence. */
+export function wavHeader(o: { codec?: number; channels?: number; rate?: number; bits?: number; align?: number; dataBytes?: number; declared?: number }): Buffer {
+  const { codec = 1, channels = 1, rate = 16000, bits = 16, dataBytes = 3200 } = o;
+  const b = Buffer.alloc(44 + dataBytes);
+  b.write('RIFF', 0);
+  b.writeUInt32LE(36 + dataBytes, 4);
+  b.write('WAVEfmt ', 8);
+  b.writeUInt32LE(16, 16);
+  b.writeUInt16LE(codec, 20);
+  b.writeUInt16LE(channels, 22);
+  b.writeUInt32LE(rate, 24);
+  b.writeUInt32LE((rate * channels * bits) / 8, 28);
+  b.writeUInt16LE(o.align ?? (channels * bits) / 8, 32);
+  b.writeUInt16LE(bits, 34);
+  b.write('data', 36);
+  b.writeUInt32LE(o.declared ?? dataBytes, 40);
+  return b;
 }
 
 /** 16-bit mono 16 kHz WAV bytes. */

@@ -6,7 +6,7 @@ import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../../queue/errors.ts';
 import { toSrt, toVtt } from '../../transcript/formats.ts';
 import { builder } from '../builder.ts';
-import { tenantOf } from '../auth.ts';
+import { ownerOf, tenantOf } from '../auth.ts';
 import { ERROR_CODES, JOB_ERROR_CODES, isJobErrorCode, type ErrorCode } from '../errorCodes.ts';
 import { ApiError } from '../errors.ts';
 import { createJob } from '../ingest.ts';
@@ -156,10 +156,7 @@ builder.queryFields((t) => ({
   }),
   webhookSecret: t.string({
     description: 'The secret your tenant\'s webhooks are signed with (whsec_…, as Standard Webhooks libraries take it)',
-    resolve: (_root, _args, ctx) => {
-      tenantOf(ctx);
-      return tenantSecret(ctx.webhookMaster, (ctx.caller as { tenant: string }).tenant);
-    },
+    resolve: (_root, _args, ctx) => tenantSecret(ctx.webhookMaster, ownerOf(ctx).tenant),
   }),
   jobs: t.field({
     type: JobConnection,
