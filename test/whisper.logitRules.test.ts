@@ -4,9 +4,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskRow, type RowState } from '../worker/whisper/logitRules.ts';
 import type { GenerationRules, TokenIds } from '../worker/whisper/modelFolder.ts';
+import { Rng } from '../worker/whisper/rng.ts';
 import { TokenSelector } from '../worker/whisper/tokenSelector.ts';
 
-const ids: TokenIds = { eot: 10, sot: 13, noTimestamps: 11, timestampBegin: 12, noSpeech: null, transcribe: null, translate: null, languages: new Map() };
+const ids: TokenIds = { eot: 10, sot: 13, noTimestamps: 11, timestampBegin: 12, noSpeech: null, startOfPrev: null, transcribe: null, translate: null, languages: new Map() };
 const V = 12 + 60;
 const rules: GenerationRules = { suppressTokens: [3], beginSuppressTokens: [1, 10], maxInitialTimestampIndex: 50, maxLength: 448 };
 const ts = (i: number) => 12 + i;
@@ -90,5 +91,36 @@ describe('TokenSelector', () => {
   it('without timestamps, timestamp tokens are not masked (the prompt asks for none)', async () => {
     const { tokens } = await selector.select(logits(0, { [ts(5)]: 4 }), [{ tokens: [13, 11, 4], sampleBegin: 2, timestamps: false }]);
     expect(tokens).toEqual([ts(5)]);
+  });
+
+  it('samples at a temperature in proportion to softmax(logits / T), from each row\'s own seeded generator', async () => {
+    const row = { tokens: [13, 11, 4], sampleBegin: 2, timestamps: false };
+    const x = logits(-Infinity, { 0: 1, 2: 0.5, 4: 0, 5: -1 });
+    const T = 1.5;
+    const counts = new Map<number, number>();
+    const draws = 4000;
+    for (let from = 0; from < draws; from += 500) {
+      const rows = Array.from({ length: 500 }, (_, i) => ({ ...row, temperature: T, sampler: new Rng(from + i) }));
+      const batch = new Float32Array(500 * V);
+      for (let i = 0; i < 500; i++) batch.set(x, i * V);
+      const { tokens, logprobs } = await selector.select(batch, rows);
+      tokens.forEach((t, i) => {
+        counts.set(t, (counts.get(t) ?? 0) + 1);
+        // the log-probability is of the unscaled distribution, as openai/whisper sums it
+        expect(logprobs[i]).toBeCloseTo(x[t] - Math.log(Math.exp(1) + Math.exp(0.5) + 1 + Math.exp(-1)), 5);
+      });
+    }
+    const z = [1, 0.5, 0, -1].reduce((sum, v) => sum + Math.exp(v / T), 0);
+    expect([...counts.keys()].sort()).toEqual([0, 2, 4, 5]);
+    for (const [token, value] of [[0, 1], [2, 0.5], [4, 0], [5, -1]]) {
+      const p = Math.exp(value / T) / z;
+      expect(Math.abs(counts.get(token)! - draws * p)).toBeLessThan(4 * Math.sqrt(draws * p * (1 - p)));
+    }
+    // the same seed draws the same token, whatever the row's neighbours do
+    const again = await selector.select(x, [{ ...row, temperature: T, sampler: new Rng(17) }]);
+    const inBatch = await selector.select(Float32Array.from([...x, ...x]), [row, { ...row, temperature: T, sampler: new Rng(17) }]);
+    expect(inBatch.tokens[1]).toBe(again.tokens[0]);
+    // a greedy row in the same batch keeps its argmax
+    expect(inBatch.tokens[0]).toBe(0);
   });
 });

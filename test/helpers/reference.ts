@@ -41,6 +41,14 @@ export class Reference {
     return sampled[sampled.length - 1] === options.eot ? sampled.slice(0, -1) : sampled;
   }
 
+  /** Greedy tokens after a decoder prompt given whole (`decoder_input_ids`: <|startofprev|> … <|startoftranscript|> …), without the closing <|endoftext|>. */
+  async generateFrom(audio: Float32Array, decoderInputIds: number[], eot: number): Promise<number[]> {
+    const { input_features } = await this.processor(audio);
+    const out = (await this.model.generate({ inputs: input_features, decoder_input_ids: decoderInputIds } as never)) as unknown as { tolist(): bigint[][] };
+    const sampled = out.tolist()[0].map(Number).slice(decoderInputIds.length);
+    return sampled[sampled.length - 1] === eot ? sampled.slice(0, -1) : sampled;
+  }
+
   /** One forward pass: the decoder's logits after `prefix` (the last position). */
   async logitsAfter(audio: Float32Array, prefix: number[]): Promise<Float32Array> {
     const { input_features } = await this.processor(audio);

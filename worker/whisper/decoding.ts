@@ -2,9 +2,10 @@
 //
 // The merged decoder has no attention mask: positions come from the past
 // length, so every row in one run must share it. Rows are kept in cohorts of
-// equal past length. Prompts differ by at most one token (with or without
-// <|notimestamps|>), so the shorter cohort runs alone for a step and then
-// joins the longer one. Finished rows leave their cohort at once, so they stop
+// equal past length. Prompts of different lengths (with or without
+// <|notimestamps|>, with earlier text after <|startofprev|>) start as separate
+// cohorts; the shorter runs alone until it reaches the longer's length and
+// then joins it. Finished rows leave their cohort at once, so they stop
 // costing compute. Cross-attention keys and values are computed in the first
 // run (use_cache_branch = false) and passed back in afterwards.
 //
@@ -14,15 +15,18 @@
 // outputs) and cohorts that join are views of it, not copies. Copying them
 // cost 1.5 s of a 15 s batch of 16. Only rows leaving a cohort compact it.
 import ort from 'onnxruntime-node';
-import { logSumExp, type RowState } from './logitRules.ts';
+import { logSumExp } from './logitRules.ts';
 import type { ModelFolder } from './modelFolder.ts';
-import type { TokenSelector } from './tokenSelector.ts';
+import type { SelectRow, TokenSelector } from './tokenSelector.ts';
 
 const FIRST_RUN_ROWS = 4;
 
-export interface DecodeRow extends RowState {
+export interface DecodeRow extends SelectRow {
   /** Position of the request in the caller's list. */
   index: number;
+  /** Index of <|startoftranscript|> in `tokens` (after the prompt, when there is one). */
+  sotIndex: number;
+  temperature: number;
   sumLogprob: number;
   noSpeechProb: number;
   done: boolean;
@@ -191,7 +195,7 @@ export class BatchDecoder {
     if (first && ids.noSpeech !== null) {
       c.rows.forEach((row, i) => {
         // openai/whisper: probability of <|nospeech|> at the <|startoftranscript|> position, before any rule.
-        const atSot = logits.subarray(i * seq * V, (i * seq + 1) * V);
+        const atSot = logits.subarray((i * seq + row.sotIndex) * V, (i * seq + row.sotIndex + 1) * V);
         row.noSpeechProb = Math.exp(atSot[ids.noSpeech!] - logSumExp(atSot, 0, V));
       });
     }

@@ -1,12 +1,14 @@
 // The Whisper runtime: load a model folder, then transcribe many ≤ 30 s
 // segments at once, each with its own options.
 import ort from 'onnxruntime-node';
+import { deflate } from 'pako';
 import { BatchDecoder, selectRows, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
 import { languageCode } from './languages.ts';
 import { argmax } from './logitRules.ts';
 import { TokenSelector } from './tokenSelector.ts';
+import { mixSeed, Rng } from './rng.ts';
 import { parseDtype, readModelFolder, type Dtype, type ModelFolder } from './modelFolder.ts';
 import { openSessions, parseProviders, type ProviderName } from './providers.ts';
 import { timedSegments, type TimedSegment } from './segments.ts';
@@ -28,7 +30,42 @@ export interface SegmentRequest {
   timestamps?: boolean;
   /** Seconds added to this segment's times (its place in the whole recording). */
   offset?: number;
+  /**
+   * Text tokens that come before this segment (names, spellings, earlier
+   * text), sent after <|startofprev|>; only the last maxLength / 2 − 1 are kept.
+   */
+  prompt?: number[];
+  /**
+   * An earlier request in the same list whose output this one's prompt
+   * continues (openai/whisper's condition_on_previous_text): its prompt is that
+   * request's prompt and output tokens, or nothing after an output sampled
+   * above temperature 0.5. It waits for that request to finish.
+   */
+  previous?: number;
+  /** Temperatures tried in turn (default [0]: greedy, once); see Fallback. */
+  temperatures?: number[];
+  fallback?: Partial<Fallback>;
+  /** Seeds the sampler at temperatures above 0: the same seed samples the same tokens. */
+  seed?: number;
 }
+
+/**
+ * openai/whisper's temperature fallback: an output more compressible than
+ * `compressionRatio` (a loop) or less likely than `logprob` on average is
+ * decoded again at the next temperature, unless it looks like silence
+ * (no-speech probability above `noSpeech` and a low log-probability). With
+ * more than one temperature, an output with no-speech probability above
+ * `noSpeech` and an average log-probability not above `logprob` is dropped.
+ */
+export interface Fallback {
+  compressionRatio: number;
+  logprob: number;
+  noSpeech: number;
+}
+
+export const DEFAULT_FALLBACK: Fallback = { compressionRatio: 2.4, logprob: -1, noSpeech: 0.6 };
+/** openai/whisper's fallback temperatures: 0, 0.2, … 1. */
+export const FALLBACK_TEMPERATURES = [0, 0.2, 0.4, 0.6, 0.8, 1];
 
 export interface SegmentResult {
   text: string;
@@ -38,8 +75,16 @@ export interface SegmentResult {
   /** Sampled token ids, timestamps included, without the closing <|endoftext|>. */
   tokens: number[];
   segments: TimedSegment[];
+  /** Sum of the sampled tokens' log-probabilities (closing <|endoftext|> included) over their count, as openai/whisper averages it. */
   avgLogprob: number;
+  /** UTF-8 length of the text over its zlib-compressed length (openai/whisper's repetition measure). */
+  compressionRatio: number;
+  /** Probability of <|nospeech|> at the <|startoftranscript|> position. */
   noSpeechProb: number;
+  /** The temperature of the output kept (the last tried when every one failed). */
+  temperature: number;
+  /** Dropped as silence (fallback on, see Fallback): no text, no segments. */
+  silence: boolean;
 }
 
 export interface LoadOptions {
@@ -110,21 +155,72 @@ export class WhisperModel {
     requests.forEach((r, i) => this.validate(r, i));
     const batchSize = Math.max(1, options.batchSize ?? 16);
     const results: SegmentResult[] = new Array(requests.length);
-    for (let from = 0; from < requests.length; from += batchSize) {
-      const batch = requests.slice(from, from + batchSize);
-      const states = await this.encode(batch);
-      const detected = await this.detectLanguages(batch, states);
-      const languages = batch.map((r, i) => (r.language !== undefined ? languageCode(r.language) : detected.get(i)!.language));
-      const rows: DecodeRow[] = batch.map((r, i) => {
-        const tokens = this.prompt(languages[i], r.task ?? 'transcribe', r.timestamps ?? false);
-        return { index: i, tokens, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, sumLogprob: 0, noSpeechProb: NaN, done: false };
+    const prompts: number[][] = new Array(requests.length);
+    const promptLimit = Math.floor(this.folder.rules.maxLength / 2) - 1;
+    // Requests that wait on another's output, by the one they wait on.
+    const waiting = new Map<number, number[]>();
+    const ready: number[] = [];
+    requests.forEach((r, i) => {
+      if (r.previous === undefined) {
+        prompts[i] = (r.prompt ?? []).slice(-promptLimit);
+        ready.push(i);
+      } else waiting.set(r.previous, [...(waiting.get(r.previous) ?? []), i]);
+    });
+    const retries: Attempt[] = [];
+    const finish = (index: number, result: SegmentResult) => {
+      results[index] = result;
+      options.onSegmentDone?.(index, result);
+      const next = waiting.get(index) ?? [];
+      waiting.delete(index);
+      // openai/whisper: no earlier text after an output sampled above 0.5; a window dropped as silence adds none.
+      const carried = result.temperature > 0.5 ? [] : [...prompts[index], ...result.tokens];
+      for (const k of next) prompts[k] = carried.slice(-promptLimit);
+      // Windows others wait on go first: they are the longest chain.
+      ready.unshift(...next);
+    };
+
+    while (ready.length > 0 || retries.length > 0) {
+      const again = retries.splice(0, batchSize);
+      const batchIndices = ready.splice(0, batchSize - again.length);
+      const fresh = batchIndices.map((index) => requests[index]);
+      const freshStates = await this.encode(fresh);
+      const detected = await this.detectLanguages(fresh, freshStates);
+      const attempts: Attempt[] = [
+        ...again,
+        ...batchIndices.map((index, i) => ({
+          index,
+          temperature: 0,
+          states: null,
+          language: requests[index].language !== undefined ? languageCode(requests[index].language!) : detected.get(i)!.language,
+          languageProbability: detected.get(i)?.probability ?? null,
+        })),
+      ];
+      const rowSize = this.folder.dims.audioContext * this.folder.dims.dModel;
+      const states = new Float32Array(attempts.length * rowSize);
+      again.forEach((a, i) => states.set(a.states!, i * rowSize));
+      states.set(freshStates, again.length * rowSize);
+      const rows: DecodeRow[] = attempts.map((a, i) => {
+        const r = requests[a.index];
+        const temperature = (r.temperatures ?? [0])[a.temperature];
+        const { tokens, sotIndex } = this.prompt(a.language, r.task ?? 'transcribe', r.timestamps ?? false, prompts[a.index]);
+        const sampler = temperature > 0 ? new Rng(mixSeed(r.seed ?? 0, a.temperature)) : null;
+        return { index: i, tokens, sotIndex, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, temperature, sampler, sumLogprob: 0, noSpeechProb: NaN, done: false };
       });
       await this.decoder.decode(rows, states, (row) => {
-        const result = this.result(row, batch[row.index], languages[row.index], detected.get(row.index)?.probability ?? null);
-        results[from + row.index] = result;
-        options.onSegmentDone?.(from + row.index, result);
+        const a = attempts[row.index];
+        const r = requests[a.index];
+        const result = this.result(row, r, a.language, a.languageProbability);
+        const temperatures = r.temperatures ?? [0];
+        const fallback = { ...DEFAULT_FALLBACK, ...r.fallback };
+        if (a.temperature + 1 < temperatures.length && needsFallback(result, fallback)) {
+          // Decoded again at the next temperature, in the next batch with other work; its encoder output is kept.
+          retries.push({ ...a, temperature: a.temperature + 1, states: states.slice(row.index * rowSize, (row.index + 1) * rowSize) });
+          return;
+        }
+        finish(a.index, temperatures.length > 1 && isSilence(result, fallback) ? { ...result, text: '', tokens: [], segments: [], silence: true } : result);
       });
     }
+    if (waiting.size > 0) throw new WhisperError('INVALID_OPTIONS', 'a request waits on one that is not before it in the list');
     return results;
   }
 
@@ -136,6 +232,14 @@ export class WhisperModel {
   }
 
   private validate(r: SegmentRequest, i: number): void {
+    if (r.previous !== undefined && !(Number.isInteger(r.previous) && r.previous >= 0 && r.previous < i)) {
+      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: previous must be the index of an earlier segment, got ${r.previous}`);
+    }
+    const temperatures = r.temperatures ?? [0];
+    if (temperatures.length === 0 || !temperatures.every((t) => Number.isFinite(t) && t >= 0 && t <= 2)) {
+      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: temperatures must be one or more numbers from 0 to 2, got ${JSON.stringify(r.temperatures)}`);
+    }
+    if (r.prompt?.length && this.folder.ids.startOfPrev === null) throw new WhisperError('MODEL_INVALID', 'the model has no <|startofprev|> token for prompts');
     if (r.audio.length > WINDOW_SAMPLES) throw new WhisperError('SEGMENT_TOO_LONG', `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`);
     const task = r.task ?? 'transcribe';
     if (task !== 'transcribe' && task !== 'translate') throw new WhisperError('INVALID_OPTIONS', `segment ${i}: unknown task "${task}": expected transcribe or translate`);
@@ -149,9 +253,16 @@ export class WhisperModel {
     }
   }
 
-  private prompt(language: string, task: Task, timestamps: boolean): number[] {
+  /** Tokens encoded as a prompt (names, spellings) the way openai/whisper encodes its initial prompt. */
+  encodePrompt(text: string): number[] {
+    return this.tokenizer.encodePrompt(text);
+  }
+
+  private prompt(language: string, task: Task, timestamps: boolean, earlier: number[]): { tokens: number[]; sotIndex: number } {
     const { ids, multilingual } = this.folder;
-    const tokens = [ids.sot];
+    const tokens = earlier.length > 0 ? [ids.startOfPrev!, ...earlier] : [];
+    const sotIndex = tokens.length;
+    tokens.push(ids.sot);
     if (multilingual) {
       tokens.push(ids.languages.get(language)!);
       const taskId = task === 'translate' ? ids.translate : ids.transcribe;
@@ -159,7 +270,7 @@ export class WhisperModel {
       tokens.push(taskId);
     }
     if (!timestamps) tokens.push(ids.noTimestamps);
-    return tokens;
+    return { tokens, sotIndex };
   }
 
   /**
@@ -209,18 +320,57 @@ export class WhisperModel {
 
   private result(row: DecodeRow, r: SegmentRequest, language: string, languageProbability: number | null): SegmentResult {
     const sampled = row.tokens.slice(row.sampleBegin);
-    const generated = sampled.length;
     const tokens = sampled[sampled.length - 1] === this.folder.ids.eot ? sampled.slice(0, -1) : sampled;
     const duration = r.audio.length / SAMPLE_RATE;
     const segments = timedSegments(tokens, this.tokenizer, r.offset ?? 0, duration, row.timestamps);
+    const text = this.tokenizer.decode(tokens).trim();
     return {
-      text: this.tokenizer.decode(tokens).trim(),
+      text,
       language,
       languageProbability,
       tokens,
       segments,
-      avgLogprob: generated > 0 ? row.sumLogprob / generated : 0,
+      // openai/whisper divides by the tokens without <|endoftext|>, plus one (its finalize() appends one to every row).
+      avgLogprob: row.sumLogprob / (tokens.length + 1),
+      compressionRatio: compressionRatio(text),
       noSpeechProb: row.noSpeechProb,
+      temperature: row.temperature,
+      silence: false,
     };
   }
+}
+
+/** One decoding of one request: the first, or another at a higher temperature. */
+interface Attempt {
+  index: number;
+  /** Position in the request's temperatures. */
+  temperature: number;
+  /** The request's encoder output, kept for another attempt; null while it is in the batch's fresh part. */
+  states: Float32Array | null;
+  language: string;
+  languageProbability: number | null;
+}
+
+/**
+ * openai/whisper's get_compression_ratio: UTF-8 bytes over zlib-compressed
+ * bytes at zlib's default level. Through pako, a port of reference zlib:
+ * Node's own zlib is Chromium's fork, whose matches differ (the same text
+ * compressed one byte longer in two of four tries), so its ratios would not be
+ * the ones Python's zlib gives openai/whisper.
+ */
+export function compressionRatio(text: string): number {
+  const bytes = Buffer.from(text, 'utf8');
+  return bytes.length / deflate(bytes).length;
+}
+
+/** openai/whisper's decode_with_fallback: too repetitive or too unlikely, unless it is silence. */
+function needsFallback(r: SegmentResult, f: Fallback): boolean {
+  const unlikely = r.avgLogprob < f.logprob;
+  if (r.noSpeechProb > f.noSpeech && unlikely) return false;
+  return r.compressionRatio > f.compressionRatio || unlikely;
+}
+
+/** openai/whisper's transcribe: skip a window likely silent, unless its text is likely enough. */
+function isSilence(r: SegmentResult, f: Fallback): boolean {
+  return r.noSpeechProb > f.noSpeech && !(r.avgLogprob > f.logprob);
 }

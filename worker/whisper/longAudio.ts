@@ -3,16 +3,25 @@
 // windows) and the chunks of all recordings are decoded as one batch, so a
 // worker's claimed jobs share encoder and decoder runs. Times come out on each
 // recording's own timeline.
-import type { SegmentResult, Task, TimedSegment, WhisperModel } from './index.ts';
+import type { Fallback, SegmentRequest, SegmentResult, Task, TimedSegment, WhisperModel } from './index.ts';
+import { mixSeed } from './rng.ts';
 import { chunkAudio, recordingTime, type Chunk } from '../vad/speech.ts';
 import { WINDOW_SAMPLES } from './features.ts';
 
 const round = (t: number) => Math.round(t * 100) / 100;
 
+/** A segment with the confidence of the window it came from (openai/whisper gives every segment its window's figures). */
+export interface ScoredSegment extends TimedSegment {
+  avgLogprob: number;
+  compressionRatio: number;
+  noSpeechProb: number;
+  temperature: number;
+}
+
 export interface Transcript {
   text: string;
   language: string;
-  segments: TimedSegment[];
+  segments: ScoredSegment[];
   /** Generated token ids, window after window. */
   tokens: number[];
 }
@@ -25,6 +34,14 @@ export interface Recording {
   language?: string;
   task?: Task;
   timestamps?: boolean;
+  /** Text that comes before the recording (names, spellings): the first window's prompt, and every window's without conditioning. */
+  prompt?: string;
+  /** Each window's prompt continues with the earlier windows' output (openai/whisper's condition_on_previous_text); windows then decode one after another. */
+  conditionOnPreviousText?: boolean;
+  temperatures?: number[];
+  fallback?: Partial<Fallback>;
+  /** Sampling seed; each window samples from its own seed derived from it. */
+  seed?: number;
 }
 
 export interface ManyOptions {
@@ -51,9 +68,23 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
   }
   const owner = windows.flatMap((ws, i) => ws.map(() => i));
   const done = recordings.map(() => 0);
-  const results: SegmentResult[] = await model.transcribe(
-    windows.flatMap((ws, i) => ws.map((w) => ({ ...w, task: recordings[i].task, timestamps: recordings[i].timestamps, language: languages[i] }))),
-    {
+  const requests: SegmentRequest[] = [];
+  for (const [i, r] of recordings.entries()) {
+    const prompt = r.prompt?.trim() ? model.encodePrompt(r.prompt) : undefined;
+    for (const [k, w] of windows[i].entries()) {
+      requests.push({
+        ...w,
+        task: r.task,
+        timestamps: r.timestamps,
+        language: languages[i],
+        temperatures: r.temperatures,
+        fallback: r.fallback,
+        seed: mixSeed(r.seed ?? 0, k),
+        ...(r.conditionOnPreviousText && k > 0 ? { previous: requests.length - 1 } : { prompt }),
+      });
+    }
+  }
+  const results: SegmentResult[] = await model.transcribe(requests, {
       batchSize: options.batchSize,
       onSegmentDone: (index) => {
         const i = owner[index];
@@ -68,7 +99,17 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
       text: mine.map((r) => r.text).filter(Boolean).join(' '),
       language: mine[0]?.language ?? languages[i] ?? 'en',
       // The runtime times each chunk from 0; on the recording, a chunk's spans sit where they were cut from.
-      segments: mine.flatMap((r, k) => r.segments.map((seg) => ({ ...seg, start: round(recordingTime(chunks[i][k], seg.start)), end: round(recordingTime(chunks[i][k], seg.end, true)) }))),
+      segments: mine.flatMap((r, k) =>
+        r.segments.map((seg) => ({
+          ...seg,
+          start: round(recordingTime(chunks[i][k], seg.start)),
+          end: round(recordingTime(chunks[i][k], seg.end, true)),
+          avgLogprob: r.avgLogprob,
+          compressionRatio: r.compressionRatio,
+          noSpeechProb: r.noSpeechProb,
+          temperature: r.temperature,
+        })),
+      ),
       tokens: mine.flatMap((r) => r.tokens),
     };
   });

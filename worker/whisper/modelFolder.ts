@@ -44,6 +44,8 @@ export interface TokenIds {
   noTimestamps: number;
   timestampBegin: number;
   noSpeech: number | null;
+  /** <|startofprev|>: the prompt (earlier text) comes after it, before <|startoftranscript|>. */
+  startOfPrev: number | null;
   transcribe: number | null;
   translate: number | null;
   /** language code ('en') → token id; empty for English-only models */
@@ -147,6 +149,7 @@ export function readModelFolder(dir: string, dtype: Dtype = 'fp32'): ModelFolder
     noTimestamps,
     timestampBegin: noTimestamps + 1,
     noSpeech: byContent.get('<|nospeech|>') ?? byContent.get('<|nocaptions|>') ?? null,
+    startOfPrev: byContent.get('<|startofprev|>') ?? null,
     transcribe: taskToId.transcribe ?? byContent.get('<|transcribe|>') ?? null,
     translate: taskToId.translate ?? byContent.get('<|translate|>') ?? null,
     languages: new Map(Object.entries(langToId).map(([token, id]) => [token.replace(/^<\|(.*)\|>$/, '$1'), id])),

@@ -1,5 +1,7 @@
 // Byte-level BPE decoding from tokenizer.json: ids → byte-level strings →
 // bytes → UTF-8. Special tokens are skipped; timestamps are read as times.
+// Encoding (prompts) goes through @huggingface/tokenizers on the same file.
+import { Tokenizer } from '@huggingface/tokenizers';
 import type { ModelFolder } from './modelFolder.ts';
 
 /** GPT-2's printable stand-in character for each byte, inverted: character → byte. */
@@ -21,7 +23,7 @@ export class WhisperTokenizer {
   private readonly utf8Encoder = new TextEncoder();
 
   constructor(
-    file: ModelFolder['tokenizer'],
+    private readonly file: ModelFolder['tokenizer'],
     private readonly timestampBegin: number,
   ) {
     for (const [piece, id] of Object.entries(file.model.vocab)) this.pieces[id] = piece;
@@ -29,6 +31,14 @@ export class WhisperTokenizer {
       this.pieces[t.id] = t.content;
       if (t.special) this.special.add(t.id);
     }
+  }
+
+  private encoder: Tokenizer | null = null;
+
+  /** Text tokens of `text` as openai/whisper encodes a prompt: " " + the trimmed text, no special tokens. */
+  encodePrompt(text: string): number[] {
+    this.encoder ??= new Tokenizer(this.file as never, {});
+    return this.encoder.encode(` ${text.trim()}`, { add_special_tokens: false }).ids;
   }
 
   isTimestamp(id: number): boolean {

@@ -2,7 +2,7 @@
 // itself: generation ends by itself after the planned number of tokens, and two
 // different inputs give different tokens.
 import { WhisperModel } from '../index.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '../rng.ts';
 
 export function probeSignals(): Float32Array[] {
   const tone = new Float32Array(3 * 16000);

@@ -6,7 +6,7 @@ import { decoderGraph, encoderGraph } from './graphs.ts';
 import { checkPlantedProperties } from './check.ts';
 import { DTYPE_SUFFIXES } from '../modelFolder.ts';
 import { encodeModel, type WeightFormat } from '../onnxGraph.ts';
-import { Rng } from './rng.ts';
+import { Rng } from '../rng.ts';
 import { textVocabulary, tokenizerJson } from './vocabulary.ts';
 import { makeWeights, type SyntheticShape } from './weights.ts';
 

@@ -4,7 +4,7 @@
 // (multilingual 50257 text tokens → 51865 in all; `.en` 50256 → 51864;
 // large-v3 50257 + 100 languages → 51866).
 import { WHISPER_LANGUAGES } from '../languages.ts';
-import type { Rng } from './rng.ts';
+import type { Rng } from '../rng.ts';
 
 const WHISPER_LANGUAGE_CODES = WHISPER_LANGUAGES.map(([code]) => code);
 

@@ -15,7 +15,7 @@
 // Everything else is random (N(0, 0.45²/d) so every block contributes at the
 // scale of the embeddings), and the final LayerNorm has random signs so that a
 // token's own embedding does not make it the likeliest next token.
-import { Rng } from './rng.ts';
+import { Rng } from '../rng.ts';
 import { specialIds, TIMESTAMP_COUNT, type SpecialIds, type TextVocabulary, type VocabularyKind } from './vocabulary.ts';
 
 export interface SyntheticShape {

@@ -1,4 +1,4 @@
-// Seeded randomness for generated weights: the same seed writes the same model.
+// Seeded randomness: generated weights (the same seed writes the same model) and sampling at temperatures above 0 (the same seed samples the same tokens).
 
 export class Rng {
   private state: number;
@@ -34,4 +34,16 @@ export class Rng {
   sign(): number {
     return this.next() < 0.5 ? -1 : 1;
   }
+}
+
+/** One 32-bit seed from several integers (a job's seed, a window's place, an attempt), well mixed. */
+export function mixSeed(...parts: number[]): number {
+  let h = 0x811c9dc5;
+  for (const p of parts) {
+    h = Math.imul(h ^ (p >>> 0), 0x01000193);
+    h ^= h >>> 15;
+    h = Math.imul(h, 0x85ebca77);
+    h ^= h >>> 13;
+  }
+  return h >>> 0;
 }
