@@ -84,6 +84,48 @@ describe('a job', () => {
     expect(server.lines.filter((l) => / started: \d+ job\(s\) waiting/.test(l))).toHaveLength(2);
   });
 
+  it('decodes with the options it was created with, and each segment carries its window\'s confidence', async () => {
+    const audio = hello();
+    const select = 'id options { prompt conditionOnPreviousText temperatures seed }';
+    const sampled = { language: 'en', temperatures: [1], seed: 42 };
+    const created = await Promise.all([
+      server.upload(audio, 'plain.wav', { language: 'en' }, select),
+      server.upload(audio, 'prompted.wav', { language: 'en', prompt: 'Murmur, Whisper' }, select),
+      server.upload(audio, 'sampled-a.wav', sampled, select),
+      server.upload(audio, 'sampled-b.wav', sampled, select),
+      server.upload(audio, 'sampled-c.wav', { ...sampled, seed: 43 }, select),
+    ]);
+    expect(created[0].data.createJob.options).toEqual({ prompt: null, conditionOnPreviousText: false, temperatures: [0], seed: 0 });
+    expect(created[2].data.createJob.options).toEqual({ prompt: null, conditionOnPreviousText: false, temperatures: [1], seed: 42 });
+    expect(created[1].data.createJob.options.prompt).toBe('Murmur, Whisper');
+    const client = server.ws();
+    const follow = 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { text segments { start end text avgLogprob compressionRatio noSpeechProb temperature } } } }';
+    const [plain, prompted, a, b, c] = await Promise.all(created.map((r) => collect<{ jobUpdated: any }>(client, follow, { id: r.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)));
+    await client.dispose();
+    for (const job of [plain, prompted, a, b, c]) {
+      expect(job.status).toBe('DONE');
+      for (const seg of job.result.segments) {
+        expect(seg.avgLogprob).toBeLessThan(0);
+        expect(seg.compressionRatio).toBeGreaterThan(0);
+        expect(seg.noSpeechProb).toBeGreaterThanOrEqual(0);
+        expect(seg.noSpeechProb).toBeLessThanOrEqual(1);
+      }
+    }
+    expect(plain.result.segments[0].temperature).toBe(0);
+    expect(a.result.segments[0].temperature).toBe(1);
+    // a prompt changes the text; a seed replays it; another seed samples another
+    expect(prompted.result.text).not.toBe(plain.result.text);
+    expect(b.result.text).toBe(a.result.text);
+    expect(new Set([plain.result.text, a.result.text, c.result.text]).size).toBe(3);
+  });
+
+  it('refuses decoding options out of range, with BAD_USER_INPUT', async () => {
+    for (const input of [{ temperatures: [1.5] }, { temperatures: [] }, { prompt: 'x'.repeat(4001) }]) {
+      const res = await server.upload(hello(), 'bad.wav', input);
+      expect(res.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+    }
+  });
+
   it('an idempotency key returns the same job instead of a second one', async () => {
     const first = await server.upload(hello(), 'a.wav', { idempotencyKey: 'client-key-1' });
     const again = await server.upload(hello(), 'b.wav', { idempotencyKey: 'client-key-1' });

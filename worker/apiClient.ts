@@ -58,7 +58,7 @@ export const isTransient = (err: unknown) => err instanceof ApiCallError && TRAN
 export interface JobFields {
   id: string;
   input: { filename: string; durationSeconds: number };
-  options: { language: string | null; task: 'TRANSCRIBE' | 'TRANSLATE'; timestamps: boolean };
+  options: { language: string | null; task: 'TRANSCRIBE' | 'TRANSLATE'; timestamps: boolean; prompt: string | null; conditionOnPreviousText: boolean; temperatures: number[]; seed: number };
 }
 
 export interface LeaseFields {
@@ -87,7 +87,7 @@ export class ApiClient {
       `mutation Claim($input: ClaimInput!) {
         claimJobs(input: $input) {
           leaseToken leaseExpiresAt leaseSeconds audioUrl maxDurationSeconds
-          job { id input { filename durationSeconds } options { language task timestamps } }
+          job { id input { filename durationSeconds } options { language task timestamps prompt conditionOnPreviousText temperatures seed } }
         }
       }`,
       { input },

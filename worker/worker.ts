@@ -200,6 +200,10 @@ export class Worker {
           language: l.job.options.language ?? undefined,
           task: l.job.options.task === 'TRANSLATE' ? 'translate' : 'transcribe',
           timestamps: l.job.options.timestamps,
+          prompt: l.job.options.prompt ?? undefined,
+          conditionOnPreviousText: l.job.options.conditionOnPreviousText,
+          temperatures: l.job.options.temperatures,
+          seed: l.job.options.seed,
         })),
         {
           batchSize: 16,

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
 import type { Job, Task } from '../queue/jobQueue.ts';
+import type { DecodingOptions } from '../transcript/transcript.ts';
 import { ownerOf, shuttingDown } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { ApiError } from './errors.ts';
@@ -26,6 +27,30 @@ export interface CreateJobInput {
   idempotencyKey?: string | null;
   priority?: number | null;
   callbackUrl?: string | null;
+  prompt?: string | null;
+  conditionOnPreviousText?: boolean | null;
+  temperatures?: number[] | null;
+  seed?: number | null;
+}
+
+const MAX_PROMPT_CHARACTERS = 4000;
+
+/** The decoding options of createJob, checked; null when they are all defaults. */
+export function decodingOptions(input: CreateJobInput): DecodingOptions | null {
+  if (input.prompt != null && input.prompt.length > MAX_PROMPT_CHARACTERS) {
+    throw new ApiError('BAD_USER_INPUT', `prompt is over ${MAX_PROMPT_CHARACTERS} characters (Whisper keeps only its last 223 tokens)`);
+  }
+  const temperatures = input.temperatures ?? undefined;
+  if (temperatures && (temperatures.length < 1 || temperatures.length > 10 || !temperatures.every((t) => Number.isFinite(t) && t >= 0 && t <= 1))) {
+    throw new ApiError('BAD_USER_INPUT', 'temperatures must be 1 to 10 numbers from 0 to 1');
+  }
+  const options: DecodingOptions = {
+    ...(input.prompt?.trim() && { prompt: input.prompt }),
+    ...(input.conditionOnPreviousText && { conditionOnPreviousText: true }),
+    ...(temperatures && !(temperatures.length === 1 && temperatures[0] === 0) && { temperatures }),
+    ...(input.seed != null && input.seed !== 0 && { seed: input.seed }),
+  };
+  return Object.keys(options).length > 0 ? options : null;
 }
 
 interface Audio {
@@ -53,6 +78,7 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     throw new ApiError('UNKNOWN_LANGUAGE', `"${input.language}" is not a language Whisper knows: give a code ("en") or an English name ("German"), or leave it out to detect it`);
   }
   const language = input.language ? languageCode(input.language) : null;
+  const decoding = decodingOptions(input);
   if (input.idempotencyKey) {
     const existing = await queue.findByIdempotencyKey(input.idempotencyKey, owner.tenant);
     if (existing) return existing;
@@ -83,6 +109,7 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     language,
     task: input.task ?? 'transcribe',
     timestamps: input.timestamps ?? true,
+    decoding,
     priority: input.priority ?? 0,
     idempotencyKey: input.idempotencyKey,
     webhookUrl: input.callbackUrl,

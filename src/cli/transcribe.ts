@@ -1,10 +1,16 @@
 // `murmur transcribe <audio> --model <dir>`: a local transcription, no server.
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { decodeAudioFile } from '../../worker/audio/decode.ts';
 import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts';
 import { transcribeMany } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
 import { integer } from './program.ts';
+
+function temperatureList(value: string): number[] {
+  const list = value.split(',').map((v) => Number(v.trim()));
+  if (list.length === 0 || !list.every((t) => Number.isFinite(t) && t >= 0 && t <= 1)) throw new InvalidArgumentError('--temperature takes numbers from 0 to 1, comma-separated');
+  return list;
+}
 
 export function transcribeCommand(): Command {
   return new Command('transcribe')
@@ -14,6 +20,10 @@ export function transcribeCommand(): Command {
     .option('--language <language>', 'language code or English name, such as en, de or german (detected when absent)')
     .addOption(new Option('--task <task>', 'transcribe, or translate into English').choices(['transcribe', 'translate']).default('transcribe'))
     .option('--timestamps', 'segment times from Whisper timestamp tokens', false)
+    .option('--prompt <text>', 'text that comes before the audio: names, spellings, style')
+    .option('--condition-on-previous-text', 'each window\'s prompt continues with the text before it', false)
+    .option('--temperature <list>', 'temperatures tried in turn, comma-separated (more than one: openai/whisper\'s fallback, e.g. 0,0.2,0.4,0.6,0.8,1)', temperatureList, [0])
+    .option('--seed <n>', 'seed of the sampler above temperature 0', integer('--seed', 0), 0)
     .option('--json', 'print one JSON object: text, language, segments, tokens', false)
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8 (quantized), q4, …', 'fp32')
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
@@ -30,7 +40,19 @@ export function transcribeCommand(): Command {
           chunks = await speechChunksOf(vad, audio.samples);
           await vad.release();
         }
-        const [result] = await transcribeMany(model, [{ samples: audio.samples, chunks, language: opts.language, task: opts.task, timestamps: opts.timestamps }]);
+        const [result] = await transcribeMany(model, [
+          {
+            samples: audio.samples,
+            chunks,
+            language: opts.language,
+            task: opts.task,
+            timestamps: opts.timestamps,
+            prompt: opts.prompt,
+            conditionOnPreviousText: opts.conditionOnPreviousText,
+            temperatures: opts.temperature,
+            seed: opts.seed,
+          },
+        ]);
         if (opts.json) console.log(JSON.stringify(result));
         else if (opts.timestamps) for (const s of result.segments) console.log(`[${s.start.toFixed(2)} → ${s.end.toFixed(2)}] ${s.text}`);
         else console.log(result.text);

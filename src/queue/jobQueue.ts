@@ -18,7 +18,7 @@
 //             (another tenant's job is not found), none means every tenant
 import type { EventEmitter } from 'node:events';
 import type { KeyStore } from '../auth/keys.ts';
-import type { Transcript } from '../transcript/transcript.ts';
+import type { DecodingOptions, Transcript } from '../transcript/transcript.ts';
 import type { JobRow } from './sqlite/schema.ts';
 
 export type Job = JobRow;
@@ -38,6 +38,7 @@ export interface NewJob {
   language?: string | null;
   task?: Task;
   timestamps?: boolean;
+  decoding?: DecodingOptions | null;
   priority?: number;
   /** Unique within the tenant. */
   idempotencyKey?: string | null;

@@ -19,6 +19,7 @@ export function newJob(input: NewJob, options: QueueOptions, id: string, now: nu
     language: input.language ?? null,
     task: input.task ?? 'transcribe',
     timestamps: input.timestamps ?? false,
+    decoding: input.decoding ?? null,
     filename: input.filename,
     bytes: input.bytes,
     durationSeconds: input.durationSeconds,
@@ -111,7 +112,12 @@ export const released = (now: number) => ({
 export const completed = (transcript: Transcript, now: number) => ({
   status: 'DONE' as const,
   // Copied field by field: GraphQL input objects have no prototype, which drizzle cannot serialise.
-  result: { text: transcript.text, language: transcript.language, model: transcript.model, segments: transcript.segments.map(({ start, end, text }) => ({ start, end, text })) },
+  result: {
+    text: transcript.text,
+    language: transcript.language,
+    model: transcript.model,
+    segments: transcript.segments.map(({ start, end, text, avgLogprob, compressionRatio, noSpeechProb, temperature }) => ({ start, end, text, avgLogprob, compressionRatio, noSpeechProb, temperature })),
+  },
   progress: 1,
   finishedAt: now,
   updatedAt: now,

@@ -6,6 +6,24 @@ export interface Segment {
   start: number;
   end: number;
   text: string;
+  /** The confidence of the window the segment came from (absent in transcripts stored before they were kept). */
+  avgLogprob?: number | null;
+  compressionRatio?: number | null;
+  /** null: the model has no <|nospeech|> token. */
+  noSpeechProb?: number | null;
+  temperature?: number | null;
+}
+
+/** How a job is decoded beyond its language and task (createJob's options); absent: greedy, no prompt. */
+export interface DecodingOptions {
+  /** Text that comes before the audio: names, spellings, style. */
+  prompt?: string;
+  /** Each window's prompt continues with the earlier windows' text. */
+  conditionOnPreviousText?: boolean;
+  /** Tried in turn: more than one turns on openai/whisper's fallback. */
+  temperatures?: number[];
+  /** Seeds sampling above temperature 0. */
+  seed?: number;
 }
 
 export interface Transcript {

@@ -55,6 +55,10 @@ OptionsRef.implement({
     task: t.field({ type: Task, resolve: (j) => j.task }),
     timestamps: t.exposeBoolean('timestamps'),
     priority: t.exposeInt('priority'),
+    prompt: t.string({ nullable: true, resolve: (j) => j.decoding?.prompt ?? null }),
+    conditionOnPreviousText: t.boolean({ resolve: (j) => j.decoding?.conditionOnPreviousText ?? false }),
+    temperatures: t.floatList({ description: 'tried in turn; more than one: openai/whisper\'s temperature fallback', resolve: (j) => j.decoding?.temperatures ?? [0] }),
+    seed: t.int({ description: 'of the sampler above temperature 0', resolve: (j) => j.decoding?.seed ?? 0 }),
   }),
 });
 
@@ -63,6 +67,10 @@ SegmentRef.implement({
     start: t.exposeFloat('start', { description: 'seconds from the start of the audio' }),
     end: t.exposeFloat('end'),
     text: t.exposeString('text'),
+    avgLogprob: t.float({ nullable: true, description: 'the average log-probability of the window\'s tokens (openai/whisper\'s avg_logprob); below -1: unsure', resolve: (s) => s.avgLogprob ?? null }),
+    compressionRatio: t.float({ nullable: true, description: 'of the window\'s text under zlib; above 2.4: likely a repetition loop', resolve: (s) => s.compressionRatio ?? null }),
+    noSpeechProb: t.float({ nullable: true, description: 'the probability the window holds no speech', resolve: (s) => s.noSpeechProb ?? null }),
+    temperature: t.float({ nullable: true, description: 'the temperature the window\'s text was decoded at', resolve: (s) => s.temperature ?? null }),
   }),
 });
 
@@ -181,6 +189,10 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
     timestamps: t.boolean({ description: 'segment times from the model (default true)' }),
     idempotencyKey: t.string({ description: 'a key of the client\'s: sending it again returns the first job instead of a second one' }),
     priority: t.int({ description: 'higher runs first (default 0)' }),
+    prompt: t.string({ description: 'text that comes before the audio, to teach names and spelling (Whisper keeps its last 223 tokens)' }),
+    conditionOnPreviousText: t.boolean({ description: 'each 30 s window\'s prompt continues with the text before it (default false; windows of one job then decode one after another)' }),
+    temperatures: t.floatList({ description: 'tried in turn (default [0]: greedy); more than one turns on openai/whisper\'s fallback: a window whose text compresses above 2.4 or averages a log-probability below -1 is decoded again at the next, and a likely silent one is dropped. [0, 0.2, 0.4, 0.6, 0.8, 1] is openai/whisper\'s' }),
+    seed: t.int({ description: 'seeds sampling above temperature 0, so a job\'s result can be reproduced (default 0)' }),
     callbackUrl: t.string({ description: 'POSTed to when the job ends, signed as Standard Webhooks describes (the secret: the webhookSecret query); same address rules as `url`' }),
   }),
 });

@@ -58,7 +58,15 @@ const LeaseProgressInput = builder.inputType('LeaseProgressInput', {
 });
 
 const SegmentInput = builder.inputType('SegmentInput', {
-  fields: (t) => ({ start: t.float({ required: true }), end: t.float({ required: true }), text: t.string({ required: true }) }),
+  fields: (t) => ({
+    start: t.float({ required: true }),
+    end: t.float({ required: true }),
+    text: t.string({ required: true }),
+    avgLogprob: t.float(),
+    compressionRatio: t.float(),
+    noSpeechProb: t.float(),
+    temperature: t.float(),
+  }),
 });
 
 const TranscriptInput = builder.inputType('TranscriptInput', {

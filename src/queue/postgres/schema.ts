@@ -2,6 +2,7 @@
 // types (times as epoch-ms bigints read as numbers, the transcript as jsonb),
 // so both dialects hand the rest of murmur the same Job.
 import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import type { DecodingOptions } from '../../transcript/transcript.ts';
 
 const ms = (name: string) => bigint(name, { mode: 'number' });
 
@@ -19,6 +20,8 @@ export const jobs = pgTable(
     language: text('language'),
     task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
     timestamps: boolean('timestamps').notNull(),
+    /** Prompt, temperatures, …: null for greedy decoding without a prompt. */
+    decoding: jsonb('decoding').$type<DecodingOptions>(),
 
     filename: text('filename').notNull(),
     bytes: bigint('bytes', { mode: 'number' }).notNull(),

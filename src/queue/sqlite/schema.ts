@@ -2,6 +2,7 @@
 // and its lease; the workers table lists who was heard from, and when.
 // postgres/schema.ts declares the same tables for PostgreSQL.
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import type { DecodingOptions } from '../../transcript/transcript.ts';
 
 export const jobs = sqliteTable(
   'jobs',
@@ -21,6 +22,8 @@ export const jobs = sqliteTable(
     language: text('language'),
     task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
     timestamps: integer('timestamps', { mode: 'boolean' }).notNull(),
+    /** Prompt, temperatures, …: null for greedy decoding without a prompt. */
+    decoding: text('decoding', { mode: 'json' }).$type<DecodingOptions>(),
 
     filename: text('filename').notNull(),
     bytes: integer('bytes').notNull(),
