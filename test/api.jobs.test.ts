@@ -86,7 +86,7 @@ describe('a job', () => {
 
   it('decodes with the options it was created with, and each segment carries its window\'s confidence', async () => {
     const audio = hello();
-    const select = 'id options { prompt conditionOnPreviousText temperatures seed }';
+    const select = 'id options { prompt conditionOnPreviousText temperatures seed beamSize patience lengthPenalty }';
     const sampled = { language: 'en', temperatures: [1], seed: 42 };
     const created = await Promise.all([
       server.upload(audio, 'plain.wav', { language: 'en' }, select),
@@ -94,15 +94,18 @@ describe('a job', () => {
       server.upload(audio, 'sampled-a.wav', sampled, select),
       server.upload(audio, 'sampled-b.wav', sampled, select),
       server.upload(audio, 'sampled-c.wav', { ...sampled, seed: 43 }, select),
+      server.upload(audio, 'beams.wav', { language: 'en', beamSize: 3, patience: 2, lengthPenalty: 1 }, select),
     ]);
-    expect(created[0].data.createJob.options).toEqual({ prompt: null, conditionOnPreviousText: false, temperatures: [0], seed: 0 });
-    expect(created[2].data.createJob.options).toEqual({ prompt: null, conditionOnPreviousText: false, temperatures: [1], seed: 42 });
+    const none = { prompt: null, conditionOnPreviousText: false, temperatures: [0], seed: 0, beamSize: null, patience: null, lengthPenalty: null };
+    expect(created[0].data.createJob.options).toEqual(none);
+    expect(created[2].data.createJob.options).toEqual({ ...none, temperatures: [1], seed: 42 });
+    expect(created[5].data.createJob.options).toEqual({ ...none, beamSize: 3, patience: 2, lengthPenalty: 1 });
     expect(created[1].data.createJob.options.prompt).toBe('Murmur, Whisper');
     const client = server.ws();
     const follow = 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { text segments { start end text avgLogprob compressionRatio noSpeechProb temperature } } } }';
-    const [plain, prompted, a, b, c] = await Promise.all(created.map((r) => collect<{ jobUpdated: any }>(client, follow, { id: r.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)));
+    const [plain, prompted, a, b, c, beams] = await Promise.all(created.map((r) => collect<{ jobUpdated: any }>(client, follow, { id: r.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)));
     await client.dispose();
-    for (const job of [plain, prompted, a, b, c]) {
+    for (const job of [plain, prompted, a, b, c, beams]) {
       expect(job.status).toBe('DONE');
       for (const seg of job.result.segments) {
         expect(seg.avgLogprob).toBeLessThan(0);
@@ -120,7 +123,7 @@ describe('a job', () => {
   });
 
   it('refuses decoding options out of range, with BAD_USER_INPUT', async () => {
-    for (const input of [{ temperatures: [1.5] }, { temperatures: [] }, { prompt: 'x'.repeat(4001) }]) {
+    for (const input of [{ temperatures: [1.5] }, { temperatures: [] }, { prompt: 'x'.repeat(4001) }, { beamSize: 0 }, { beamSize: 17 }, { patience: 2 }, { beamSize: 2, lengthPenalty: -1 }]) {
       const res = await server.upload(hello(), 'bad.wav', input);
       expect(res.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
     }

@@ -2,8 +2,10 @@
 // and sampling with openai/whisper's temperature fallback. Prompts are checked
 // token for token against transformers.js given the same decoder prompt; the
 // confidence figures against log-probabilities recomputed from its logits.
+import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compressionRatio, FALLBACK_TEMPERATURES, WhisperModel } from '../worker/whisper/index.ts';
+import { compressionRatio, FALLBACK_TEMPERATURES, logMelSpectrogram, WhisperModel } from '../worker/whisper/index.ts';
+import { advanceBeams, beamGroup, bestCandidate, type DecodeRow } from '../worker/whisper/decoding.ts';
 import { transcribeMany } from '../worker/whisper/longAudio.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
@@ -169,5 +171,137 @@ describe('sampling and temperature fallback', () => {
     // without fallback nothing is dropped
     const [plain] = await model.transcribe([{ audio, language: 'en', fallback: { noSpeech, logprob: greedy.avgLogprob + 1 } }]);
     expect(plain.tokens).toEqual(greedy.tokens);
+  });
+});
+
+/**
+ * Beam search written plainly, as openai/whisper's BeamSearchDecoder and
+ * MaximumLikelihoodRanker describe it: the whole prefix through the decoder at
+ * every step (no cache, no batch), one segment, no timestamps.
+ */
+async function plainBeamSearch(m: WhisperModel, audio: Float32Array, prefix: number[], beamSize: number, patience: number, lengthPenalty: number | null) {
+  const { dims, ids, rules, encoderPath, decoderPath } = m.folder;
+  const encoder = await ort.InferenceSession.create(encoderPath);
+  const decoder = await ort.InferenceSession.create(decoderPath);
+  const features = logMelSpectrogram(audio, dims.nMels);
+  const states = (await encoder.run({ [encoder.inputNames[0]]: new ort.Tensor('float32', features, [1, dims.nMels, 3000]) }))[encoder.outputNames[0]];
+  const logprobsAfter = async (tokens: number[]) => {
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens.map(BigInt)), [1, tokens.length]),
+      encoder_hidden_states: states,
+      use_cache_branch: new ort.Tensor('bool', Uint8Array.of(0), [1]),
+    };
+    for (const name of decoder.inputNames) if (name.startsWith('past_key_values')) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, dims.decoderHeads, 0, dims.headDim]);
+    const logits = ((await decoder.run(feeds)).logits.data as Float32Array).slice((tokens.length - 1) * dims.vocabSize);
+    const banned = new Set([...rules.suppressTokens, ...(tokens.length === prefix.length ? rules.beginSuppressTokens : [])]);
+    banned.forEach((t) => (logits[t] = -Infinity));
+    const max = Math.max(...logits);
+    const norm = max + Math.log(logits.reduce((sum, x) => sum + Math.exp(x - max), 0));
+    return logits.map((x) => x - norm);
+  };
+  let beams = Array.from({ length: beamSize }, () => ({ tokens: prefix, logprob: 0 }));
+  const finished: { tokens: number[]; logprob: number }[] = [];
+  while (true) {
+    const candidates = new Map<string, { tokens: number[]; logprob: number }>();
+    for (const beam of beams) {
+      const lp = await logprobsAfter(beam.tokens);
+      const top = [...lp.keys()].sort((a, b) => lp[b] - lp[a] || a - b).slice(0, beamSize + 1);
+      for (const t of top) candidates.set([...beam.tokens, t].join(), { tokens: [...beam.tokens, t], logprob: beam.logprob + lp[t] });
+    }
+    beams = [];
+    const ended = [];
+    for (const c of [...candidates.values()].sort((a, b) => b.logprob - a.logprob)) {
+      if (c.tokens.at(-1) === ids.eot) ended.push(c);
+      else if (beams.push(c) === beamSize) break;
+    }
+    finished.push(...ended.slice(0, Math.max(0, Math.round(beamSize * patience) - finished.length)));
+    if (finished.length >= Math.round(beamSize * patience)) break;
+    if (beams[0].tokens.length >= rules.maxLength) {
+      for (const b of beams) if (finished.length < beamSize) finished.push({ tokens: [...b.tokens, ids.eot], logprob: b.logprob });
+      break;
+    }
+  }
+  const score = (c: { tokens: number[]; logprob: number }) => {
+    const length = c.tokens.length - prefix.length - 1;
+    return c.logprob / (lengthPenalty === null ? length : ((5 + length) / 6) ** lengthPenalty);
+  };
+  const best = finished.reduce((a, b) => (score(b) > score(a) ? b : a));
+  await Promise.all([encoder.release(), decoder.release()]);
+  return { tokens: best.tokens.slice(prefix.length, -1), avgLogprob: best.logprob / (best.tokens.length - prefix.length) };
+}
+
+describe('beam search', () => {
+  let small: WhisperModel;
+  beforeAll(async () => {
+    small = await WhisperModel.load(await generatedModel({ tokensPerWindow: 16 }, 31), { log: () => {} });
+  });
+  afterAll(() => small?.dispose());
+  const prefix = () => {
+    const { ids } = small.folder;
+    return [ids.sot, ids.languages.get('en')!, ids.transcribe!, ids.noTimestamps];
+  };
+
+  it('with one beam equals greedy decoding exactly', async () => {
+    const inputs = audios();
+    const greedy = await small.transcribe(inputs.map((audio) => ({ audio, language: 'en' })));
+    const beam = await small.transcribe(inputs.map((audio) => ({ audio, language: 'en', beamSize: 1 })));
+    expect(beam.map((r) => r.tokens)).toEqual(greedy.map((r) => r.tokens));
+    expect(beam.map((r) => r.avgLogprob)).toEqual(greedy.map((r) => r.avgLogprob));
+  });
+
+  it.each([
+    [3, 1, null],
+    [5, 1, null],
+    [5, 2, 1],
+  ] as const)('with %i beams (patience %d, length penalty %s) matches the plain implementation, beams of several segments in one batch with greedy rows', async (beamSize, patience, lengthPenalty) => {
+    const inputs = [...audios(), recording(RECORDINGS[3])];
+    const ours = await small.transcribe([
+      { audio: inputs[3], language: 'en' },
+      ...inputs.slice(0, 3).map((audio) => ({ audio, language: 'en', beamSize, patience, lengthPenalty })),
+    ]);
+    const greedy = await small.transcribe(inputs.slice(0, 3).map((audio) => ({ audio, language: 'en' })));
+    let differs = 0;
+    for (let i = 0; i < 3; i++) {
+      const plain = await plainBeamSearch(small, inputs[i], prefix(), beamSize, patience, lengthPenalty);
+      expect(ours[i + 1].tokens).toEqual(plain.tokens);
+      expect(ours[i + 1].avgLogprob).toBeCloseTo(plain.avgLogprob, 4);
+      if (plain.tokens.join() !== greedy[i].tokens.join()) differs++;
+    }
+    // the greedy row beside the beams is untouched by them
+    const [alone] = await small.transcribe([{ audio: inputs[3], language: 'en' }]);
+    expect(ours[0].tokens).toEqual(alone.tokens);
+    expect(differs).toBeGreaterThan(0);
+  });
+
+  // Generated models end every candidate at the same length, so ranking by length and patience are checked on made-up steps.
+  const EOT = 9;
+  const row = (tokens: number[], sumLogprob: number, beam: ReturnType<typeof beamGroup>): DecodeRow => ({ index: 0, tokens, sotIndex: 0, sampleBegin: 1, timestamps: false, temperature: 0, sampler: null, sumLogprob, noSpeechProb: 0, done: false, beam });
+  const step = (top: [number, number][][]) => ({
+    tokens: [],
+    logprobs: [],
+    topTokens: top.flatMap((r) => r.map(([t]) => t)),
+    topLogprobs: Float32Array.from(top.flatMap((r) => r.map(([, lp]) => lp))),
+  });
+
+  it('ranks candidates by log-probability over length, or over ((5 + length) / 6) ^ penalty', () => {
+    // 4 tokens at -2 and 10 tokens at -4.5: per token -0.5 against -0.45; penalty 1: -2 / 1.5 against -4.5 / 2.5; penalty 0: the sums
+    for (const [penalty, length] of [[null, 10], [0, 4], [1, 4]] as const) {
+      const group = beamGroup(2, 1, penalty);
+      group.finished.push({ tokens: [0, 1, 2, 3, 4, EOT], sumLogprob: -2 }, { tokens: [0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, EOT], sumLogprob: -4.5 });
+      const best = bestCandidate(row([0], 0, group));
+      expect(best.tokens.length - 2).toBe(length);
+    }
+  });
+
+  it('with patience, goes on until beamSize × patience candidates have ended', () => {
+    for (const [patience, continues] of [[1, false], [2, true]] as const) {
+      const group = beamGroup(2, patience);
+      const rows = [row([0, 1], -1, group), row([0, 2], -1.5, group)];
+      // both beams' likeliest continuation ends: two candidates
+      const next = advanceBeams(group, rows, [0, 1], step([[[EOT, -0.1], [3, -1], [4, -2]], [[EOT, -0.1], [5, -1], [6, -3]]]), 3, EOT, 448);
+      expect(group.finished.map((c) => c.tokens)).toEqual([[0, 1, EOT], [0, 2, EOT]]);
+      expect(next.length > 0).toBe(continues);
+      if (continues) expect(next.map((b) => b.row.tokens)).toEqual([[0, 1, 3], [0, 2, 5]]);
+    }
   });
 });

@@ -204,6 +204,9 @@ export class Worker {
           conditionOnPreviousText: l.job.options.conditionOnPreviousText,
           temperatures: l.job.options.temperatures,
           seed: l.job.options.seed,
+          beamSize: l.job.options.beamSize ?? undefined,
+          patience: l.job.options.patience ?? undefined,
+          lengthPenalty: l.job.options.lengthPenalty,
         })),
         {
           batchSize: 16,

@@ -31,6 +31,9 @@ export interface CreateJobInput {
   conditionOnPreviousText?: boolean | null;
   temperatures?: number[] | null;
   seed?: number | null;
+  beamSize?: number | null;
+  patience?: number | null;
+  lengthPenalty?: number | null;
 }
 
 const MAX_PROMPT_CHARACTERS = 4000;
@@ -44,11 +47,18 @@ export function decodingOptions(input: CreateJobInput): DecodingOptions | null {
   if (temperatures && (temperatures.length < 1 || temperatures.length > 10 || !temperatures.every((t) => Number.isFinite(t) && t >= 0 && t <= 1))) {
     throw new ApiError('BAD_USER_INPUT', 'temperatures must be 1 to 10 numbers from 0 to 1');
   }
+  if (input.beamSize != null && !(input.beamSize >= 1 && input.beamSize <= 16)) throw new ApiError('BAD_USER_INPUT', 'beamSize must be from 1 to 16');
+  if (input.patience != null && !(input.patience >= 1 && input.patience <= 4)) throw new ApiError('BAD_USER_INPUT', 'patience must be from 1 to 4');
+  if (input.lengthPenalty != null && !(input.lengthPenalty >= 0 && input.lengthPenalty <= 2)) throw new ApiError('BAD_USER_INPUT', 'lengthPenalty must be from 0 to 2');
+  if ((input.patience != null || input.lengthPenalty != null) && input.beamSize == null) throw new ApiError('BAD_USER_INPUT', 'patience and lengthPenalty need a beamSize');
   const options: DecodingOptions = {
     ...(input.prompt?.trim() && { prompt: input.prompt }),
     ...(input.conditionOnPreviousText && { conditionOnPreviousText: true }),
     ...(temperatures && !(temperatures.length === 1 && temperatures[0] === 0) && { temperatures }),
     ...(input.seed != null && input.seed !== 0 && { seed: input.seed }),
+    ...(input.beamSize != null && { beamSize: input.beamSize }),
+    ...(input.patience != null && { patience: input.patience }),
+    ...(input.lengthPenalty != null && { lengthPenalty: input.lengthPenalty }),
   };
   return Object.keys(options).length > 0 ? options : null;
 }

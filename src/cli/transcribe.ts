@@ -24,6 +24,9 @@ export function transcribeCommand(): Command {
     .option('--condition-on-previous-text', 'each window\'s prompt continues with the text before it', false)
     .option('--temperature <list>', 'temperatures tried in turn, comma-separated (more than one: openai/whisper\'s fallback, e.g. 0,0.2,0.4,0.6,0.8,1)', temperatureList, [0])
     .option('--seed <n>', 'seed of the sampler above temperature 0', integer('--seed', 0), 0)
+    .option('--beam-size <n>', 'beam search with this many beams at temperature 0 (greedy when absent)', integer('--beam-size', 1))
+    .option('--patience <x>', 'beam search: candidates gathered = beams × patience', Number)
+    .option('--length-penalty <x>', 'beam search: rank by log-probability over ((5 + length) / 6) ^ x (by length when absent)', Number)
     .option('--json', 'print one JSON object: text, language, segments, tokens', false)
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8 (quantized), q4, …', 'fp32')
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
@@ -51,6 +54,9 @@ export function transcribeCommand(): Command {
             conditionOnPreviousText: opts.conditionOnPreviousText,
             temperatures: opts.temperature,
             seed: opts.seed,
+            beamSize: opts.beamSize,
+            patience: opts.patience,
+            lengthPenalty: opts.lengthPenalty,
           },
         ]);
         if (opts.json) console.log(JSON.stringify(result));

@@ -24,6 +24,10 @@ export interface DecodingOptions {
   temperatures?: number[];
   /** Seeds sampling above temperature 0. */
   seed?: number;
+  /** Beam search with this many beams at temperature 0 (absent: greedy). */
+  beamSize?: number;
+  patience?: number;
+  lengthPenalty?: number;
 }
 
 export interface Transcript {

@@ -17,9 +17,29 @@
 import ort from 'onnxruntime-node';
 import { logSumExp } from './logitRules.ts';
 import type { ModelFolder } from './modelFolder.ts';
-import type { SelectRow, TokenSelector } from './tokenSelector.ts';
+import type { Selection, SelectRow, TokenSelector } from './tokenSelector.ts';
 
 const FIRST_RUN_ROWS = 4;
+
+/**
+ * The beams of one segment, as openai/whisper's BeamSearchDecoder keeps them:
+ * `size` rows decode side by side; each step their likeliest continuations
+ * (size + 1 from each) are ranked by summed log-probability, the best `size`
+ * that do not end go on, and those that end are kept as candidates until
+ * `maxCandidates` (size × patience) are in. The candidate with the best
+ * length-penalised score is the result.
+ */
+export interface BeamGroup {
+  size: number;
+  maxCandidates: number;
+  /** null: divide by the length; else ((5 + length) / 6) ^ lengthPenalty (Wu et al.). */
+  lengthPenalty: number | null;
+  finished: { tokens: number[]; sumLogprob: number }[];
+}
+
+export function beamGroup(size: number, patience = 1, lengthPenalty: number | null = null): BeamGroup {
+  return { size, maxCandidates: Math.round(size * patience), lengthPenalty, finished: [] };
+}
 
 export interface DecodeRow extends SelectRow {
   /** Position of the request in the caller's list. */
@@ -30,6 +50,8 @@ export interface DecodeRow extends SelectRow {
   sumLogprob: number;
   noSpeechProb: number;
   done: boolean;
+  /** Present on each of a segment's beam rows (one object for all of them); the segment is reported done once, with its best candidate. */
+  beam?: BeamGroup;
 }
 
 /** The batch-wide buffers of one decode() call, and one row's size in each. */
@@ -128,7 +150,9 @@ export class BatchDecoder {
     let cohorts: Cohort[] = [];
     for (let start = 0; start < n; ) {
       let end = start + 1;
-      while (end < n && end - start < FIRST_RUN_ROWS && sorted[end].tokens.length === sorted[start].tokens.length) end++;
+      const sameGroup = (i: number) => sorted[i].beam !== undefined && sorted[i].beam === sorted[i - 1].beam;
+      while (end < n && sorted[end].tokens.length === sorted[start].tokens.length && (end - start < FIRST_RUN_ROWS || sameGroup(end))) end++;
+      while (end < n && sameGroup(end)) end++; // a segment's beams stay in one cohort
       cohorts.push({
         rows: sorted.slice(start, end),
         pastLength: 0,
@@ -204,25 +228,47 @@ export class BatchDecoder {
       last = new Float32Array(c.rows.length * V);
       c.rows.forEach((_, i) => last.set(logits.subarray((i * seq + seq - 1) * V, (i * seq + seq) * V), i * V));
     }
-    const { tokens, logprobs } = await this.selector.select(last, c.rows);
-    c.rows.forEach((row, i) => {
-      row.sumLogprob += logprobs[i];
-      row.tokens.push(tokens[i]);
-      if (tokens[i] === ids.eot || row.tokens.length >= rules.maxLength) row.done = true;
-    });
+    const k = Math.max(1, ...c.rows.map((r) => (r.beam ? r.beam.size + 1 : 1)));
+    const selection = await this.selector.select(last, c.rows, k);
     c.decoderCache = Object.keys(fetches).filter((name) => name.includes('.decoder.')).map((name) => out[name].data as Float32Array);
     c.pastLength += seq;
 
-    const keep = c.rows.flatMap((r, i) => (r.done ? [] : [i]));
-    if (keep.length < c.rows.length) {
-      for (const row of c.rows) if (row.done) onRowDone?.(row);
-      c.rows = keep.map((i) => c.rows[i]);
-      if (keep.length > 0) {
-        c.encoderStates = selectRows(c.encoderStates, n, keep);
-        c.decoderCache = c.decoderCache.map((t) => selectRows(t, n, keep));
-        c.encoderCache = c.encoderCache!.map((t) => selectRows(t, n, keep));
-        c.range = null;
+    // What goes on in each slot (row position) of the cohort, and the row whose past it continues (beams swap pasts).
+    const bySlot: ({ row: DecodeRow; source: number } | undefined)[] = new Array(n);
+    const finished: DecodeRow[] = [];
+    const stepped = new Set<BeamGroup>();
+    for (let i = 0; i < n; i++) {
+      const row = c.rows[i];
+      if (!row.beam) {
+        row.sumLogprob += selection.logprobs[i];
+        row.tokens.push(selection.tokens[i]);
+        if (selection.tokens[i] === ids.eot || row.tokens.length >= rules.maxLength) {
+          row.done = true;
+          finished.push(row);
+        } else bySlot[i] = { row, source: i };
+      } else if (!stepped.has(row.beam)) {
+        stepped.add(row.beam);
+        const members = c.rows.flatMap((r, j) => (r.beam === row.beam ? [j] : []));
+        const beams = advanceBeams(row.beam, members.map((j) => c.rows[j]), members, selection, k, ids.eot, rules.maxLength);
+        if (beams.length === 0) finished.push(bestCandidate(row));
+        beams.forEach((b, m) => (bySlot[members[m]] = b));
       }
+    }
+    const slots = bySlot.flatMap((b, i) => (b ? [i] : []));
+    const sources = slots.map((i) => bySlot[i]!.source);
+    for (const row of finished) onRowDone?.(row);
+    if (slots.length === 0) {
+      c.rows = [];
+      return;
+    }
+    c.rows = slots.map((i) => bySlot[i]!.row);
+    if (sources.some((src, j) => src !== slots[j])) c.decoderCache = c.decoderCache.map((t) => selectRows(t, n, sources));
+    else if (slots.length < n) c.decoderCache = c.decoderCache.map((t) => selectRows(t, n, slots));
+    // A segment's beams share its audio: encoder states and caches only drop the rows that left.
+    if (slots.length < n) {
+      c.encoderStates = selectRows(c.encoderStates, n, slots);
+      c.encoderCache = c.encoderCache!.map((t) => selectRows(t, n, slots));
+      c.range = null;
     }
   }
 }
@@ -263,4 +309,60 @@ function merge(cohorts: Cohort[], batch: BatchBuffers): Cohort[] {
     }
   }
   return merged;
+}
+
+/**
+ * One step of one segment's beam search (openai/whisper's BeamSearchDecoder.update):
+ * the next beams, each with the row whose past it continues, or none when the
+ * segment is done (enough candidates, or the length limit).
+ */
+export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: number[], selection: Selection, k: number, eot: number, maxLength: number): { row: DecodeRow; source: number }[] {
+  // Keyed by the whole sequence: beams that are still alike (the first step) give each continuation once.
+  const scores = new Map<string, { source: number; prefix: DecodeRow; token: number; score: number }>();
+  rows.forEach((row, m) => {
+    const prefix = row.tokens.join(',');
+    for (let t = 0; t < group.size + 1; t++) {
+      const at = indices[m] * k + t;
+      const logprob = selection.topLogprobs[at];
+      if (logprob === -Infinity) break; // fewer tokens allowed than candidates asked for
+      const token = selection.topTokens[at];
+      scores.set(`${prefix},${token}`, { source: indices[m], prefix: row, token, score: row.sumLogprob + logprob });
+    }
+  });
+  const next: { row: DecodeRow; source: number }[] = [];
+  const ended: { tokens: number[]; sumLogprob: number }[] = [];
+  for (const c of [...scores.values()].sort((a, b) => b.score - a.score)) {
+    if (c.token === eot) ended.push({ tokens: [...c.prefix.tokens, eot], sumLogprob: c.score });
+    else {
+      next.push({ row: { ...c.prefix, tokens: [...c.prefix.tokens, c.token], sumLogprob: c.score }, source: c.source });
+      if (next.length === group.size) break;
+    }
+  }
+  for (const e of ended) {
+    if (group.finished.length >= group.maxCandidates) break;
+    group.finished.push(e);
+  }
+  const atLimit = next.length === 0 || next[0].row.tokens.length >= maxLength;
+  if (atLimit && group.finished.length === 0 && next.length === 0) group.finished.push({ tokens: [...rows[0].tokens, eot], sumLogprob: rows[0].sumLogprob });
+  if (group.finished.length < group.maxCandidates && !atLimit) return next;
+  if (atLimit) {
+    // openai/whisper's finalize: unfinished beams, likeliest first, fill the candidates up to the beam size.
+    for (const b of next) {
+      if (group.finished.length >= group.size) break;
+      group.finished.push({ tokens: [...b.row.tokens, eot], sumLogprob: b.row.sumLogprob });
+    }
+  }
+  return [];
+}
+
+/** openai/whisper's MaximumLikelihoodRanker: the best summed log-probability over a length penalty. */
+export function bestCandidate(row: DecodeRow): DecodeRow {
+  const group = row.beam!;
+  const score = (c: { tokens: number[]; sumLogprob: number }) => {
+    const length = c.tokens.length - row.sampleBegin - 1; // sampled tokens without <|endoftext|>
+    return c.sumLogprob / (group.lengthPenalty === null ? length : ((5 + length) / 6) ** group.lengthPenalty);
+  };
+  let best = group.finished[0];
+  for (const c of group.finished) if (score(c) > score(best)) best = c;
+  return { ...row, tokens: best.tokens, sumLogprob: best.sumLogprob, done: true };
 }

@@ -2,7 +2,7 @@
 // segments at once, each with its own options.
 import ort from 'onnxruntime-node';
 import { deflate } from 'pako';
-import { BatchDecoder, selectRows, type DecodeRow } from './decoding.ts';
+import { BatchDecoder, beamGroup, selectRows, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
 import { languageCode } from './languages.ts';
@@ -47,6 +47,16 @@ export interface SegmentRequest {
   fallback?: Partial<Fallback>;
   /** Seeds the sampler at temperatures above 0: the same seed samples the same tokens. */
   seed?: number;
+  /**
+   * Beam search at temperature 0 with this many beams (openai/whisper's
+   * beam_size; absent: greedy). Each beam is a row of the batch: memory grows
+   * with segments × beams.
+   */
+  beamSize?: number;
+  /** Candidates gathered before a beam search ends: beamSize × patience (default 1). */
+  patience?: number;
+  /** null/absent: rank candidates by log-probability over length; else over ((5 + length) / 6) ^ lengthPenalty. */
+  lengthPenalty?: number | null;
 }
 
 /**
@@ -196,16 +206,21 @@ export class WhisperModel {
         })),
       ];
       const rowSize = this.folder.dims.audioContext * this.folder.dims.dModel;
-      const states = new Float32Array(attempts.length * rowSize);
-      again.forEach((a, i) => states.set(a.states!, i * rowSize));
-      states.set(freshStates, again.length * rowSize);
-      const rows: DecodeRow[] = attempts.map((a, i) => {
+      const attemptStates = (i: number) => (i < again.length ? again[i].states! : freshStates.subarray((i - again.length) * rowSize, (i - again.length + 1) * rowSize));
+      const rows: DecodeRow[] = attempts.flatMap((a, i) => {
         const r = requests[a.index];
         const temperature = (r.temperatures ?? [0])[a.temperature];
         const { tokens, sotIndex } = this.prompt(a.language, r.task ?? 'transcribe', r.timestamps ?? false, prompts[a.index]);
         const sampler = temperature > 0 ? new Rng(mixSeed(r.seed ?? 0, a.temperature)) : null;
-        return { index: i, tokens, sotIndex, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, temperature, sampler, sumLogprob: 0, noSpeechProb: NaN, done: false };
+        const row = { index: i, tokens, sotIndex, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, temperature, sampler, sumLogprob: 0, noSpeechProb: NaN, done: false };
+        // Beam search at temperature 0 only (openai/whisper samples above it).
+        if (r.beamSize === undefined || temperature > 0) return [row];
+        const beam = beamGroup(r.beamSize, r.patience ?? 1, r.lengthPenalty ?? null);
+        return Array.from({ length: r.beamSize }, () => ({ ...row, tokens: [...tokens], beam }));
       });
+      // One block of encoder output a row: a segment's beams each get a copy.
+      const states = new Float32Array(rows.length * rowSize);
+      rows.forEach((row, j) => states.set(attemptStates(row.index), j * rowSize));
       await this.decoder.decode(rows, states, (row) => {
         const a = attempts[row.index];
         const r = requests[a.index];
@@ -214,7 +229,7 @@ export class WhisperModel {
         const fallback = { ...DEFAULT_FALLBACK, ...r.fallback };
         if (a.temperature + 1 < temperatures.length && needsFallback(result, fallback)) {
           // Decoded again at the next temperature, in the next batch with other work; its encoder output is kept.
-          retries.push({ ...a, temperature: a.temperature + 1, states: states.slice(row.index * rowSize, (row.index + 1) * rowSize) });
+          retries.push({ ...a, temperature: a.temperature + 1, states: attemptStates(row.index).slice() });
           return;
         }
         finish(a.index, temperatures.length > 1 && isSilence(result, fallback) ? { ...result, text: '', tokens: [], segments: [], silence: true } : result);
@@ -239,6 +254,9 @@ export class WhisperModel {
     if (temperatures.length === 0 || !temperatures.every((t) => Number.isFinite(t) && t >= 0 && t <= 2)) {
       throw new WhisperError('INVALID_OPTIONS', `segment ${i}: temperatures must be one or more numbers from 0 to 2, got ${JSON.stringify(r.temperatures)}`);
     }
+    if (r.beamSize !== undefined && !(Number.isInteger(r.beamSize) && r.beamSize >= 1 && r.beamSize <= 16)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: beamSize must be an integer from 1 to 16, got ${r.beamSize}`);
+    if (r.patience !== undefined && !(Number.isFinite(r.patience) && r.patience >= 1 && r.patience <= 4)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: patience must be from 1 to 4, got ${r.patience}`);
+    if (r.lengthPenalty != null && !(Number.isFinite(r.lengthPenalty) && r.lengthPenalty >= 0 && r.lengthPenalty <= 2)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: lengthPenalty must be from 0 to 2, got ${r.lengthPenalty}`);
     if (r.prompt?.length && this.folder.ids.startOfPrev === null) throw new WhisperError('MODEL_INVALID', 'the model has no <|startofprev|> token for prompts');
     if (r.audio.length > WINDOW_SAMPLES) throw new WhisperError('SEGMENT_TOO_LONG', `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`);
     const task = r.task ?? 'transcribe';

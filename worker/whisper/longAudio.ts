@@ -42,6 +42,9 @@ export interface Recording {
   fallback?: Partial<Fallback>;
   /** Sampling seed; each window samples from its own seed derived from it. */
   seed?: number;
+  beamSize?: number;
+  patience?: number;
+  lengthPenalty?: number | null;
 }
 
 export interface ManyOptions {
@@ -80,6 +83,9 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
         temperatures: r.temperatures,
         fallback: r.fallback,
         seed: mixSeed(r.seed ?? 0, k),
+        beamSize: r.beamSize,
+        patience: r.patience,
+        lengthPenalty: r.lengthPenalty,
         ...(r.conditionOnPreviousText && k > 0 ? { previous: requests.length - 1 } : { prompt }),
       });
     }

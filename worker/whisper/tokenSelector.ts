@@ -23,6 +23,7 @@ function selectionGraph(vocab: number, timestampBegin: number): Graph {
   g.input('timestamp_rule', DataType.bool, ['rows', 1]);
   g.input('inverse_temperature', DataType.float, ['rows', 1]);
   g.input('noise', DataType.float, ['noise_rows', vocab]);
+  g.input('k', DataType.int64, [1]);
   const masked = g.op('Add', ['logits', 'mask']);
   const axis = g.ints([1]);
   const text = g.op('Slice', [masked, g.ints([0]), g.ints([timestampBegin]), axis]);
@@ -39,9 +40,14 @@ function selectionGraph(vocab: number, timestampBegin: number): Graph {
   const scored = g.op('Add', [g.op('Mul', [final, 'inverse_temperature']), 'noise']);
   const token = g.op('ArgMax', [scored], { axis: 1, keepdims: 1 }, 'token');
   // LogSoftmax and Exp run on onnxruntime's vectorised kernels; ReduceLogSumExp does not.
-  g.op('GatherElements', [g.op('LogSoftmax', [final], { axis: 1 }), token], { axis: 1 }, 'logprob');
+  const logprobs = g.op('LogSoftmax', [final], { axis: 1 });
+  g.op('GatherElements', [logprobs, token], { axis: 1 }, 'logprob');
+  // Beam search's candidates: the k likeliest tokens of each row (k = 1 when no row searches).
+  g.node('TopK', [logprobs, 'k'], { axis: 1, largest: 1, sorted: 1 }, ['top_logprobs', 'top_tokens']);
   g.output('token', DataType.int64, ['rows', 1]);
   g.output('logprob', DataType.float, ['rows', 1]);
+  g.output('top_tokens', DataType.int64, ['rows', 'k']);
+  g.output('top_logprobs', DataType.float, ['rows', 'k']);
   return g;
 }
 
@@ -50,6 +56,14 @@ export interface SelectRow extends RowState {
   temperature?: number;
   /** The row's own seeded generator, for temperatures above 0. */
   sampler?: Rng | null;
+}
+
+export interface Selection {
+  tokens: number[];
+  logprobs: number[];
+  /** [rows, k] */
+  topTokens: number[];
+  topLogprobs: Float32Array;
 }
 
 export class TokenSelector {
@@ -70,8 +84,12 @@ export class TokenSelector {
     return new TokenSelector(session, ids, rules, vocab);
   }
 
-  /** `logits` holds one [vocab] row per state, in order; rules are applied for each state. */
-  async select(logits: Float32Array, rows: SelectRow[]): Promise<{ tokens: number[]; logprobs: number[] }> {
+  /**
+   * `logits` holds one [vocab] row per state, in order; rules are applied for
+   * each state. Also the `k` likeliest tokens of each row and their
+   * log-probabilities, row after row (beam search's candidates).
+   */
+  async select(logits: Float32Array, rows: SelectRow[], k = 1): Promise<Selection> {
     const n = rows.length;
     const V = this.vocab;
     // One mask buffer, reused: a fresh 3.3 MB array a step (16 rows) cost ~1 ms in page faults
@@ -89,11 +107,17 @@ export class TokenSelector {
         timestamp_rule: new ort.Tensor('bool', Uint8Array.from(rows, (r) => (r.timestamps ? 1 : 0)), [n, 1]),
         inverse_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => (r.temperature ? 1 / r.temperature : 1)), [n, 1]),
         noise: this.noise(rows),
+        k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]),
       });
     } finally {
       if (reuse) this.maskInUse = false;
     }
-    return { tokens: Array.from(out.token.data as BigInt64Array, Number), logprobs: Array.from(out.logprob.data as Float32Array) };
+    return {
+      tokens: Array.from(out.token.data as BigInt64Array, Number),
+      logprobs: Array.from(out.logprob.data as Float32Array),
+      topTokens: Array.from(out.top_tokens.data as BigInt64Array, Number),
+      topLogprobs: out.top_logprobs.data as Float32Array,
+    };
   }
 
   /** Gumbel noise for the rows that sample (zeros for greedy rows); one shared zero row when none does. */

@@ -59,6 +59,9 @@ OptionsRef.implement({
     conditionOnPreviousText: t.boolean({ resolve: (j) => j.decoding?.conditionOnPreviousText ?? false }),
     temperatures: t.floatList({ description: 'tried in turn; more than one: openai/whisper\'s temperature fallback', resolve: (j) => j.decoding?.temperatures ?? [0] }),
     seed: t.int({ description: 'of the sampler above temperature 0', resolve: (j) => j.decoding?.seed ?? 0 }),
+    beamSize: t.int({ nullable: true, description: 'null: greedy', resolve: (j) => j.decoding?.beamSize ?? null }),
+    patience: t.float({ nullable: true, resolve: (j) => j.decoding?.patience ?? null }),
+    lengthPenalty: t.float({ nullable: true, resolve: (j) => j.decoding?.lengthPenalty ?? null }),
   }),
 });
 
@@ -193,6 +196,9 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
     conditionOnPreviousText: t.boolean({ description: 'each 30 s window\'s prompt continues with the text before it (default false; windows of one job then decode one after another)' }),
     temperatures: t.floatList({ description: 'tried in turn (default [0]: greedy); more than one turns on openai/whisper\'s fallback: a window whose text compresses above 2.4 or averages a log-probability below -1 is decoded again at the next, and a likely silent one is dropped. [0, 0.2, 0.4, 0.6, 0.8, 1] is openai/whisper\'s' }),
     seed: t.int({ description: 'seeds sampling above temperature 0, so a job\'s result can be reproduced (default 0)' }),
+    beamSize: t.int({ description: 'beam search with this many beams (1 to 16; 5 is faster-whisper\'s default) at temperature 0; left out: greedy. Slower and heavier: every beam is a row of the batch' }),
+    patience: t.float({ description: 'beam search goes on until beamSize × patience candidates have ended (1 to 4, default 1)' }),
+    lengthPenalty: t.float({ description: 'beam search ranks candidates by log-probability over ((5 + length) / 6) ^ lengthPenalty (0 to 2); left out: over the length' }),
     callbackUrl: t.string({ description: 'POSTed to when the job ends, signed as Standard Webhooks describes (the secret: the webhookSecret query); same address rules as `url`' }),
   }),
 });
