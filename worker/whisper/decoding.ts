@@ -172,6 +172,33 @@ export class BatchDecoder {
     }
   }
 
+  /**
+   * Whole sequences through the decoder in one run each few rows, without
+   * cache, for word timings: `onRow` gets each row's cross-attention weights
+   * of the given layers ([heads, length, frames] each) and its logits
+   * ([length, vocab]), `length` being the padded length of its run. Shorter
+   * sequences are padded at the end: the decoder is causal, so padding
+   * changes nothing before it.
+   */
+  async readAlong(sequences: number[][], encoderStates: Float32Array, layers: number[], onRow: (row: number, attentions: Float32Array[], logits: Float32Array, length: number) => void): Promise<void> {
+    const n = sequences.length;
+    const rowSize = encoderStates.length / n;
+    for (let from = 0; from < n; from += FIRST_RUN_ROWS) {
+      const part = sequences.slice(from, from + FIRST_RUN_ROWS);
+      const length = Math.max(...part.map((s) => s.length));
+      const inputs = part.map((s) => [...s, ...new Array(length - s.length).fill(s[s.length - 1])]);
+      const fetches = ['logits', ...layers.map((l) => `cross_attentions.${l}`)];
+      const out = await this.session.run(this.feeds(inputs, encoderStates.subarray(from * rowSize, (from + part.length) * rowSize), null, null), fetches);
+      this.runs++;
+      const logits = out.logits.data as Float32Array;
+      const perRow = this.heads * length * this.frames;
+      part.forEach((_, i) => {
+        const attentions = layers.map((l) => (out[`cross_attentions.${l}`].data as Float32Array).subarray(i * perRow, (i + 1) * perRow));
+        onRow(from + i, attentions, logits.subarray(i * length * this.vocab, (i + 1) * length * this.vocab), length);
+      });
+    }
+  }
+
   private feeds(inputs: number[][], encoderStates: Float32Array, decoderCache: Float32Array[] | null, encoderCache: Float32Array[] | null): Record<string, ort.Tensor> {
     const n = inputs.length;
     const seq = inputs[0].length;

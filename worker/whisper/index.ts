@@ -6,7 +6,8 @@ import { BatchDecoder, beamGroup, selectRows, type DecodeRow } from './decoding.
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
 import { languageCode } from './languages.ts';
-import { argmax } from './logitRules.ts';
+import { argmax, logSumExp } from './logitRules.ts';
+import { assignWords, findAlignment, prepareAlignment, type PreparedAlignment } from './timing.ts';
 import { TokenSelector } from './tokenSelector.ts';
 import { mixSeed, Rng } from './rng.ts';
 import { parseDtype, readModelFolder, type Dtype, type ModelFolder } from './modelFolder.ts';
@@ -47,6 +48,8 @@ export interface SegmentRequest {
   fallback?: Partial<Fallback>;
   /** Seeds the sampler at temperatures above 0: the same seed samples the same tokens. */
   seed?: number;
+  /** Word timings from the cross-attention of the model's alignment heads (openai/whisper's): each segment's `words`. */
+  wordTimestamps?: boolean;
   /**
    * Beam search at temperature 0 with this many beams (openai/whisper's
    * beam_size; absent: greedy). Each beam is a row of the batch: memory grows
@@ -95,6 +98,8 @@ export interface SegmentResult {
   temperature: number;
   /** Dropped as silence (fallback on, see Fallback): no text, no segments. */
   silence: boolean;
+  /** With word timestamps: the window's words before they are shared out to segments (assignWords redoes that across windows). */
+  alignment?: PreparedAlignment;
 }
 
 export interface LoadOptions {
@@ -119,6 +124,8 @@ export interface TranscribeOptions {
   batchSize?: number;
   /** Called as each segment finishes, with its position in the request list. */
   onSegmentDone?: (index: number, result: SegmentResult) => void;
+  /** Word timings' row convention (timing.ts); only for checking against transformers.js. */
+  alignmentRows?: 'openai' | 'transformers.js';
 }
 
 export class WhisperModel {
@@ -221,6 +228,7 @@ export class WhisperModel {
       // One block of encoder output a row: a segment's beams each get a copy.
       const states = new Float32Array(rows.length * rowSize);
       rows.forEach((row, j) => states.set(attemptStates(row.index), j * rowSize));
+      const timed: { attempt: number; result: SegmentResult }[] = [];
       await this.decoder.decode(rows, states, (row) => {
         const a = attempts[row.index];
         const r = requests[a.index];
@@ -232,11 +240,69 @@ export class WhisperModel {
           retries.push({ ...a, temperature: a.temperature + 1, states: attemptStates(row.index).slice() });
           return;
         }
-        finish(a.index, temperatures.length > 1 && isSilence(result, fallback) ? { ...result, text: '', tokens: [], segments: [], silence: true } : result);
+        const kept = temperatures.length > 1 && isSilence(result, fallback) ? { ...result, text: '', tokens: [], segments: [], silence: true } : result;
+        // Word timings take one more decoder run, for every such window of the batch at once, after it.
+        if (r.wordTimestamps && kept.tokens.length > 0) timed.push({ attempt: row.index, result: kept });
+        else finish(a.index, kept);
       });
+      if (timed.length > 0) {
+        await this.addWords(
+          timed.map((t) => ({ result: t.result, request: requests[attempts[t.attempt].index], states: attemptStates(t.attempt) })),
+          options.alignmentRows,
+        );
+        for (const t of timed) finish(attempts[t.attempt].index, t.result);
+      }
     }
     if (waiting.size > 0) throw new WhisperError('INVALID_OPTIONS', 'a request waits on one that is not before it in the list');
     return results;
+  }
+
+  /** Word timings for finished windows (openai/whisper's find_alignment, then its word rules, the window taken alone): sets `alignment`, and each segment's `words`. */
+  private async addWords(windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array }[], rowConvention?: 'openai' | 'transformers.js'): Promise<void> {
+    const { ids, alignment: settings, dims } = this.folder;
+    const heads = settings.heads!;
+    const layers = [...new Set(heads.map(([l]) => l))];
+    // <|sot|> [<|lang|> <|task|>]: the prompt without earlier text
+    const sots = windows.map(({ result, request }) => this.prompt(result.language, request.task ?? 'transcribe', true, []).tokens);
+    const sequences = windows.map(({ result }, i) => [...sots[i], ids.noTimestamps, ...result.tokens.filter((t) => t < ids.eot), ids.eot]);
+    const rowSize = dims.audioContext * dims.dModel;
+    const states = new Float32Array(windows.length * rowSize);
+    windows.forEach((w, i) => states.set(w.states, i * rowSize));
+    await this.decoder.readAlong(sequences, states, layers, (i, attentions, logits, length) => {
+      const { result, request } = windows[i];
+      const sequence = sequences[i];
+      const rows = sequence.length;
+      const frames = dims.audioContext;
+      const first = sots[i].length;
+      const textTokens = sequence.slice(first + 1, -1);
+      const V = dims.vocabSize;
+      // each text token's probability where it is read, over text tokens only (openai: logits[:, :eot].softmax)
+      const tokenProbabilities = textTokens.map((token, k) => {
+        const at = logits.subarray((first + k) * V, (first + k) * V + ids.eot);
+        return Math.exp(at[token] - logSumExp(at, 0, ids.eot));
+      });
+      // each alignment head's rows of this sequence (the run's rows may be padded past it)
+      const weights = heads.map(([l, h]) => {
+        const layer = attentions[layers.indexOf(l)];
+        const w = new Float32Array(rows * frames);
+        for (let r = 0; r < rows; r++) w.set(layer.subarray((h * length + r) * frames, (h * length + r + 1) * frames), r * frames);
+        return w;
+      });
+      const audioFrames = Math.floor(request.audio.length / 320);
+      const alignment = prepareAlignment(
+        findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),
+      );
+      result.alignment = alignment;
+      const offset = request.offset ?? 0;
+      const assigned = assignWords(
+        result.segments.map((s) => ({ start: s.start, end: s.end, textTokens: s.tokens.filter((t) => t < ids.eot).length })),
+        alignment,
+        offset,
+        request.audio.length / SAMPLE_RATE,
+        offset,
+      );
+      result.segments = result.segments.map((s, k) => ({ ...s, start: assigned.segments[k].start, end: assigned.segments[k].end, words: assigned.segments[k].words }));
+    });
   }
 
   /** The language of one window, as openai/whisper detects it (the first window of a long recording). */
@@ -257,6 +323,12 @@ export class WhisperModel {
     if (r.beamSize !== undefined && !(Number.isInteger(r.beamSize) && r.beamSize >= 1 && r.beamSize <= 16)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: beamSize must be an integer from 1 to 16, got ${r.beamSize}`);
     if (r.patience !== undefined && !(Number.isFinite(r.patience) && r.patience >= 1 && r.patience <= 4)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: patience must be from 1 to 4, got ${r.patience}`);
     if (r.lengthPenalty != null && !(Number.isFinite(r.lengthPenalty) && r.lengthPenalty >= 0 && r.lengthPenalty <= 2)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: lengthPenalty must be from 0 to 2, got ${r.lengthPenalty}`);
+    if (r.wordTimestamps) {
+      const { heads } = this.folder.alignment;
+      if (!heads) throw new WhisperError('MODEL_INVALID', 'word timestamps need the model\'s alignment heads: its generation_config.json lists no "alignment_heads"');
+      const missing = [...new Set(heads.map(([l]) => l))].filter((l) => !this.decoderSession.outputNames.includes(`cross_attentions.${l}`));
+      if (missing.length > 0) throw new WhisperError('MODEL_INVALID', `word timestamps need a decoder that outputs its cross-attention weights (an export "with timestamps"): this one has no cross_attentions.${missing[0]}`);
+    }
     if (r.prompt?.length && this.folder.ids.startOfPrev === null) throw new WhisperError('MODEL_INVALID', 'the model has no <|startofprev|> token for prompts');
     if (r.audio.length > WINDOW_SAMPLES) throw new WhisperError('SEGMENT_TOO_LONG', `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`);
     const task = r.task ?? 'transcribe';

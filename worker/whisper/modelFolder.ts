@@ -52,6 +52,12 @@ export interface TokenIds {
   languages: Map<string, number>;
 }
 
+/** Word timings' settings: the cross-attention heads that follow the audio ([layer, head]; null: the folder lists none), and the median filter's width. */
+export interface AlignmentSettings {
+  heads: [number, number][] | null;
+  medianFilterWidth: number;
+}
+
 export interface GenerationRules {
   suppressTokens: number[];
   beginSuppressTokens: number[];
@@ -67,6 +73,7 @@ export interface ModelFolder {
   dims: ModelDimensions;
   ids: TokenIds;
   rules: GenerationRules;
+  alignment: AlignmentSettings;
   multilingual: boolean;
   tokenizer: TokenizerFile;
   /** Present in folders written by `murmur model synthetic`: the weights are random. */
@@ -161,6 +168,13 @@ export function readModelFolder(dir: string, dtype: Dtype = 'fp32'): ModelFolder
     maxInitialTimestampIndex: typeof maxInitial === 'number' ? maxInitial : null,
     maxLength: int('generation_config.json', generation, 'max_length', dims.maxTargetPositions),
   };
+  const heads = generation.alignment_heads;
+  const validHeads = Array.isArray(heads) && heads.every((h) => Array.isArray(h) && h.length === 2 && Number.isInteger(h[0]) && Number.isInteger(h[1]) && h[0] >= 0 && h[0] < dims.decoderLayers && h[1] >= 0 && h[1] < dims.decoderHeads);
+  if (heads !== undefined && !validHeads) throw new WhisperError('MODEL_INVALID', 'generation_config.json: "alignment_heads" must list [layer, head] pairs of the decoder');
+  const alignment: AlignmentSettings = {
+    heads: validHeads && heads.length > 0 ? (heads as [number, number][]) : null,
+    medianFilterWidth: int('config.json', config, 'median_filter_width', 7),
+  };
   const murmur = config.murmur as { synthetic?: boolean; seed: number; tokensPerWindow: number } | undefined;
   return {
     dir,
@@ -170,6 +184,7 @@ export function readModelFolder(dir: string, dtype: Dtype = 'fp32'): ModelFolder
     dims,
     ids,
     rules,
+    alignment,
     multilingual,
     tokenizer,
     synthetic: murmur?.synthetic ? { seed: murmur.seed, tokensPerWindow: murmur.tokensPerWindow } : null,

@@ -55,6 +55,7 @@ export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vo
 
   const outputs = ['logits'];
   for (let i = 0; i < L; i++) for (const kind of ['decoder', 'encoder']) for (const part of ['key', 'value']) outputs.push(`present.${i}.${kind}.${part}`);
+  if (s.crossAttentions) for (let i = 0; i < L; i++) outputs.push(`cross_attentions.${i}`);
   const withPast = g.child('decoder_with_past');
   const withoutPast = g.child('decoder_without_past');
   for (const [branch, cached] of [[withPast, true], [withoutPast, false]] as const) {
@@ -68,6 +69,7 @@ export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vo
     for (const part of ['key', 'value']) g.output(`present.${i}.decoder.${part}`, DataType.float, ['batch_size', s.heads, 'total_sequence_length', hd]);
     for (const part of ['key', 'value']) g.output(`present.${i}.encoder.${part}`, DataType.float, ['batch_size', s.heads, 'encoder_sequence_length_out', hd]);
   }
+  if (s.crossAttentions) for (let i = 0; i < L; i++) g.output(`cross_attentions.${i}`, DataType.float, ['batch_size', s.heads, 'decoder_sequence_length', 'encoder_sequence_length_out']);
   return g;
 }
 
@@ -115,7 +117,8 @@ function decoderBody(g: Graph, s: SyntheticShape, w: WhisperWeights['decoder'], 
       produced[`present.${i}.encoder.key`] = ck;
       produced[`present.${i}.encoder.value`] = cv;
     }
-    x = g.op('Add', [x, attentionOutput(g, attend(g, cq, ck, cv), layer.crossAttn, shape, `${name}.encoder_attn`)]);
+    const weights = s.crossAttentions ? (produced[`cross_attentions.${i}`] = g.fresh(`cross_attentions_${i}`)) : undefined;
+    x = g.op('Add', [x, attentionOutput(g, attend(g, cq, ck, cv, undefined, weights), layer.crossAttn, shape, `${name}.encoder_attn`)]);
     const f = layerNorm(g, x, layer.ffnNorm, `${name}.final_layer_norm`);
     x = g.op('Add', [x, feedForward(g, f, layer.ffn, shape, name)]);
   });

@@ -73,6 +73,7 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
     begin_suppress_tokens: beginSuppress,
     suppress_tokens: suppress,
     torch_dtype: 'float32',
+    median_filter_width: 7,
     murmur: info,
   };
   const generationConfig = {
@@ -88,6 +89,7 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
     no_timestamps_token_id: ids.noTimestamps,
     prev_sot_token_id: ids.startOfPrev,
     max_initial_timestamp_index: 50,
+    alignment_heads: alignmentHeads(shape),
     max_length: shape.maxTargetPositions,
     return_timestamps: false,
   };
@@ -147,3 +149,9 @@ export function syntheticShape(preset: PresetName, overrides: Partial<SyntheticS
   return shape;
 }
 
+/** The heads word timings read, as generation_config.json lists them: every other head of the later half of the decoder's layers. */
+export function alignmentHeads(shape: SyntheticShape): [number, number][] {
+  const heads: [number, number][] = [];
+  for (let l = Math.floor(shape.decoderLayers / 2); l < shape.decoderLayers; l++) for (let h = 0; h < shape.heads; h += 2) heads.push([l, h]);
+  return heads;
+}

@@ -37,11 +37,11 @@ export function mergeHeads(g: Graph, x: string, s: Shape): string {
   return g.op('Reshape', [t, g.ints([0, 0, s.dModel])]);
 }
 
-/** softmax(q kᵀ + mask) v over heads; q is already scaled. */
-export function attend(g: Graph, q: string, k: string, v: string, mask?: string): string {
+/** softmax(q kᵀ + mask) v over heads; q is already scaled. `weights` names the softmax output, to expose it. */
+export function attend(g: Graph, q: string, k: string, v: string, mask?: string, weights?: string): string {
   let scores = g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]);
   if (mask) scores = g.op('Add', [scores, mask]);
-  return g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }), v]);
+  return g.op('MatMul', [g.op('Softmax', [scores], { axis: -1 }, weights), v]);
 }
 
 /** Whisper scales q (after its bias) by head_dim^-0.5. */

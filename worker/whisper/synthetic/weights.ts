@@ -31,6 +31,8 @@ export interface SyntheticShape {
   tokensPerWindow: number;
   maxTargetPositions: number;
   maxSourcePositions: number;
+  /** The decoder also outputs its cross-attention weights, `cross_attentions.{layer}` (onnx-community's "timestamped" exports), for word timings. */
+  crossAttentions?: boolean;
 }
 
 export interface NormWeights {
