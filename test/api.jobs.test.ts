@@ -122,6 +122,49 @@ describe('a job', () => {
     expect(new Set([plain.result.text, a.result.text, c.result.text]).size).toBe(3);
   });
 
+  it('times words when asked: in segments, in the transcript, and as word-level subtitles', async () => {
+    const audio = hello();
+    const [timed, plain] = await Promise.all([server.upload(audio, 'words.wav', { language: 'en', wordTimestamps: true }, 'id options { wordTimestamps }'), server.upload(audio, 'nowords.wav', { language: 'en' })]);
+    expect(timed.data.createJob.options.wordTimestamps).toBe(true);
+    const client = server.ws();
+    const follow = 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { segments { start end text words { word start end probability } } words { word start end } srt(wordLevel: true) vtt(wordLevel: true) } } }';
+    const job = (await collect<{ jobUpdated: any }>(client, follow, { id: timed.data.createJob.id })).at(-1)!.jobUpdated;
+    const plainJob = (await collect<{ jobUpdated: any }>(client, 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { words { word } segments { words { word } } } } }', { id: plain.data.createJob.id })).at(-1)!.jobUpdated;
+    await client.dispose();
+    expect(job.status).toBe('DONE');
+    const words = job.result.segments.flatMap((s: any) => s.words);
+    expect(words.length).toBeGreaterThan(2);
+    expect(job.result.words.map((w: any) => w.word)).toEqual(words.map((w: any) => w.word));
+    expect(words.map((w: any) => w.word).join('').trim()).toBe(job.result.segments.map((s: any) => s.text).join(' ').trim());
+    for (const s of job.result.segments) for (const w of s.words) expect(w.start >= s.start - 1e-9 && w.end <= s.end + 1e-9 && w.probability > 0).toBe(true);
+    // one cue a word
+    expect(job.result.srt.match(/ --> /g).length).toBe(words.length);
+    expect(job.result.vtt.match(/ --> /g).length).toBe(words.length);
+    // a job without word timings has none, and no word-level subtitles
+    expect(plainJob.status).toBe('DONE');
+    expect(plainJob.result.words).toBeNull();
+    expect(plainJob.result.segments.every((s: any) => s.words === null)).toBe(true);
+    const refused = await server.gql('query ($id: ID!) { job(id: $id) { result { srt(wordLevel: true) } } }', { id: plain.data.createJob.id });
+    expect(refused.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('a model that cannot time words fails only the job that asked (INVALID_OPTIONS), not its batch', async () => {
+    const dir = await generatedModel({ crossAttentions: false }, 2);
+    const other = await startServer({ MURMUR_MODEL_DIR: dir, MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_JOBS: '8', MURMUR_BATCH_WINDOW_MS: '1000' });
+    try {
+      const audio = hello();
+      const created = await Promise.all([other.upload(audio, 'a.wav', { language: 'en', wordTimestamps: true }), other.upload(audio, 'b.wav', { language: 'en' })]);
+      const client = other.ws();
+      const finals = await Promise.all(created.map((c) => collect<{ jobUpdated: any }>(client, 'subscription ($id: ID!) { jobUpdated(id: $id) { status attempts error { code message } } }', { id: c.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)));
+      await client.dispose();
+      expect(finals[0]).toMatchObject({ status: 'FAILED', attempts: 1, error: { code: 'INVALID_OPTIONS' } });
+      expect(finals[0].error.message).toMatch(/cross-attention/);
+      expect(finals[1].status).toBe('DONE');
+    } finally {
+      await other.stop();
+    }
+  });
+
   it('refuses decoding options out of range, with BAD_USER_INPUT', async () => {
     for (const input of [{ temperatures: [1.5] }, { temperatures: [] }, { prompt: 'x'.repeat(4001) }, { beamSize: 0 }, { beamSize: 17 }, { patience: 2 }, { beamSize: 2, lengthPenalty: -1 }]) {
       const res = await server.upload(hello(), 'bad.wav', input);

@@ -58,7 +58,7 @@ export const isTransient = (err: unknown) => err instanceof ApiCallError && TRAN
 export interface JobFields {
   id: string;
   input: { filename: string; durationSeconds: number };
-  options: { language: string | null; task: 'TRANSCRIBE' | 'TRANSLATE'; timestamps: boolean; prompt: string | null; conditionOnPreviousText: boolean; temperatures: number[]; seed: number; beamSize: number | null; patience: number | null; lengthPenalty: number | null };
+  options: { language: string | null; task: 'TRANSCRIBE' | 'TRANSLATE'; timestamps: boolean; prompt: string | null; conditionOnPreviousText: boolean; temperatures: number[]; seed: number; beamSize: number | null; patience: number | null; lengthPenalty: number | null; wordTimestamps: boolean };
 }
 
 export interface LeaseFields {
@@ -87,7 +87,7 @@ export class ApiClient {
       `mutation Claim($input: ClaimInput!) {
         claimJobs(input: $input) {
           leaseToken leaseExpiresAt leaseSeconds audioUrl maxDurationSeconds
-          job { id input { filename durationSeconds } options { language task timestamps prompt conditionOnPreviousText temperatures seed beamSize patience lengthPenalty } }
+          job { id input { filename durationSeconds } options { language task timestamps prompt conditionOnPreviousText temperatures seed beamSize patience lengthPenalty wordTimestamps } }
         }
       }`,
       { input },

@@ -11,7 +11,7 @@ import { decodeAudioFile } from './audio/decode.ts';
 import { killDecoders } from './audio/ffmpeg.ts';
 import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
 import { WhisperError, WhisperModel } from './whisper/index.ts';
-import { transcribeMany } from './whisper/longAudio.ts';
+import { transcribeMany, type ScoredSegment } from './whisper/longAudio.ts';
 import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from './vad/index.ts';
 
 export interface WorkerOptions {
@@ -184,9 +184,13 @@ export class Worker {
           }),
         ),
       );
+      if (!live().some((l) => audio.has(l.job.id))) return;
+      const model = await this.load();
+      // A job asking for what this model cannot do fails alone, not with the batch it came in.
+      const noWords = model.wordTimestampsUnavailable();
+      for (const l of live()) if (audio.has(l.job.id) && l.job.options.wordTimestamps && noWords) await fail(l, new WhisperError('INVALID_OPTIONS', noWords));
       const ready = live().filter((l) => audio.has(l.job.id));
       if (ready.length === 0) return;
-      const model = await this.load();
       // One after another: Silero carries a recurrent state through each recording.
       const chunks: (Chunk[] | undefined)[] = [];
       for (const l of ready) chunks.push(await this.chunks(audio.get(l.job.id)!));
@@ -207,6 +211,7 @@ export class Worker {
           beamSize: l.job.options.beamSize ?? undefined,
           patience: l.job.options.patience ?? undefined,
           lengthPenalty: l.job.options.lengthPenalty,
+          wordTimestamps: l.job.options.wordTimestamps,
         })),
         {
           batchSize: 16,
@@ -220,7 +225,7 @@ export class Worker {
       await beating;
       for (const [i, lease] of ready.entries()) {
         const t = transcripts[i];
-        await finish(lease, () => this.api.complete(lease.job.id, lease.leaseToken, { text: t.text, language: t.language, model: this.modelLabel, segments: t.segments }));
+        await finish(lease, () => this.api.complete(lease.job.id, lease.leaseToken, { text: t.text, language: t.language, model: this.modelLabel, segments: t.segments.map(segmentInput) }));
       }
     } catch (err) {
       for (const lease of live()) await fail(lease, err);
@@ -259,4 +264,9 @@ export class Worker {
     this.model = null;
     this.o.log(`worker ${this.id}: model unloaded (${why})`);
   }
+}
+
+/** A segment as the API takes it: its times, text, confidence and words (not its tokens). */
+function segmentInput({ start, end, text, avgLogprob, compressionRatio, noSpeechProb, temperature, words }: ScoredSegment) {
+  return { start, end, text, avgLogprob, compressionRatio, noSpeechProb: Number.isFinite(noSpeechProb) ? noSpeechProb : null, temperature, ...(words && { words }) };
 }

@@ -34,6 +34,7 @@ export interface CreateJobInput {
   beamSize?: number | null;
   patience?: number | null;
   lengthPenalty?: number | null;
+  wordTimestamps?: boolean | null;
 }
 
 const MAX_PROMPT_CHARACTERS = 4000;
@@ -59,6 +60,7 @@ export function decodingOptions(input: CreateJobInput): DecodingOptions | null {
     ...(input.beamSize != null && { beamSize: input.beamSize }),
     ...(input.patience != null && { patience: input.patience }),
     ...(input.lengthPenalty != null && { lengthPenalty: input.lengthPenalty }),
+    ...(input.wordTimestamps && { wordTimestamps: true }),
   };
   return Object.keys(options).length > 0 ? options : null;
 }

@@ -15,6 +15,11 @@ function cues(segments: Segment[], text: (t: string) => string) {
     .map((s) => ({ type: 'cue' as const, data: { start: Math.round(s.start * 1000), end: Math.round(Math.max(s.end, s.start) * 1000), text: text(s.text) } }));
 }
 
+/** One segment a word, for word-level cues. */
+export function wordCues(segments: Segment[]): Segment[] {
+  return segments.flatMap((s) => (s.words ?? []).map((w) => ({ start: w.start, end: w.end, text: w.word })));
+}
+
 export const toSrt = (segments: Segment[]): string => stringifySync(cues(segments, (t) => t), { format: 'SRT' });
 export function toVtt(segments: Segment[]): string {
   const list = cues(segments, escapeVtt);

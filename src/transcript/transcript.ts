@@ -12,6 +12,16 @@ export interface Segment {
   /** null: the model has no <|nospeech|> token. */
   noSpeechProb?: number | null;
   temperature?: number | null;
+  /** With word timestamps. */
+  words?: Word[] | null;
+}
+
+export interface Word {
+  /** As Whisper writes it, with its leading space and merged punctuation (" Hello,"). */
+  word: string;
+  start: number;
+  end: number;
+  probability: number;
 }
 
 /** How a job is decoded beyond its language and task (createJob's options); absent: greedy, no prompt. */
@@ -28,6 +38,8 @@ export interface DecodingOptions {
   beamSize?: number;
   patience?: number;
   lengthPenalty?: number;
+  /** Word timings in every segment. */
+  wordTimestamps?: boolean;
 }
 
 export interface Transcript {

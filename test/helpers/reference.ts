@@ -49,6 +49,25 @@ export class Reference {
     return sampled[sampled.length - 1] === eot ? sampled.slice(0, -1) : sampled;
   }
 
+  /**
+   * transformers.js's token timestamps (generate with return_token_timestamps,
+   * no timestamp tokens): the text tokens, each token's time, and its words
+   * as its tokenizer groups them.
+   */
+  async tokenTimestamps(audio: Float32Array, language: string, eot: number): Promise<{ tokens: number[]; times: number[]; words: string[]; wordTokens: number[][] }> {
+    const { input_features } = await this.processor(audio);
+    const multilingual = (this.model.generation_config as { is_multilingual?: boolean }).is_multilingual;
+    const out = (await this.model.generate({ inputs: input_features, ...(multilingual && { language }), return_token_timestamps: true } as never)) as unknown as { sequences: Tensor; token_timestamps: Tensor };
+    const sequence = (out.sequences.tolist() as bigint[][])[0].map(Number);
+    const times = (out.token_timestamps.tolist() as number[][])[0];
+    const begin = multilingual ? 4 : 2;
+    const end = sequence[sequence.length - 1] === eot ? sequence.length - 1 : sequence.length;
+    const tokens = sequence.slice(begin, end);
+    const tokenizer = (this.processor as unknown as { tokenizer: { combineTokensIntoWords(t: number[], l: string): [string[], number[][], number[][]] } }).tokenizer;
+    const [words, wordTokens] = tokenizer.combineTokensIntoWords(tokens, 'english');
+    return { tokens, times: times.slice(begin, end), words, wordTokens };
+  }
+
   /** One forward pass: the decoder's logits after `prefix` (the last position). */
   async logitsAfter(audio: Float32Array, prefix: number[]): Promise<Float32Array> {
     const { input_features } = await this.processor(audio);

@@ -7,7 +7,7 @@ import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
 import { languageCode } from './languages.ts';
 import { argmax, logSumExp } from './logitRules.ts';
-import { assignWords, findAlignment, prepareAlignment, type PreparedAlignment } from './timing.ts';
+import { assignWords, findAlignment, prepareAlignment, type PreparedAlignment, type SegmentSpan } from './timing.ts';
 import { TokenSelector } from './tokenSelector.ts';
 import { mixSeed, Rng } from './rng.ts';
 import { parseDtype, readModelFolder, type Dtype, type ModelFolder } from './modelFolder.ts';
@@ -98,8 +98,13 @@ export interface SegmentResult {
   temperature: number;
   /** Dropped as silence (fallback on, see Fallback): no text, no segments. */
   silence: boolean;
-  /** With word timestamps: the window's words before they are shared out to segments (assignWords redoes that across windows). */
-  alignment?: PreparedAlignment;
+  /**
+   * With word timestamps: the window's words before they were shared out to
+   * its segments, and the segments' times as decoded, for assignWords to share
+   * them out again knowing when the speech before the window ended (the
+   * segments' words here take the window alone).
+   */
+  wordAlignment?: PreparedAlignment & { segments: SegmentSpan[] };
 }
 
 export interface LoadOptions {
@@ -292,15 +297,10 @@ export class WhisperModel {
       const alignment = prepareAlignment(
         findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),
       );
-      result.alignment = alignment;
+      const spans = result.segments.map((s) => ({ start: s.start, end: s.end, textTokens: s.tokens.filter((t) => t < ids.eot).length }));
+      result.wordAlignment = { ...alignment, segments: spans };
       const offset = request.offset ?? 0;
-      const assigned = assignWords(
-        result.segments.map((s) => ({ start: s.start, end: s.end, textTokens: s.tokens.filter((t) => t < ids.eot).length })),
-        alignment,
-        offset,
-        request.audio.length / SAMPLE_RATE,
-        offset,
-      );
+      const assigned = assignWords(spans, alignment, offset, request.audio.length / SAMPLE_RATE, offset);
       result.segments = result.segments.map((s, k) => ({ ...s, start: assigned.segments[k].start, end: assigned.segments[k].end, words: assigned.segments[k].words }));
     });
   }
@@ -323,12 +323,8 @@ export class WhisperModel {
     if (r.beamSize !== undefined && !(Number.isInteger(r.beamSize) && r.beamSize >= 1 && r.beamSize <= 16)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: beamSize must be an integer from 1 to 16, got ${r.beamSize}`);
     if (r.patience !== undefined && !(Number.isFinite(r.patience) && r.patience >= 1 && r.patience <= 4)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: patience must be from 1 to 4, got ${r.patience}`);
     if (r.lengthPenalty != null && !(Number.isFinite(r.lengthPenalty) && r.lengthPenalty >= 0 && r.lengthPenalty <= 2)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: lengthPenalty must be from 0 to 2, got ${r.lengthPenalty}`);
-    if (r.wordTimestamps) {
-      const { heads } = this.folder.alignment;
-      if (!heads) throw new WhisperError('MODEL_INVALID', 'word timestamps need the model\'s alignment heads: its generation_config.json lists no "alignment_heads"');
-      const missing = [...new Set(heads.map(([l]) => l))].filter((l) => !this.decoderSession.outputNames.includes(`cross_attentions.${l}`));
-      if (missing.length > 0) throw new WhisperError('MODEL_INVALID', `word timestamps need a decoder that outputs its cross-attention weights (an export "with timestamps"): this one has no cross_attentions.${missing[0]}`);
-    }
+    const noWords = r.wordTimestamps ? this.wordTimestampsUnavailable() : null;
+    if (noWords) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: ${noWords}`);
     if (r.prompt?.length && this.folder.ids.startOfPrev === null) throw new WhisperError('MODEL_INVALID', 'the model has no <|startofprev|> token for prompts');
     if (r.audio.length > WINDOW_SAMPLES) throw new WhisperError('SEGMENT_TOO_LONG', `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`);
     const task = r.task ?? 'transcribe';
@@ -341,6 +337,15 @@ export class WhisperModel {
       if (r.language !== undefined && languageCode(r.language) !== 'en') throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: this model is English-only; language "${r.language}" is not available`);
       if (task === 'translate') throw new WhisperError('INVALID_OPTIONS', `segment ${i}: this model is English-only and cannot translate`);
     }
+  }
+
+  /** Why this model cannot time words, or null when it can. */
+  wordTimestampsUnavailable(): string | null {
+    const { heads } = this.folder.alignment;
+    if (!heads) return 'word timestamps need the model\'s alignment heads: its generation_config.json lists no "alignment_heads"';
+    const missing = [...new Set(heads.map(([l]) => l))].filter((l) => !this.decoderSession.outputNames.includes(`cross_attentions.${l}`));
+    if (missing.length > 0) return `word timestamps need a decoder that outputs its cross-attention weights (an export "with timestamps"): this one has no cross_attentions.${missing[0]}`;
+    return null;
   }
 
   /** Tokens encoded as a prompt (names, spellings) the way openai/whisper encodes its initial prompt. */

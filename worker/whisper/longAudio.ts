@@ -5,6 +5,7 @@
 // recording's own timeline.
 import type { Fallback, SegmentRequest, SegmentResult, Task, TimedSegment, WhisperModel } from './index.ts';
 import { mixSeed } from './rng.ts';
+import { assignWords } from './timing.ts';
 import { chunkAudio, recordingTime, type Chunk } from '../vad/speech.ts';
 import { WINDOW_SAMPLES } from './features.ts';
 
@@ -40,6 +41,8 @@ export interface Recording {
   conditionOnPreviousText?: boolean;
   temperatures?: number[];
   fallback?: Partial<Fallback>;
+  /** Word timings in every segment (the model needs alignment heads and a decoder that outputs cross-attentions). */
+  wordTimestamps?: boolean;
   /** Sampling seed; each window samples from its own seed derived from it. */
   seed?: number;
   beamSize?: number;
@@ -84,6 +87,7 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
         fallback: r.fallback,
         seed: mixSeed(r.seed ?? 0, k),
         beamSize: r.beamSize,
+        wordTimestamps: r.wordTimestamps,
         patience: r.patience,
         lengthPenalty: r.lengthPenalty,
         ...(r.conditionOnPreviousText && k > 0 ? { previous: requests.length - 1 } : { prompt }),
@@ -101,15 +105,25 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
   let next = 0;
   return recordings.map((_, i) => {
     const mine = results.slice(next, (next += windows[i].length));
+    // Word rules look at the pause before a window's first word: the speech before it ended where the last window's did.
+    let lastSpeech = 0;
+    const withWords = (r: SegmentResult, chunk: Chunk): TimedSegment[] => {
+      if (!r.wordAlignment) return r.segments;
+      const chunkStart = recordingTime(chunk, 0);
+      const assigned = assignWords(r.wordAlignment.segments, r.wordAlignment, 0, chunkAudioSeconds(chunk), lastSpeech - chunkStart);
+      if (assigned.segments.some((s) => s.words.length > 0)) lastSpeech = recordingTime(chunk, assigned.lastSpeech, true);
+      return r.segments.map((seg, k) => ({ ...seg, ...assigned.segments[k] }));
+    };
     return {
       text: mine.map((r) => r.text).filter(Boolean).join(' '),
       language: mine[0]?.language ?? languages[i] ?? 'en',
       // The runtime times each chunk from 0; on the recording, a chunk's spans sit where they were cut from.
       segments: mine.flatMap((r, k) =>
-        r.segments.map((seg) => ({
+        withWords(r, chunks[i][k]).map((seg) => ({
           ...seg,
           start: round(recordingTime(chunks[i][k], seg.start)),
           end: round(recordingTime(chunks[i][k], seg.end, true)),
+          ...(seg.words && { words: seg.words.map((w) => ({ ...w, start: round(recordingTime(chunks[i][k], w.start)), end: round(recordingTime(chunks[i][k], w.end, true)) })) }),
           avgLogprob: r.avgLogprob,
           compressionRatio: r.compressionRatio,
           noSpeechProb: r.noSpeechProb,
@@ -119,4 +133,9 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
       tokens: mine.flatMap((r) => r.tokens),
     };
   });
+}
+
+/** Seconds of audio a chunk holds (its spans back to back). */
+function chunkAudioSeconds(chunk: Chunk): number {
+  return chunk.reduce((n, s) => n + s.end - s.start, 0) / 16000;
 }

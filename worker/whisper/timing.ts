@@ -265,6 +265,13 @@ export function prepareAlignment(alignment: WordTiming[]): PreparedAlignment {
   return { alignment, medianDuration };
 }
 
+/** A segment as decoded: its times and how many text tokens it holds. */
+export interface SegmentSpan {
+  start: number;
+  end: number;
+  textTokens: number;
+}
+
 export interface TimedWords {
   start: number;
   end: number;
@@ -282,7 +289,7 @@ const round2 = (t: number) => Math.round(t * 100) / 100;
  * next window.
  */
 export function assignWords(
-  segments: { start: number; end: number; textTokens: number }[],
+  segments: SegmentSpan[],
   prepared: PreparedAlignment,
   offset: number,
   duration: number,

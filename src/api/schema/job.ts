@@ -2,9 +2,9 @@
 // mutations that create, cancel and retry them, and the jobUpdated subscription.
 import { Repeater } from 'graphql-yoga';
 import { isTerminal, type Job } from '../../queue/jobQueue.ts';
-import type { Transcript } from '../../transcript/transcript.ts';
+import type { Transcript, Word } from '../../transcript/transcript.ts';
 import { QueueError } from '../../queue/errors.ts';
-import { toSrt, toVtt } from '../../transcript/formats.ts';
+import { toSrt, toVtt, wordCues } from '../../transcript/formats.ts';
 import { builder } from '../builder.ts';
 import { ownerOf, tenantOf } from '../auth.ts';
 import { ERROR_CODES, JOB_ERROR_CODES, isJobErrorCode, type ErrorCode } from '../errorCodes.ts';
@@ -25,6 +25,15 @@ const InputRef = builder.objectRef<Job>('JobInput');
 const OptionsRef = builder.objectRef<Job>('JobOptions');
 const TranscriptRef = builder.objectRef<Transcript>('Transcript');
 const SegmentRef = builder.objectRef<Transcript['segments'][number]>('Segment');
+const WordRef = builder.objectRef<Word>('Word').implement({
+  description: 'A word and when it was said (openai/whisper\'s word timings: cross-attention aligned to the audio)',
+  fields: (t) => ({
+    word: t.exposeString('word', { description: 'as Whisper writes it: with its leading space, punctuation merged in (" Hello,")' }),
+    start: t.exposeFloat('start', { description: 'seconds from the start of the audio' }),
+    end: t.exposeFloat('end'),
+    probability: t.exposeFloat('probability', { description: 'the mean probability of its tokens' }),
+  }),
+});
 const ErrorRef = builder.objectRef<{ code: string; message: string }>('JobError');
 const WebhookRef = builder.objectRef<Job>('Webhook').implement({
   description: 'The delivery of the job\'s end to its callbackUrl',
@@ -62,6 +71,7 @@ OptionsRef.implement({
     beamSize: t.int({ nullable: true, description: 'null: greedy', resolve: (j) => j.decoding?.beamSize ?? null }),
     patience: t.float({ nullable: true, resolve: (j) => j.decoding?.patience ?? null }),
     lengthPenalty: t.float({ nullable: true, resolve: (j) => j.decoding?.lengthPenalty ?? null }),
+    wordTimestamps: t.boolean({ resolve: (j) => j.decoding?.wordTimestamps ?? false }),
   }),
 });
 
@@ -74,6 +84,7 @@ SegmentRef.implement({
     compressionRatio: t.float({ nullable: true, description: 'of the window\'s text under zlib; above 2.4: likely a repetition loop', resolve: (s) => s.compressionRatio ?? null }),
     noSpeechProb: t.float({ nullable: true, description: 'the probability the window holds no speech', resolve: (s) => s.noSpeechProb ?? null }),
     temperature: t.float({ nullable: true, description: 'the temperature the window\'s text was decoded at', resolve: (s) => s.temperature ?? null }),
+    words: t.field({ type: [WordRef], nullable: true, description: 'null unless the job asked for wordTimestamps', resolve: (s) => s.words ?? null }),
   }),
 });
 
@@ -83,10 +94,26 @@ TranscriptRef.implement({
     language: t.exposeString('language'),
     model: t.exposeString('model', { description: 'the model that wrote it; says so when the model is the synthetic one and the text is meaningless' }),
     segments: t.field({ type: [SegmentRef], resolve: (r) => r.segments }),
-    srt: t.string({ description: 'SubRip subtitles', resolve: (r) => toSrt(r.segments) }),
-    vtt: t.string({ description: 'WebVTT subtitles', resolve: (r) => toVtt(r.segments) }),
+    words: t.field({ type: [WordRef], nullable: true, description: 'every segment\'s words in order; null unless the job asked for wordTimestamps', resolve: (r) => (r.segments.some((s) => s.words) ? r.segments.flatMap((s) => s.words ?? []) : null) }),
+    srt: t.string({
+      description: 'SubRip subtitles',
+      args: { wordLevel: t.arg.boolean({ description: 'one cue a word (needs wordTimestamps)', defaultValue: false }) },
+      resolve: (r, { wordLevel }) => toSrt(cueSegments(r, wordLevel ?? false)),
+    }),
+    vtt: t.string({
+      description: 'WebVTT subtitles',
+      args: { wordLevel: t.arg.boolean({ description: 'one cue a word (needs wordTimestamps)', defaultValue: false }) },
+      resolve: (r, { wordLevel }) => toVtt(cueSegments(r, wordLevel ?? false)),
+    }),
   }),
 });
+
+/** The cues of a subtitle file: the segments, or one a word. */
+function cueSegments(r: Transcript, wordLevel: boolean) {
+  if (!wordLevel) return r.segments;
+  if (!r.segments.some((s) => s.words)) throw new ApiError('BAD_USER_INPUT', 'word-level subtitles need a job created with wordTimestamps: true');
+  return wordCues(r.segments);
+}
 
 builder.enumType('ErrorCode', {
   description: 'Every code an error\'s `extensions.code` may carry',
@@ -196,6 +223,7 @@ const CreateJobInput = builder.inputType('CreateJobInput', {
     conditionOnPreviousText: t.boolean({ description: 'each 30 s window\'s prompt continues with the text before it (default false; windows of one job then decode one after another)' }),
     temperatures: t.floatList({ description: 'tried in turn (default [0]: greedy); more than one turns on openai/whisper\'s fallback: a window whose text compresses above 2.4 or averages a log-probability below -1 is decoded again at the next, and a likely silent one is dropped. [0, 0.2, 0.4, 0.6, 0.8, 1] is openai/whisper\'s' }),
     seed: t.int({ description: 'seeds sampling above temperature 0, so a job\'s result can be reproduced (default 0)' }),
+    wordTimestamps: t.boolean({ description: 'each segment\'s words with their times and probabilities (openai/whisper\'s word timings; the model needs alignment heads and a decoder that outputs its cross-attentions, as exports "with timestamps" do)' }),
     beamSize: t.int({ description: 'beam search with this many beams (1 to 16; 5 is faster-whisper\'s default) at temperature 0; left out: greedy. Slower and heavier: every beam is a row of the batch' }),
     patience: t.float({ description: 'beam search goes on until beamSize × patience candidates have ended (1 to 4, default 1)' }),
     lengthPenalty: t.float({ description: 'beam search ranks candidates by log-probability over ((5 + length) / 6) ^ lengthPenalty (0 to 2); left out: over the length' }),

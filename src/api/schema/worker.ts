@@ -57,6 +57,10 @@ const LeaseProgressInput = builder.inputType('LeaseProgressInput', {
   }),
 });
 
+const WordInput = builder.inputType('WordInput', {
+  fields: (t) => ({ word: t.string({ required: true }), start: t.float({ required: true }), end: t.float({ required: true }), probability: t.float({ required: true }) }),
+});
+
 const SegmentInput = builder.inputType('SegmentInput', {
   fields: (t) => ({
     start: t.float({ required: true }),
@@ -66,6 +70,7 @@ const SegmentInput = builder.inputType('SegmentInput', {
     compressionRatio: t.float(),
     noSpeechProb: t.float(),
     temperature: t.float(),
+    words: t.field({ type: [WordInput] }),
   }),
 });
 

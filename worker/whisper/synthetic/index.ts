@@ -15,9 +15,9 @@ export type { VocabularyKind } from './vocabulary.ts';
 
 export const PRESETS = {
   /** Small enough that the test suite writes and runs several in seconds. */
-  test: { dModel: 64, encoderLayers: 2, decoderLayers: 2, heads: 4, ffnDim: 256, nMels: 80, vocabulary: 'multilingual', textVocabSize: 1000, tokensPerWindow: 24, maxTargetPositions: 448, maxSourcePositions: 1500 },
+  test: { dModel: 64, encoderLayers: 2, decoderLayers: 2, heads: 4, ffnDim: 256, nMels: 80, vocabulary: 'multilingual', textVocabSize: 1000, tokensPerWindow: 24, maxTargetPositions: 448, maxSourcePositions: 1500, crossAttentions: true },
   /** whisper-tiny's exact dimensions and vocabulary, for benchmarks. */
-  tiny: { dModel: 384, encoderLayers: 4, decoderLayers: 4, heads: 6, ffnDim: 1536, nMels: 80, vocabulary: 'multilingual', textVocabSize: 50257, tokensPerWindow: 100, maxTargetPositions: 448, maxSourcePositions: 1500 },
+  tiny: { dModel: 384, encoderLayers: 4, decoderLayers: 4, heads: 6, ffnDim: 1536, nMels: 80, vocabulary: 'multilingual', textVocabSize: 50257, tokensPerWindow: 100, maxTargetPositions: 448, maxSourcePositions: 1500, crossAttentions: true },
 } as const satisfies Record<string, SyntheticShape>;
 
 export type PresetName = keyof typeof PRESETS;
