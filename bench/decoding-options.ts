@@ -1,7 +1,8 @@
 // What the decoding options cost: greedy, beam search (5 beams, faster-whisper's
 // default) and word timings, on a whisper-tiny-sized generated model, one batch
 // of 16 segments of real recorded speech, in audio-seconds per wall-second, in
-// the same run.
+// the same run. Greedy and words run twice, alternating (this machine's
+// timings vary by ±15%).
 //
 //   npx tsx bench/decoding-options.ts [--segments 16] [--seconds 20] [--tokens 100] [--beams 5]
 import { readFileSync } from 'node:fs';
@@ -42,6 +43,9 @@ await model.transcribe(audios.slice(0, 2).map((audio) => ({ audio, language: 'en
 
 const configurations: [string, Partial<SegmentRequest>][] = [
   ['greedy', {}],
+  ['greedy + words', { wordTimestamps: true }],
+  ['greedy again', {}],
+  ['greedy + words', { wordTimestamps: true }],
   [`beam ${values.beams}`, { beamSize: Number(values.beams) }],
 ];
 const rows: { name: string; seconds: number; tokens: number; runs: number }[] = [];

@@ -44,17 +44,23 @@ describe('murmur transcribe', () => {
     expect(() => JSON.parse(stdout)).toThrow();
   });
 
-  it('cuts audio longer than 30 s into windows with times on the whole recording', async () => {
+  it('cuts audio longer than 30 s into windows with times on the whole recording, words included', async () => {
     const a = recording(RECORDINGS[3]);
     const long = new Float32Array(16000 * 65);
     for (let i = 0; i < long.length; i++) long[i] = a[i % a.length];
     const file = join(mkdtempSync(join(tmpdir(), 'murmur-long-')), 'long.wav');
     writeFileSync(file, wav.encode([long], { sampleRate: 16000, bitDepth: 16 }));
-    const { stdout } = await murmur('transcribe', file, '--model', model, '--timestamps', '--json', '--segmentation', 'fixed');
+    const { stdout } = await murmur('transcribe', file, '--model', model, '--timestamps', '--word-timestamps', '--json', '--segmentation', 'fixed');
     const result = JSON.parse(stdout);
     const starts = result.segments.map((s: { start: number }) => s.start);
     expect(starts.some((s: number) => s >= 60)).toBe(true);
     expect([...starts].sort((x, y) => x - y)).toEqual(starts);
+    // words on the recording's timeline, inside their segments, none after the audio
+    type Timed = { start: number; end: number };
+    const words: Timed[] = result.segments.flatMap((s: { words: Timed[] }) => s.words);
+    expect(words.some((w) => w.start >= 60)).toBe(true);
+    for (const s of result.segments) for (const w of s.words) expect(w.start >= s.start - 1e-9 && w.end <= s.end + 1e-9 && w.end <= 65).toBe(true);
+    expect(words.map((w) => w.start)).toEqual([...words.map((w) => w.start)].sort((x, y) => x - y));
   });
 
   it('reads MP3, FLAC and M4A with ffmpeg; without it (MURMUR_FFMPEG=off) MP3 still, M4A refused with a code', async () => {

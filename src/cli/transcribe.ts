@@ -27,6 +27,7 @@ export function transcribeCommand(): Command {
     .option('--beam-size <n>', 'beam search with this many beams at temperature 0 (greedy when absent)', integer('--beam-size', 1))
     .option('--patience <x>', 'beam search: candidates gathered = beams × patience', Number)
     .option('--length-penalty <x>', 'beam search: rank by log-probability over ((5 + length) / 6) ^ x (by length when absent)', Number)
+    .option('--word-timestamps', 'each word with its time (the model needs alignment heads and cross-attention outputs)', false)
     .option('--json', 'print one JSON object: text, language, segments, tokens', false)
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8 (quantized), q4, …', 'fp32')
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
@@ -57,9 +58,11 @@ export function transcribeCommand(): Command {
             beamSize: opts.beamSize,
             patience: opts.patience,
             lengthPenalty: opts.lengthPenalty,
+            wordTimestamps: opts.wordTimestamps,
           },
         ]);
         if (opts.json) console.log(JSON.stringify(result));
+        else if (opts.wordTimestamps) for (const w of result.segments.flatMap((s) => s.words ?? [])) console.log(`[${w.start.toFixed(2)} → ${w.end.toFixed(2)}]${w.word}`);
         else if (opts.timestamps) for (const s of result.segments) console.log(`[${s.start.toFixed(2)} → ${s.end.toFixed(2)}] ${s.text}`);
         else console.log(result.text);
       } finally {
