@@ -20,6 +20,8 @@ import type { ModelFolder } from './modelFolder.ts';
 import type { Selection, SelectRow, TokenSelector } from './tokenSelector.ts';
 
 const FIRST_RUN_ROWS = 4;
+/** Word timings' decoder runs, one row each: whisper-tiny-sized, 16 windows of ~105 tokens: 2.4 s one at a time, 2.8 s two, 3.9 s four, 4.1 s eight. */
+const READ_ALONG_ROWS = 1;
 
 /**
  * The beams of one segment, as openai/whisper's BeamSearchDecoder keeps them:
@@ -52,6 +54,14 @@ export interface DecodeRow extends SelectRow {
   done: boolean;
   /** Present on each of a segment's beam rows (one object for all of them); the segment is reported done once, with its best candidate. */
   beam?: BeamGroup;
+}
+
+/** Every row's cross-attention keys and values after a decode() call: 2 per layer, [rows, heads, frames, headDim]. */
+export interface CrossCache {
+  caches: Float32Array[];
+  rows: number;
+  /** The row holding a request's keys and values (its first beam's), by the request's `index`. */
+  rowOf: Map<number, number>;
 }
 
 /** The batch-wide buffers of one decode() call, and one row's size in each. */
@@ -137,7 +147,7 @@ export class BatchDecoder {
    * Decodes every row to end-of-text or the length limit. `encoderStates`
    * holds one [frames, d] block per row, in row order.
    */
-  async decode(rows: DecodeRow[], encoderStates: Float32Array, onRowDone?: (row: DecodeRow) => void): Promise<void> {
+  async decode(rows: DecodeRow[], encoderStates: Float32Array, onRowDone?: (row: DecodeRow) => void): Promise<CrossCache> {
     const n = rows.length;
     const order = rows.map((_, i) => i).sort((a, b) => rows[a].tokens.length - rows[b].tokens.length || a - b);
     const sorted = order.map((i) => rows[i]);
@@ -170,32 +180,54 @@ export class BatchDecoder {
       await this.step(cohorts[0], onRowDone);
       cohorts = merge(cohorts.filter((c) => c.rows.length > 0), batch);
     }
+    // The first runs wrote every row's cross-attention keys and values here, and nothing wrote over them since.
+    const rowOf = new Map<number, number>();
+    sorted.forEach((row, k) => rowOf.has(row.index) || rowOf.set(row.index, k));
+    return { caches: shared, rows: n, rowOf };
   }
 
   /**
-   * Whole sequences through the decoder in one run each few rows, without
-   * cache, for word timings: `onRow` gets each row's cross-attention weights
-   * of the given layers ([heads, length, frames] each) and its logits
-   * ([length, vocab]), `length` being the padded length of its run. Shorter
-   * sequences are padded at the end: the decoder is causal, so padding
-   * changes nothing before it.
+   * Whole sequences through the decoder, a few rows a run, for word timings:
+   * `onRow` gets each row's cross-attention weights of the given layers
+   * ([heads, length, frames] each) and its logits ([length, vocab]), `length`
+   * being the padded length of its run. Shorter sequences are padded at the
+   * end: the decoder is causal, so padding changes nothing before it. The
+   * cross-attention keys and values come from decoding (`cross`, row
+   * `crossRows[i]` for sequence i): computing them again cost more than the
+   * rest of the run.
    */
-  async readAlong(sequences: number[][], encoderStates: Float32Array, layers: number[], onRow: (row: number, attentions: Float32Array[], logits: Float32Array, length: number) => void): Promise<void> {
+  async readAlong(
+    sequences: number[][],
+    encoderStates: Float32Array,
+    cross: CrossCache,
+    crossRows: number[],
+    layers: number[],
+    onRow: (row: number, attentions: Float32Array[], logits: Float32Array, length: number) => Promise<void>,
+  ): Promise<void> {
     const n = sequences.length;
     const rowSize = encoderStates.length / n;
-    for (let from = 0; from < n; from += FIRST_RUN_ROWS) {
-      const part = sequences.slice(from, from + FIRST_RUN_ROWS);
+    const noPast = Array.from({ length: 2 * this.layers }, () => new Float32Array(0));
+    const fetches = ['logits', ...layers.map((l) => `cross_attentions.${l}`)];
+    const run = (from: number) => {
+      const part = sequences.slice(from, from + READ_ALONG_ROWS);
       const length = Math.max(...part.map((s) => s.length));
       const inputs = part.map((s) => [...s, ...new Array(length - s.length).fill(s[s.length - 1])]);
-      const fetches = ['logits', ...layers.map((l) => `cross_attentions.${l}`)];
-      const out = await this.session.run(this.feeds(inputs, encoderStates.subarray(from * rowSize, (from + part.length) * rowSize), null, null), fetches);
+      const caches = cross.caches.map((t) => selectRows(t, cross.rows, crossRows.slice(from, from + part.length)));
       this.runs++;
+      return this.session.run(this.feeds(inputs, encoderStates.subarray(from * rowSize, (from + part.length) * rowSize), noPast, caches), fetches).then((out) => ({ out, from, count: part.length, length }));
+    };
+    // The next run goes on onnxruntime's threads while this one's rows are worked through here.
+    let next = run(0);
+    while (true) {
+      const { out, from, count, length } = await next;
+      if (from + count < n) next = run(from + count);
       const logits = out.logits.data as Float32Array;
       const perRow = this.heads * length * this.frames;
-      part.forEach((_, i) => {
+      for (let i = 0; i < count; i++) {
         const attentions = layers.map((l) => (out[`cross_attentions.${l}`].data as Float32Array).subarray(i * perRow, (i + 1) * perRow));
-        onRow(from + i, attentions, logits.subarray(i * length * this.vocab, (i + 1) * length * this.vocab), length);
-      });
+        await onRow(from + i, attentions, logits.subarray(i * length * this.vocab, (i + 1) * length * this.vocab), length);
+      }
+      if (from + count >= n) break;
     }
   }
 

@@ -2,11 +2,11 @@
 // segments at once, each with its own options.
 import ort from 'onnxruntime-node';
 import { deflate } from 'pako';
-import { BatchDecoder, beamGroup, selectRows, type DecodeRow } from './decoding.ts';
+import { BatchDecoder, beamGroup, selectRows, type CrossCache, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
 import { languageCode } from './languages.ts';
-import { argmax, logSumExp } from './logitRules.ts';
+import { argmax } from './logitRules.ts';
 import { assignWords, findAlignment, prepareAlignment, type PreparedAlignment, type SegmentSpan } from './timing.ts';
 import { TokenSelector } from './tokenSelector.ts';
 import { mixSeed, Rng } from './rng.ts';
@@ -234,7 +234,7 @@ export class WhisperModel {
       const states = new Float32Array(rows.length * rowSize);
       rows.forEach((row, j) => states.set(attemptStates(row.index), j * rowSize));
       const timed: { attempt: number; result: SegmentResult }[] = [];
-      await this.decoder.decode(rows, states, (row) => {
+      const cross = await this.decoder.decode(rows, states, (row) => {
         const a = attempts[row.index];
         const r = requests[a.index];
         const result = this.result(row, r, a.language, a.languageProbability);
@@ -252,7 +252,8 @@ export class WhisperModel {
       });
       if (timed.length > 0) {
         await this.addWords(
-          timed.map((t) => ({ result: t.result, request: requests[attempts[t.attempt].index], states: attemptStates(t.attempt) })),
+          timed.map((t) => ({ result: t.result, request: requests[attempts[t.attempt].index], states: attemptStates(t.attempt), crossRow: cross.rowOf.get(t.attempt)! })),
+          cross,
           options.alignmentRows,
         );
         for (const t of timed) finish(attempts[t.attempt].index, t.result);
@@ -263,7 +264,7 @@ export class WhisperModel {
   }
 
   /** Word timings for finished windows (openai/whisper's find_alignment, then its word rules, the window taken alone): sets `alignment`, and each segment's `words`. */
-  private async addWords(windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array }[], rowConvention?: 'openai' | 'transformers.js'): Promise<void> {
+  private async addWords(windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array; crossRow: number }[], cross: CrossCache, rowConvention?: 'openai' | 'transformers.js'): Promise<void> {
     const { ids, alignment: settings, dims } = this.folder;
     const heads = settings.heads!;
     const layers = [...new Set(heads.map(([l]) => l))];
@@ -273,7 +274,7 @@ export class WhisperModel {
     const rowSize = dims.audioContext * dims.dModel;
     const states = new Float32Array(windows.length * rowSize);
     windows.forEach((w, i) => states.set(w.states, i * rowSize));
-    await this.decoder.readAlong(sequences, states, layers, (i, attentions, logits, length) => {
+    await this.decoder.readAlong(sequences, states, cross, windows.map((w) => w.crossRow), layers, async (i, attentions, logits, length) => {
       const { result, request } = windows[i];
       const sequence = sequences[i];
       const rows = sequence.length;
@@ -282,17 +283,9 @@ export class WhisperModel {
       const textTokens = sequence.slice(first + 1, -1);
       const V = dims.vocabSize;
       // each text token's probability where it is read, over text tokens only (openai: logits[:, :eot].softmax)
-      const tokenProbabilities = textTokens.map((token, k) => {
-        const at = logits.subarray((first + k) * V, (first + k) * V + ids.eot);
-        return Math.exp(at[token] - logSumExp(at, 0, ids.eot));
-      });
+      const tokenProbabilities = textTokens.length > 0 ? await this.selector.textProbabilities(logits.subarray(first * V, (first + textTokens.length) * V), textTokens) : [];
       // each alignment head's rows of this sequence (the run's rows may be padded past it)
-      const weights = heads.map(([l, h]) => {
-        const layer = attentions[layers.indexOf(l)];
-        const w = new Float32Array(rows * frames);
-        for (let r = 0; r < rows; r++) w.set(layer.subarray((h * length + r) * frames, (h * length + r + 1) * frames), r * frames);
-        return w;
-      });
+      const weights = heads.map(([l, h]) => attentions[layers.indexOf(l)].subarray(h * length * frames, (h * length + rows) * frames));
       const audioFrames = Math.floor(request.audio.length / 320);
       const alignment = prepareAlignment(
         findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),

@@ -43,13 +43,19 @@ export function medianFilter(row: Float32Array, width: number): Float32Array {
   const window = new Float32Array(width);
   const n = row.length;
   for (let i = 0; i < n; i++) {
+    // insertion sort of the window: a typed array's sort() costs ten times as much at width 7
     for (let k = -pad; k <= pad; k++) {
       let at = i + k;
       if (at < 0) at = -at;
       else if (at >= n) at = 2 * (n - 1) - at;
-      window[k + pad] = row[at];
+      const v = row[at];
+      let j = k + pad;
+      while (j > 0 && window[j - 1] > v) {
+        window[j] = window[j - 1];
+        j--;
+      }
+      window[j] = v;
     }
-    window.sort();
     out[i] = window[pad];
   }
   return out;
@@ -135,7 +141,7 @@ export interface AlignmentInput {
   textTokens: number[];
   /**
    * Cross-attention weights of each alignment head over the whole sequence,
-   * [heads][rows × frames]: rows are the sequence's positions, `sotLength`
+   * [heads][rows × frames] (views of the decoder's output, not copied): rows are the sequence's positions, `sotLength`
    * prompt tokens (<|sot|> <|lang|> <|task|>), then <|notimestamps|>, the text
    * and <|endoftext|>.
    */
@@ -168,30 +174,39 @@ export function findAlignment(input: AlignmentInput, tokenizer: WhisperTokenizer
   const F = Math.max(1, Math.min(frames, input.audioFrames));
   const first = hf ? sotLength + 1 : sotLength;
   const N = input.rows - 1 - first; // the rows that read <|notimestamps|> … the last text token
-  const matrix = new Float64Array(N * F);
+  const matrix = new Float32Array(N * F);
+  const h = new Float32Array(rows * F);
+  const mean = new Float64Array(F);
+  const square = new Float64Array(F);
   for (const w of weights) {
-    // crop to the audio's frames, renormalise each row, standardise each frame over the rows, median-filter each row
-    const h = new Float32Array(rows * F);
+    // crop to the audio's frames and renormalise each row; sums for each frame's mean and deviation over the rows
+    mean.fill(0);
+    square.fill(0);
     for (let r = 0; r < rows; r++) {
+      const row = w.subarray(r * frames, r * frames + F);
       let sum = 0;
-      for (let f = 0; f < F; f++) sum += w[r * frames + f];
-      for (let f = 0; f < F; f++) h[r * F + f] = w[r * frames + f] / sum;
+      for (let f = 0; f < F; f++) sum += row[f];
+      const out = h.subarray(r * F, (r + 1) * F);
+      for (let f = 0; f < F; f++) {
+        const v = (out[f] = row[f] / sum);
+        mean[f] += v;
+        square[f] += v * v;
+      }
     }
     for (let f = 0; f < F; f++) {
-      let mean = 0;
-      for (let r = 0; r < rows; r++) mean += h[r * F + f];
-      mean /= rows;
-      let variance = 0;
-      for (let r = 0; r < rows; r++) variance += (h[r * F + f] - mean) ** 2;
-      const std = Math.sqrt(variance / rows);
-      for (let r = 0; r < rows; r++) h[r * F + f] = (h[r * F + f] - mean) / std;
+      mean[f] /= rows;
+      square[f] = Math.sqrt(Math.max(0, square[f] / rows - mean[f] * mean[f]));
     }
+    // standardise each frame over the rows, median-filter each row the path runs through
     for (let r = first; r < first + N; r++) {
-      const filtered = medianFilter(h.subarray(r * F, (r + 1) * F), input.medianFilterWidth);
-      for (let f = 0; f < F; f++) matrix[(r - first) * F + f] -= filtered[f] / weights.length;
+      const row = h.subarray(r * F, (r + 1) * F);
+      for (let f = 0; f < F; f++) row[f] = (row[f] - mean[f]) / square[f];
+      const filtered = medianFilter(row, input.medianFilterWidth);
+      const out = matrix.subarray((r - first) * F, (r - first + 1) * F);
+      for (let f = 0; f < F; f++) out[f] -= filtered[f] / weights.length;
     }
   }
-  const path = dtw(Float32Array.from(matrix), N, F);
+  const path = dtw(matrix, N, F);
   const { words, tokens } = splitToWordTokens([...textTokens, eot], tokenizer, eot, language);
   if (tokens.length <= 1) return [];
   const jumpTimes: number[] = [];

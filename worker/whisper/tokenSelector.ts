@@ -51,6 +51,17 @@ function selectionGraph(vocab: number, timestampBegin: number): Graph {
   return g;
 }
 
+/** Each row's probability of its token among the text tokens alone (openai's word probabilities: softmax over logits[:, :eot]). */
+function textProbabilityGraph(vocab: number, eot: number): Graph {
+  const g = new Graph('text_probability');
+  g.input('logits', DataType.float, ['rows', vocab]);
+  g.input('tokens', DataType.int64, ['rows', 1]);
+  const text = g.op('Slice', ['logits', g.ints([0]), g.ints([eot]), g.ints([1])]);
+  g.op('GatherElements', [g.op('Softmax', [text], { axis: 1 }), 'tokens'], { axis: 1 }, 'probability');
+  g.output('probability', DataType.float, ['rows', 1]);
+  return g;
+}
+
 export interface SelectRow extends RowState {
   /** 0 or absent: greedy. */
   temperature?: number;
@@ -136,7 +147,20 @@ export class TokenSelector {
     return new ort.Tensor('float32', noise, [rows.length, V]);
   }
 
+  private textSession: Promise<ort.InferenceSession> | null = null;
+
+  /** `logits` holds one [vocab] row per token (text tokens, below <|endoftext|>): each one's probability over the text tokens. */
+  async textProbabilities(logits: Float32Array, tokens: number[]): Promise<number[]> {
+    this.textSession ??= ort.InferenceSession.create(encodeModel(textProbabilityGraph(this.vocab, this.ids.eot), 'murmur'), { executionProviders: ['cpu'], extra: { session: { 'intra_op.allow_spinning': '0' } } });
+    const session = await this.textSession;
+    const out = await session.run({
+      logits: new ort.Tensor('float32', logits, [tokens.length, this.vocab]),
+      tokens: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [tokens.length, 1]),
+    });
+    return Array.from(out.probability.data as Float32Array);
+  }
+
   async release(): Promise<void> {
-    await this.session.release();
+    await Promise.all([this.session.release(), this.textSession?.then((s) => s.release())]);
   }
 }
