@@ -212,7 +212,11 @@ export class BatchDecoder {
       const part = sequences.slice(from, from + READ_ALONG_ROWS);
       const length = Math.max(...part.map((s) => s.length));
       const inputs = part.map((s) => [...s, ...new Array(length - s.length).fill(s[s.length - 1])]);
-      const caches = cross.caches.map((t) => selectRows(t, cross.rows, crossRows.slice(from, from + part.length)));
+      // one row, or rows that sit together: views of the cache, not copies
+      const picked = crossRows.slice(from, from + part.length);
+      const together = picked.every((r, i) => r === picked[0] + i);
+      const size = cross.caches[0].length / cross.rows;
+      const caches = cross.caches.map((t) => (together ? t.subarray(picked[0] * size, (picked[0] + picked.length) * size) : selectRows(t, cross.rows, picked)));
       this.runs++;
       return this.session.run(this.feeds(inputs, encoderStates.subarray(from * rowSize, (from + part.length) * rowSize), noPast, caches), fetches).then((out) => ({ out, from, count: part.length, length }));
     };
