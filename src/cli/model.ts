@@ -24,6 +24,7 @@ export function modelCommand(): Command {
     .option('--tokens <n>', 'text tokens per 30 s window (generation then ends by itself)', integer('--tokens', 3))
     .option('--seed <n>', 'random seed', integer('--seed', 0), 1)
     .option('--if-missing', 'do nothing when the folder already holds a model', false)
+    .option('--no-cross-attentions', 'a decoder without cross_attentions outputs (no word timings), as exports without timestamps are')
     .option('--dtypes <list>', `variants to write, comma-separated: ${SYNTHETIC_DTYPES.join(', ')}`, 'fp32')
     .action(async (opts) => {
       if (opts.ifMissing && existsSync(join(opts.out, 'config.json'))) return;
@@ -36,6 +37,7 @@ export function modelCommand(): Command {
         ...(opts.heads && { heads: opts.heads }),
         ...(opts.textVocab && { textVocabSize: opts.textVocab }),
         ...(opts.tokens && { tokensPerWindow: opts.tokens }),
+        crossAttentions: opts.crossAttentions,
       });
       const dtypes = String(opts.dtypes).split(',').map((d) => d.trim());
       for (const d of dtypes) if (!(SYNTHETIC_DTYPES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--dtypes: unknown variant "${d}": expected ${SYNTHETIC_DTYPES.join(', ')}`);
