@@ -44,14 +44,15 @@ describe('WhisperTokenizer', () => {
     const word = (w: string) => theirs.encode(w, { add_special_tokens: false });
     const t = (s: number) => begin + Math.round(s / 0.02);
     const tokens = [t(0), ...word(' one'), ...word(' two'), t(1.5), t(1.5), ...word(' three'), t(2.4), t(3), ...word(' four')];
+    // each segment keeps the tokens it was read from, its timestamps included
     expect(timedSegments(tokens, ours, 10, 5, true)).toEqual([
-      { start: 10, end: 11.5, text: 'one two' },
-      { start: 11.5, end: 12.4, text: 'three' },
-      { start: 13, end: 15, text: 'four' },
+      { start: 10, end: 11.5, text: 'one two', tokens: [t(0), ...word(' one'), ...word(' two'), t(1.5)] },
+      { start: 11.5, end: 12.4, text: 'three', tokens: [t(1.5), ...word(' three'), t(2.4)] },
+      { start: 13, end: 15, text: 'four', tokens: [t(3), ...word(' four')] },
     ]);
-    expect(timedSegments(word(' just text'), ours, 4, 2.5, false)).toEqual([{ start: 4, end: 6.5, text: 'just text' }]);
+    expect(timedSegments(word(' just text'), ours, 4, 2.5, false)).toEqual([{ start: 4, end: 6.5, text: 'just text', tokens: word(' just text') }]);
     // a timestamp in the window's padding, past the audio, is held to the audio's end
-    expect(timedSegments([t(0.5), ...word(' late'), t(9.5)], ours, 30, 3.2, true)).toEqual([{ start: 30.5, end: 33.2, text: 'late' }]);
+    expect(timedSegments([t(0.5), ...word(' late'), t(9.5)], ours, 30, 3.2, true)).toEqual([{ start: 30.5, end: 33.2, text: 'late', tokens: [t(0.5), ...word(' late'), t(9.5)] }]);
     expect(timedSegments([], ours, 0, 2.5, false)).toEqual([]);
   });
 });
