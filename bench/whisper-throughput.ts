@@ -4,14 +4,12 @@
 // transformers.js's ASR pipeline doing the same work in the same run.
 //
 //   npm run bench            (or: npx tsx bench/whisper-throughput.ts [--segments 16] [--seconds 20] [--tokens 100])
-import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { env, pipeline } from '@huggingface/transformers';
-import { decodeWav } from '../worker/audio/wav.ts';
 import { WhisperModel } from '../worker/whisper/index.ts';
-import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+import { speechSegments, writeTinyModel } from './whisperSetup.ts';
 
 const { values } = parseArgs({
   options: {
@@ -24,20 +22,8 @@ const { values } = parseArgs({
 const segments = Number(values.segments);
 const seconds = Number(values.seconds);
 
-// Written anew each run, so the numbers are for the generator as it is now.
-console.log(`writing a whisper-tiny-sized model to ${values.model} …`);
-await writeSyntheticModel(values.model, syntheticShape('tiny', { tokensPerWindow: Number(values.tokens) }), 1);
-
-// Real recorded speech, looped into segments of the chosen length, each starting elsewhere.
-const dataDir = '/usr/share/pocketsphinx/test/data/librivox';
-const speech = ['0870', '0880', '0890', '0920', '0930']
-  .map((n) => decodeWav(readFileSync(join(dataDir, `sense_and_sensibility_01_austen_64kb-${n}.wav`))).samples)
-  .reduce((all, s) => Float32Array.from([...all, ...s]), new Float32Array());
-const audios = Array.from({ length: segments }, (_, i) => {
-  const out = new Float32Array(seconds * 16000);
-  for (let j = 0; j < out.length; j++) out[j] = speech[(j + i * 37_000) % speech.length];
-  return out;
-});
+await writeTinyModel(values.model, Number(values.tokens));
+const audios = speechSegments(segments, seconds);
 const audioSeconds = segments * seconds;
 
 const model = await WhisperModel.load(values.model, { log: () => {} });
