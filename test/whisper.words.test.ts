@@ -56,6 +56,20 @@ describe.each(SHAPES)('word timings against transformers.js: %s', (_name, shape,
       });
       expect(new Set(words.map((w) => w.end)).size).toBeGreaterThan(2);
     }
+    // a word's probability: the mean over its tokens of the text-only softmax where each is read (recomputed from transformers.js's logits for the first two words)
+    const { ids } = model.folder;
+    const head = [ids.sot, ids.languages.get('en')!, ids.transcribe!, ids.noTimestamps];
+    const first = ours[1].wordAlignment!.alignment;
+    let read = 0;
+    for (const w of first.slice(0, 2)) {
+      const probabilities: number[] = [];
+      for (const token of w.tokens) {
+        const logits = (await reference.logitsAfter(audios[0], [...head, ...ours[1].tokens.slice(0, read++)])).slice(0, ids.eot);
+        const max = Math.max(...logits);
+        probabilities.push(Math.exp(logits[token] - max) / logits.reduce((sum, x) => sum + Math.exp(x - max), 0));
+      }
+      expect(w.probability).toBeCloseTo(probabilities.reduce((a, b) => a + b, 0) / probabilities.length, 4);
+    }
     // openai/whisper's rows give the same words; times may differ a little
     const openai = await model.transcribe(audios.map((audio) => ({ audio, language: 'en', wordTimestamps: true })));
     openai.forEach((r, i) => {
