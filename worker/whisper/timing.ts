@@ -42,6 +42,7 @@ export function medianFilter(row: Float32Array, width: number): Float32Array {
   const out = new Float32Array(row.length);
   const window = new Float32Array(width);
   const n = row.length;
+  if (width === 7 && n > 6) return median7(row, out);
   for (let i = 0; i < n; i++) {
     // insertion sort of the window: a typed array's sort() costs ten times as much at width 7
     for (let k = -pad; k <= pad; k++) {
@@ -57,6 +58,33 @@ export function medianFilter(row: Float32Array, width: number): Float32Array {
       window[j] = v;
     }
     out[i] = window[pad];
+  }
+  return out;
+}
+
+/** medianFilter at width 7 (Whisper's), by a sorting network of 16 compare-exchanges on locals: a third of the time of the general one. */
+function median7(row: Float32Array, out: Float32Array): Float32Array {
+  const n = row.length;
+  const at = (k: number) => row[k < 0 ? -k : k >= n ? 2 * (n - 1) - k : k];
+  for (let i = 0; i < n; i++) {
+    let a0 = at(i - 3), a1 = at(i - 2), a2 = at(i - 1), a3 = row[i], a4 = at(i + 1), a5 = at(i + 2), a6 = at(i + 3), t: number;
+    if (a0 > a6) { t = a0; a0 = a6; a6 = t; }
+    if (a2 > a3) { t = a2; a2 = a3; a3 = t; }
+    if (a4 > a5) { t = a4; a4 = a5; a5 = t; }
+    if (a0 > a2) { t = a0; a0 = a2; a2 = t; }
+    if (a1 > a4) { t = a1; a1 = a4; a4 = t; }
+    if (a3 > a6) { t = a3; a3 = a6; a6 = t; }
+    if (a0 > a1) { t = a0; a0 = a1; a1 = t; }
+    if (a2 > a5) { t = a2; a2 = a5; a5 = t; }
+    if (a3 > a4) { t = a3; a3 = a4; a4 = t; }
+    if (a1 > a2) { t = a1; a1 = a2; a2 = t; }
+    if (a4 > a6) { t = a4; a4 = a6; a6 = t; }
+    if (a2 > a3) { t = a2; a2 = a3; a3 = t; }
+    if (a4 > a5) { t = a4; a4 = a5; a5 = t; }
+    if (a1 > a2) { t = a1; a1 = a2; a2 = t; }
+    if (a3 > a4) { t = a3; a3 = a4; a4 = t; }
+    if (a5 > a6) { t = a5; a5 = a6; a6 = t; }
+    out[i] = a3;
   }
   return out;
 }
