@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WhisperModel } from '../worker/whisper/index.ts';
 import type { SyntheticShape } from '../worker/whisper/synthetic/index.ts';
-import { assignWords, dtw, findAlignment, mergePunctuations, prepareAlignment, type WordTiming } from '../worker/whisper/timing.ts';
+import { assignWords, dtw, findAlignment, medianFilter, mergePunctuations, prepareAlignment, type WordTiming } from '../worker/whisper/timing.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';
@@ -138,6 +138,19 @@ describe('openai/whisper\'s parts', () => {
     // uncropped, the pull at 28 s wins
     const uncropped = findAlignment({ ...common, weights: whole, frames: FRAMES, audioFrames: FRAMES }, tokenizer(), eot, 'en');
     expect(Math.max(...uncropped.map((w) => w.end))).toBeGreaterThan(20);
+  });
+
+  it('median-filters as median_filter does: reflected ends, a row too short left alone (the width-7 network against a plain sort)', () => {
+    const plain = (row: number[], width: number) => {
+      const pad = width >> 1;
+      const n = row.length;
+      return row.map((_, i) => Array.from({ length: width }, (_, k) => row[Math.abs(i + k - pad) >= n ? 2 * (n - 1) - (i + k - pad) : Math.abs(i + k - pad)]).sort((a, b) => a - b)[pad]);
+    };
+    for (let t = 0; t < 100; t++) {
+      const row = Array.from({ length: 7 + (t % 30) }, (_, i) => Math.fround(Math.sin(i * 7.3 + t) * 3));
+      for (const width of [7, 5, 3]) expect(Array.from(medianFilter(Float32Array.from(row), width))).toEqual(plain(row, width));
+    }
+    expect(Array.from(medianFilter(Float32Array.of(3, 1, 2), 7))).toEqual([3, 1, 2]);
   });
 
   it('warps time as dtw_cpu does, ties included: the diagonal only when strictly cheapest, then up, else left', () => {
