@@ -20,8 +20,6 @@ import type { ModelFolder } from './modelFolder.ts';
 import type { Selection, SelectRow, TokenSelector } from './tokenSelector.ts';
 
 const FIRST_RUN_ROWS = 4;
-/** Word timings' decoder runs, one row each: whisper-tiny-sized, 16 windows of ~105 tokens: 2.4 s one at a time, 2.8 s two, 3.9 s four, 4.1 s eight. */
-const READ_ALONG_ROWS = 1;
 
 /**
  * The beams of one segment, as openai/whisper's BeamSearchDecoder keeps them:
@@ -187,51 +185,37 @@ export class BatchDecoder {
   }
 
   /**
-   * Whole sequences through the decoder, a few rows a run, for word timings:
-   * `onRow` gets each row's cross-attention weights of the given layers
-   * ([heads, length, frames] each) and its logits ([length, vocab]), `length`
-   * being the padded length of its run. Shorter sequences are padded at the
-   * end: the decoder is causal, so padding changes nothing before it. The
-   * cross-attention keys and values come from decoding (`cross`, row
-   * `crossRows[i]` for sequence i): computing them again cost more than the
+   * Whole sequences through the decoder, one a run, for word timings: `onRow`
+   * gets each sequence's cross-attention weights of the given layers
+   * ([heads, length, frames] each) and its logits ([length, vocab]). One a
+   * run was the fastest (whisper-tiny-sized, 16 windows of ~105 tokens: 2.4 s
+   * one at a time, 2.8 s two, 3.9 s four, 4.1 s eight), and the next run goes
+   * on onnxruntime's threads while this one's are worked through here. The
+   * cross-attention keys and values are decoding's (`cross`, row `crossRows[i]`
+   * for sequence i), read in place: computing them again cost more than the
    * rest of the run.
    */
   async readAlong(
     sequences: number[][],
-    encoderStates: Float32Array,
+    encoderStates: Float32Array[],
     cross: CrossCache,
     crossRows: number[],
     layers: number[],
-    onRow: (row: number, attentions: Float32Array[], logits: Float32Array, length: number) => Promise<void>,
+    onRow: (i: number, attentions: Float32Array[], logits: Float32Array) => Promise<void>,
   ): Promise<void> {
-    const n = sequences.length;
-    const rowSize = encoderStates.length / n;
     const noPast = Array.from({ length: 2 * this.layers }, () => new Float32Array(0));
     const fetches = ['logits', ...layers.map((l) => `cross_attentions.${l}`)];
-    const run = (from: number) => {
-      const part = sequences.slice(from, from + READ_ALONG_ROWS);
-      const length = Math.max(...part.map((s) => s.length));
-      const inputs = part.map((s) => [...s, ...new Array(length - s.length).fill(s[s.length - 1])]);
-      // one row, or rows that sit together: views of the cache, not copies
-      const picked = crossRows.slice(from, from + part.length);
-      const together = picked.every((r, i) => r === picked[0] + i);
-      const size = cross.caches[0].length / cross.rows;
-      const caches = cross.caches.map((t) => (together ? t.subarray(picked[0] * size, (picked[0] + picked.length) * size) : selectRows(t, cross.rows, picked)));
+    const size = cross.caches[0].length / cross.rows;
+    const run = (i: number) => {
+      const caches = cross.caches.map((t) => t.subarray(crossRows[i] * size, (crossRows[i] + 1) * size));
       this.runs++;
-      return this.session.run(this.feeds(inputs, encoderStates.subarray(from * rowSize, (from + part.length) * rowSize), noPast, caches), fetches).then((out) => ({ out, from, count: part.length, length }));
+      return this.session.run(this.feeds([sequences[i]], encoderStates[i], noPast, caches), fetches);
     };
-    // The next run goes on onnxruntime's threads while this one's rows are worked through here.
     let next = run(0);
-    while (true) {
-      const { out, from, count, length } = await next;
-      if (from + count < n) next = run(from + count);
-      const logits = out.logits.data as Float32Array;
-      const perRow = this.heads * length * this.frames;
-      for (let i = 0; i < count; i++) {
-        const attentions = layers.map((l) => (out[`cross_attentions.${l}`].data as Float32Array).subarray(i * perRow, (i + 1) * perRow));
-        await onRow(from + i, attentions, logits.subarray(i * length * this.vocab, (i + 1) * length * this.vocab), length);
-      }
-      if (from + count >= n) break;
+    for (let i = 0; i < sequences.length; i++) {
+      const out = await next;
+      if (i + 1 < sequences.length) next = run(i + 1);
+      await onRow(i, layers.map((l) => out[`cross_attentions.${l}`].data as Float32Array), out.logits.data as Float32Array);
     }
   }
 

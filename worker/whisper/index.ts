@@ -271,10 +271,7 @@ export class WhisperModel {
     // <|sot|> [<|lang|> <|task|>]: the prompt without earlier text
     const sots = windows.map(({ result, request }) => this.prompt(result.language, request.task ?? 'transcribe', true, []).tokens);
     const sequences = windows.map(({ result }, i) => [...sots[i], ids.noTimestamps, ...result.tokens.filter((t) => t < ids.eot), ids.eot]);
-    const rowSize = dims.audioContext * dims.dModel;
-    const states = new Float32Array(windows.length * rowSize);
-    windows.forEach((w, i) => states.set(w.states, i * rowSize));
-    await this.decoder.readAlong(sequences, states, cross, windows.map((w) => w.crossRow), layers, async (i, attentions, logits, length) => {
+    await this.decoder.readAlong(sequences, windows.map((w) => w.states), cross, windows.map((w) => w.crossRow), layers, async (i, attentions, logits) => {
       const { result, request } = windows[i];
       const sequence = sequences[i];
       const rows = sequence.length;
@@ -284,8 +281,8 @@ export class WhisperModel {
       const V = dims.vocabSize;
       // each text token's probability where it is read, over text tokens only (openai: logits[:, :eot].softmax)
       const tokenProbabilities = textTokens.length > 0 ? await this.selector.textProbabilities(logits.subarray(first * V, (first + textTokens.length) * V), textTokens) : [];
-      // each alignment head's rows of this sequence (the run's rows may be padded past it)
-      const weights = heads.map(([l, h]) => attentions[layers.indexOf(l)].subarray(h * length * frames, (h * length + rows) * frames));
+      // each alignment head's rows
+      const weights = heads.map(([l, h]) => attentions[layers.indexOf(l)].subarray(h * rows * frames, (h + 1) * rows * frames));
       const audioFrames = Math.floor(request.audio.length / 320);
       const alignment = prepareAlignment(
         findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),

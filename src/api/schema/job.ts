@@ -95,16 +95,16 @@ TranscriptRef.implement({
     model: t.exposeString('model', { description: 'the model that wrote it; says so when the model is the synthetic one and the text is meaningless' }),
     segments: t.field({ type: [SegmentRef], resolve: (r) => r.segments }),
     words: t.field({ type: [WordRef], nullable: true, description: 'every segment\'s words in order; null unless the job asked for wordTimestamps', resolve: (r) => (r.segments.some((s) => s.words) ? r.segments.flatMap((s) => s.words ?? []) : null) }),
-    srt: t.string({
-      description: 'SubRip subtitles',
-      args: { wordLevel: t.arg.boolean({ description: 'one cue a word (needs wordTimestamps)', defaultValue: false }) },
-      resolve: (r, { wordLevel }) => toSrt(cueSegments(r, wordLevel ?? false)),
-    }),
-    vtt: t.string({
-      description: 'WebVTT subtitles',
-      args: { wordLevel: t.arg.boolean({ description: 'one cue a word (needs wordTimestamps)', defaultValue: false }) },
-      resolve: (r, { wordLevel }) => toVtt(cueSegments(r, wordLevel ?? false)),
-    }),
+    ...Object.fromEntries(
+      ([['srt', 'SubRip subtitles', toSrt], ['vtt', 'WebVTT subtitles', toVtt]] as const).map(([name, description, format]) => [
+        name,
+        t.string({
+          description,
+          args: { wordLevel: t.arg.boolean({ description: 'one cue a word (needs wordTimestamps)', defaultValue: false }) },
+          resolve: (r, { wordLevel }) => format(cueSegments(r, wordLevel ?? false)),
+        }),
+      ]),
+    ),
   }),
 });
 
