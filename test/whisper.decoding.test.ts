@@ -281,6 +281,8 @@ describe('beam search', () => {
     logprobs: [],
     topTokens: top.flatMap((r) => r.map(([t]) => t)),
     topLogprobs: Float32Array.from(top.flatMap((r) => r.map(([, lp]) => lp))),
+    textProbabilities: new Float32Array(top.length).fill(NaN),
+    topTextProbabilities: new Float32Array(top.length * top[0].length).fill(NaN),
   });
 
   it('ranks candidates by log-probability over length, or over ((5 + length) / 6) ^ penalty', () => {

@@ -5,13 +5,19 @@
 // transformers.js reads them. What openai/whisper does differently (which rows
 // count, cropping to the audio's own frames, its word rules) is checked against
 // its published code (whisper/timing.py) on worked cases.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
+import { alignmentGraph } from '../worker/whisper/alignmentGraph.ts';
+import { WhisperModel, type SegmentResult } from '../worker/whisper/index.ts';
 import type { SyntheticShape } from '../worker/whisper/synthetic/index.ts';
 import { assignWords, dtw, findAlignment, medianFilter, mergePunctuations, prepareAlignment, type WordTiming } from '../worker/whisper/timing.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';
+import { Rng } from '../worker/whisper/rng.ts';
 
 const SHAPES: [string, Partial<SyntheticShape>, number][] = [
   ['multilingual, d 64, 2+2 layers', { tokensPerWindow: 30 }, 5],
@@ -83,6 +89,90 @@ describe.each(SHAPES)('word timings against transformers.js: %s', (_name, shape,
         expect(w.probability).toBeLessThanOrEqual(1);
       }
     });
+  });
+});
+
+describe('word probabilities and the alignment graph', () => {
+  let dir: string;
+  let model: WhisperModel;
+  let reference: Reference;
+  beforeAll(async () => {
+    dir = await generatedModel({ ...SHAPES[0][1], crossAttentions: true }, SHAPES[0][2]);
+    model = await WhisperModel.load(dir, { log: () => {} });
+    reference = await Reference.load(dir);
+  });
+  afterAll(async () => {
+    await model?.dispose();
+    await reference?.dispose();
+  });
+
+  /** The first `count` words' probabilities: each the mean of its tokens' text-only softmax where decoding read them (`head`: the tokens before the sampled ones), from transformers.js's logits. */
+  async function expectDecodedProbabilities(result: SegmentResult, audio: Float32Array, head: number[], count = 2): Promise<void> {
+    const eot = model.folder.ids.eot;
+    const textAt = result.tokens.flatMap((t, k) => (t < eot ? [k] : []));
+    let read = 0;
+    const words = result.wordAlignment!.alignment.filter((w) => w.word);
+    expect(words.length).toBeGreaterThan(1);
+    for (const w of words.slice(0, count)) {
+      const probabilities: number[] = [];
+      for (const token of w.tokens) {
+        const k = textAt[read++];
+        expect(result.tokens[k]).toBe(token);
+        const logits = (await reference.logitsAfter(audio, [...head, ...result.tokens.slice(0, k)])).slice(0, eot);
+        const max = Math.max(...logits);
+        probabilities.push(Math.exp(logits[token] - max) / logits.reduce((sum, x) => sum + Math.exp(x - max), 0));
+      }
+      expect(w.probability).toBeCloseTo(probabilities.reduce((a, b) => a + b, 0) / probabilities.length, 4);
+    }
+  }
+
+  it('are read where each token was decoded: between timestamps, and along the beam that won', async () => {
+    const audio = window(RECORDINGS[2]);
+    const { ids } = model.folder;
+    const sot = [ids.sot, ids.languages.get('en')!, ids.transcribe!];
+    const [stamped, beam, greedy] = await model.transcribe([
+      { audio, language: 'en', wordTimestamps: true, timestamps: true },
+      { audio, language: 'en', wordTimestamps: true, beamSize: 3 },
+      { audio, language: 'en', wordTimestamps: true },
+    ]);
+    expect(stamped.tokens.some((t) => t >= ids.timestampBegin)).toBe(true);
+    await expectDecodedProbabilities(stamped, audio, sot);
+    // every word: where the beam left greedy's path, it took a token that was not the likeliest
+    expect(beam.tokens).not.toEqual(greedy.tokens);
+    await expectDecodedProbabilities(beam, audio, [...sot, ids.noTimestamps], Infinity);
+  });
+
+  it('cuts from the merged decoder a graph that computes only the alignment layers\' cross-attention, the same weights', async () => {
+    const merged = readFileSync(join(dir, 'onnx', 'decoder_model_merged.onnx'));
+    const cut = alignmentGraph(merged, [0])!;
+    const { onnx } = onnxProto;
+    const branch = onnx.ModelProto.decode(merged).graph!.node![0].attribute!.find((a) => a.name === 'then_branch')!.g!;
+    const nodes = onnx.ModelProto.decode(cut).graph!.node!;
+    expect(nodes.length).toBeLessThan(branch.node!.length / 2); // layer 1 and the output projection left out
+    expect(nodes.some((n) => n.opType === 'If')).toBe(false);
+    // not the layout it expects: no answer rather than a wrong graph
+    expect(alignmentGraph(readFileSync(join(dir, 'onnx', 'encoder_model.onnx')), [0])).toBeNull();
+    expect(alignmentGraph(merged, [7])).toBeNull();
+
+    const [full, alone] = await Promise.all([ort.InferenceSession.create(merged), ort.InferenceSession.create(cut)]);
+    expect(alone.outputNames).toEqual(['cross_attentions.0']);
+    const { decoderLayers, decoderHeads, headDim, audioContext, dModel } = model.folder.dims;
+    const rng = new Rng(9);
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from([model.folder.ids.sot, 400, 401, 402], BigInt), [1, 4]),
+      encoder_hidden_states: new ort.Tensor('float32', new Float32Array(audioContext * dModel), [1, audioContext, dModel]),
+      use_cache_branch: new ort.Tensor('bool', Uint8Array.of(1), [1]),
+    };
+    for (let l = 0; l < decoderLayers; l++) {
+      for (const part of ['key', 'value']) {
+        feeds[`past_key_values.${l}.decoder.${part}`] = new ort.Tensor('float32', new Float32Array(0), [1, decoderHeads, 0, headDim]);
+        feeds[`past_key_values.${l}.encoder.${part}`] = new ort.Tensor('float32', Float32Array.from({ length: decoderHeads * audioContext * headDim }, () => rng.next() - 0.5), [1, decoderHeads, audioContext, headDim]);
+      }
+    }
+    const expected = (await full.run(feeds, ['cross_attentions.0']))['cross_attentions.0'].data as Float32Array;
+    const got = (await alone.run(Object.fromEntries(alone.inputNames.map((n) => [n, feeds[n]]))))['cross_attentions.0'].data as Float32Array;
+    expect(got).toEqual(expected);
+    await Promise.all([full.release(), alone.release()]);
   });
 });
 

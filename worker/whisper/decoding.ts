@@ -34,7 +34,14 @@ export interface BeamGroup {
   maxCandidates: number;
   /** null: divide by the length; else ((5 + length) / 6) ^ lengthPenalty (Wu et al.). */
   lengthPenalty: number | null;
-  finished: { tokens: number[]; sumLogprob: number }[];
+  finished: Candidate[];
+}
+
+/** A finished beam: its tokens, their summed log-probability and, when the segment times words, each sampled token's text-only probability. */
+interface Candidate {
+  tokens: number[];
+  sumLogprob: number;
+  textProbabilities?: number[];
 }
 
 export function beamGroup(size: number, patience = 1, lengthPenalty: number | null = null): BeamGroup {
@@ -185,37 +192,40 @@ export class BatchDecoder {
   }
 
   /**
-   * Whole sequences through the decoder, one a run, for word timings: `onRow`
+   * Whole sequences through a decoder, one a run, for word timings: `onRow`
    * gets each sequence's cross-attention weights of the given layers
-   * ([heads, length, frames] each) and its logits ([length, vocab]). One a
-   * run was the fastest (whisper-tiny-sized, 16 windows of ~105 tokens: 2.4 s
-   * one at a time, 2.8 s two, 3.9 s four, 4.1 s eight), and the next run goes
-   * on onnxruntime's threads while this one's are worked through here. The
-   * cross-attention keys and values are decoding's (`cross`, row `crossRows[i]`
-   * for sequence i), read in place: computing them again cost more than the
-   * rest of the run.
+   * ([heads, length, frames] each). `session` is the alignment graph cut from
+   * the merged decoder (see alignmentGraph.ts), or the merged decoder itself.
+   * One a run was the fastest (whisper-tiny-sized, 16 windows of ~105 tokens,
+   * merged decoder: 2.4 s one at a time, 2.8 s two, 3.9 s four, 4.1 s
+   * eight), and the next run goes on onnxruntime's threads while this one's
+   * are worked through here. The cross-attention keys and values are
+   * decoding's (`cross`, row `crossRows[i]` for sequence i), read in place:
+   * computing them again cost more than the rest of the run.
    */
   async readAlong(
+    session: ort.InferenceSession,
     sequences: number[][],
     encoderStates: Float32Array[],
     cross: CrossCache,
     crossRows: number[],
     layers: number[],
-    onRow: (i: number, attentions: Float32Array[], logits: Float32Array) => Promise<void>,
+    onRow: (i: number, attentions: Float32Array[]) => Promise<void> | void,
   ): Promise<void> {
     const noPast = Array.from({ length: 2 * this.layers }, () => new Float32Array(0));
-    const fetches = ['logits', ...layers.map((l) => `cross_attentions.${l}`)];
+    const fetches = layers.map((l) => `cross_attentions.${l}`);
     const size = cross.caches[0].length / cross.rows;
     const run = (i: number) => {
       const caches = cross.caches.map((t) => t.subarray(crossRows[i] * size, (crossRows[i] + 1) * size));
+      const feeds = this.feeds([sequences[i]], encoderStates[i], noPast, caches);
       this.runs++;
-      return this.session.run(this.feeds([sequences[i]], encoderStates[i], noPast, caches), fetches);
+      return session.run(Object.fromEntries(session.inputNames.map((name) => [name, feeds[name]])), fetches);
     };
     let next = run(0);
     for (let i = 0; i < sequences.length; i++) {
       const out = await next;
       if (i + 1 < sequences.length) next = run(i + 1);
-      await onRow(i, layers.map((l) => out[`cross_attentions.${l}`].data as Float32Array), out.logits.data as Float32Array);
+      await onRow(i, fetches.map((name) => out[name].data as Float32Array));
     }
   }
 
@@ -289,6 +299,7 @@ export class BatchDecoder {
       if (!row.beam) {
         row.sumLogprob += selection.logprobs[i];
         row.tokens.push(selection.tokens[i]);
+        row.textProbabilities?.push(selection.textProbabilities[i]);
         if (selection.tokens[i] === ids.eot || row.tokens.length >= rules.maxLength) {
           row.done = true;
           finished.push(row);
@@ -365,7 +376,7 @@ function merge(cohorts: Cohort[], batch: BatchBuffers): Cohort[] {
  */
 export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: number[], selection: Selection, k: number, eot: number, maxLength: number): { row: DecodeRow; source: number }[] {
   // Keyed by the whole sequence: beams that are still alike (the first step) give each continuation once.
-  const scores = new Map<string, { source: number; prefix: DecodeRow; token: number; score: number }>();
+  const scores = new Map<string, { source: number; prefix: DecodeRow; token: number; score: number; textProbability: number }>();
   rows.forEach((row, m) => {
     const prefix = row.tokens.join(',');
     for (let t = 0; t < group.size + 1; t++) {
@@ -373,15 +384,16 @@ export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: numbe
       const logprob = selection.topLogprobs[at];
       if (logprob === -Infinity) break; // fewer tokens allowed than candidates asked for
       const token = selection.topTokens[at];
-      scores.set(`${prefix},${token}`, { source: indices[m], prefix: row, token, score: row.sumLogprob + logprob });
+      scores.set(`${prefix},${token}`, { source: indices[m], prefix: row, token, score: row.sumLogprob + logprob, textProbability: selection.topTextProbabilities[at] });
     }
   });
   const next: { row: DecodeRow; source: number }[] = [];
-  const ended: { tokens: number[]; sumLogprob: number }[] = [];
+  const ended: Candidate[] = [];
   for (const c of [...scores.values()].sort((a, b) => b.score - a.score)) {
-    if (c.token === eot) ended.push({ tokens: [...c.prefix.tokens, eot], sumLogprob: c.score });
+    const textProbabilities = c.prefix.textProbabilities && [...c.prefix.textProbabilities, c.textProbability];
+    if (c.token === eot) ended.push({ tokens: [...c.prefix.tokens, eot], sumLogprob: c.score, textProbabilities });
     else {
-      next.push({ row: { ...c.prefix, tokens: [...c.prefix.tokens, c.token], sumLogprob: c.score }, source: c.source });
+      next.push({ row: { ...c.prefix, tokens: [...c.prefix.tokens, c.token], sumLogprob: c.score, textProbabilities }, source: c.source });
       if (next.length === group.size) break;
     }
   }
@@ -390,13 +402,13 @@ export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: numbe
     group.finished.push(e);
   }
   const atLimit = next.length === 0 || next[0].row.tokens.length >= maxLength;
-  if (atLimit && group.finished.length === 0 && next.length === 0) group.finished.push({ tokens: [...rows[0].tokens, eot], sumLogprob: rows[0].sumLogprob });
+  if (atLimit && group.finished.length === 0 && next.length === 0) group.finished.push({ tokens: [...rows[0].tokens, eot], sumLogprob: rows[0].sumLogprob, textProbabilities: rows[0].textProbabilities && [...rows[0].textProbabilities, NaN] });
   if (group.finished.length < group.maxCandidates && !atLimit) return next;
   if (atLimit) {
     // openai/whisper's finalize: unfinished beams, likeliest first, fill the candidates up to the beam size.
     for (const b of next) {
       if (group.finished.length >= group.size) break;
-      group.finished.push({ tokens: [...b.row.tokens, eot], sumLogprob: b.row.sumLogprob });
+      group.finished.push({ tokens: [...b.row.tokens, eot], sumLogprob: b.row.sumLogprob, textProbabilities: b.row.textProbabilities && [...b.row.textProbabilities, NaN] });
     }
   }
   return [];
@@ -405,11 +417,11 @@ export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: numbe
 /** openai/whisper's MaximumLikelihoodRanker: the best summed log-probability over a length penalty. */
 export function bestCandidate(row: DecodeRow): DecodeRow {
   const group = row.beam!;
-  const score = (c: { tokens: number[]; sumLogprob: number }) => {
+  const score = (c: Candidate) => {
     const length = c.tokens.length - row.sampleBegin - 1; // sampled tokens without <|endoftext|>
     return c.sumLogprob / (group.lengthPenalty === null ? length : ((5 + length) / 6) ** group.lengthPenalty);
   };
   let best = group.finished[0];
   for (const c of group.finished) if (score(c) > score(best)) best = c;
-  return { ...row, tokens: best.tokens, sumLogprob: best.sumLogprob, done: true };
+  return { ...row, tokens: best.tokens, sumLogprob: best.sumLogprob, textProbabilities: best.textProbabilities, done: true };
 }

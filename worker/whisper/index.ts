@@ -1,7 +1,9 @@
 // The Whisper runtime: load a model folder, then transcribe many ≤ 30 s
 // segments at once, each with its own options.
 import ort from 'onnxruntime-node';
+import { readFile } from 'node:fs/promises';
 import { deflate } from 'pako';
+import { alignmentGraph } from './alignmentGraph.ts';
 import { BatchDecoder, beamGroup, selectRows, type CrossCache, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
@@ -11,7 +13,7 @@ import { assignWords, findAlignment, prepareAlignment, type PreparedAlignment, t
 import { TokenSelector } from './tokenSelector.ts';
 import { mixSeed, Rng } from './rng.ts';
 import { parseDtype, readModelFolder, type Dtype, type ModelFolder } from './modelFolder.ts';
-import { openSessions, parseProviders, type ProviderName } from './providers.ts';
+import { openSession, openSessions, parseProviders, type ProviderName } from './providers.ts';
 import { timedSegments, type TimedSegment } from './segments.ts';
 import { WhisperTokenizer } from './tokenizer.ts';
 
@@ -105,6 +107,8 @@ export interface SegmentResult {
    * segments' words here take the window alone).
    */
   wordAlignment?: PreparedAlignment & { segments: SegmentSpan[] };
+  /** With word timestamps: each text token's probability among the text tokens where it was decoded (the words' probabilities come from these). */
+  textProbabilities?: number[];
 }
 
 export interface LoadOptions {
@@ -144,6 +148,7 @@ export class WhisperModel {
     private readonly decoderSession: ort.InferenceSession,
     private readonly selector: TokenSelector,
     private readonly encoderBatchSize: number,
+    private readonly threads: number,
   ) {
     this.decoder = new BatchDecoder(decoderSession, selector, folder);
     this.tokenizer = new WhisperTokenizer(folder.tokenizer, folder.ids.timestampBegin);
@@ -161,7 +166,7 @@ export class WhisperModel {
     );
     const encoderBatchSize = encoderBatch(provider);
     const selector = await TokenSelector.create(folder.ids, folder.rules, folder.dims.vocabSize);
-    return new WhisperModel(folder, provider, sessions[0], sessions[1], selector, encoderBatchSize);
+    return new WhisperModel(folder, provider, sessions[0], sessions[1], selector, encoderBatchSize, options.threads ?? 0);
   }
 
   /** Decoder runs so far: batching shows up as fewer runs for the same work. */
@@ -170,7 +175,27 @@ export class WhisperModel {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.encoder.release(), this.decoderSession.release(), this.selector.release()]);
+    const alignment = await this.alignment?.catch(() => null);
+    await Promise.all([this.encoder.release(), this.decoderSession.release(), this.selector.release(), alignment !== this.decoderSession && alignment?.release()]);
+  }
+
+  private alignment: Promise<ort.InferenceSession> | null = null;
+
+  /**
+   * The session word timings read attention from, opened at the first words
+   * asked for: the graph cut from the merged decoder that computes only the
+   * alignment heads' layers (whisper-tiny-sized, 16 windows of ~105 tokens:
+   * 0.43 s against 1.17 s through the merged decoder; it holds another copy
+   * of the decoder's weights, less the layers after the last alignment head),
+   * or the merged decoder when the cut cannot be made (weights in external
+   * files).
+   */
+  private alignmentSession(): Promise<ort.InferenceSession> {
+    this.alignment ??= (async () => {
+      const cut = alignmentGraph(await readFile(this.folder.decoderPath), this.alignmentLayers());
+      return cut ? openSession({ path: cut }, this.provider, this.threads) : this.decoderSession;
+    })();
+    return this.alignment;
   }
 
   async transcribe(requests: SegmentRequest[], options: TranscribeOptions = {}): Promise<SegmentResult[]> {
@@ -224,7 +249,7 @@ export class WhisperModel {
         const temperature = (r.temperatures ?? [0])[a.temperature];
         const { tokens, sotIndex } = this.prompt(a.language, r.task ?? 'transcribe', r.timestamps ?? false, prompts[a.index]);
         const sampler = temperature > 0 ? new Rng(mixSeed(r.seed ?? 0, a.temperature)) : null;
-        const row = { index: i, tokens, sotIndex, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, temperature, sampler, sumLogprob: 0, noSpeechProb: NaN, done: false };
+        const row: DecodeRow = { index: i, tokens, sotIndex, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, temperature, sampler, sumLogprob: 0, noSpeechProb: NaN, done: false, ...(r.wordTimestamps && { textProbabilities: [] }) };
         // Beam search at temperature 0 only (openai/whisper samples above it).
         if (r.beamSize === undefined || temperature > 0) return [row];
         const beam = beamGroup(r.beamSize, r.patience ?? 1, r.lengthPenalty ?? null);
@@ -263,29 +288,37 @@ export class WhisperModel {
     return results;
   }
 
-  /** Word timings for finished windows (openai/whisper's find_alignment, then its word rules, the window taken alone): sets `alignment`, and each segment's `words`. */
+  /**
+   * Word timings for finished windows (openai/whisper's find_alignment, then
+   * its word rules, the window taken alone): sets `alignment`, and each
+   * segment's `words`. The attention comes from openai's extra run over the
+   * window's text alone; the words' probabilities come from decoding itself
+   * (each token's text-only softmax where it was decoded), which saves that
+   * run the output projection over the whole vocabulary, half its cost. They
+   * equal openai's when the window was decoded without timestamps or prompt;
+   * otherwise openai reads the text again without them and gets slightly
+   * different numbers.
+   */
   private async addWords(windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array; crossRow: number }[], cross: CrossCache, rowConvention?: 'openai' | 'transformers.js'): Promise<void> {
     const { ids, alignment: settings, dims } = this.folder;
     const heads = settings.heads!;
-    const layers = [...new Set(heads.map(([l]) => l))];
+    const layers = this.alignmentLayers();
     // <|sot|> [<|lang|> <|task|>]: the prompt without earlier text
     const sots = windows.map(({ result, request }) => this.prompt(result.language, request.task ?? 'transcribe', true, []).tokens);
     const sequences = windows.map(({ result }, i) => [...sots[i], ids.noTimestamps, ...result.tokens.filter((t) => t < ids.eot), ids.eot]);
-    await this.decoder.readAlong(sequences, windows.map((w) => w.states), cross, windows.map((w) => w.crossRow), layers, async (i, attentions, logits) => {
+    const session = await this.alignmentSession();
+    await this.decoder.readAlong(session, sequences, windows.map((w) => w.states), cross, windows.map((w) => w.crossRow), layers, (i, attentions) => {
       const { result, request } = windows[i];
       const sequence = sequences[i];
       const rows = sequence.length;
       const frames = dims.audioContext;
       const first = sots[i].length;
       const textTokens = sequence.slice(first + 1, -1);
-      const V = dims.vocabSize;
-      // each text token's probability where it is read, over text tokens only (openai: logits[:, :eot].softmax)
-      const tokenProbabilities = textTokens.length > 0 ? await this.selector.textProbabilities(logits.subarray(first * V, (first + textTokens.length) * V), textTokens) : [];
       // each alignment head's rows
       const weights = heads.map(([l, h]) => attentions[layers.indexOf(l)].subarray(h * rows * frames, (h + 1) * rows * frames));
       const audioFrames = Math.floor(request.audio.length / 320);
       const alignment = prepareAlignment(
-        findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),
+        findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities: result.textProbabilities!, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),
       );
       const spans = result.segments.map((s) => ({ start: s.start, end: s.end, textTokens: s.tokens.filter((t) => t < ids.eot).length }));
       result.wordAlignment = { ...alignment, segments: spans };
@@ -293,6 +326,11 @@ export class WhisperModel {
       const assigned = assignWords(spans, alignment, offset, request.audio.length / SAMPLE_RATE, offset);
       result.segments = result.segments.map((s, k) => ({ ...s, start: assigned.segments[k].start, end: assigned.segments[k].end, words: assigned.segments[k].words }));
     });
+  }
+
+  /** The decoder layers that hold the alignment heads. */
+  private alignmentLayers(): number[] {
+    return [...new Set(this.folder.alignment.heads!.map(([l]) => l))];
   }
 
   /** The language of one window, as openai/whisper detects it (the first window of a long recording). */
@@ -333,7 +371,7 @@ export class WhisperModel {
   wordTimestampsUnavailable(): string | null {
     const { heads } = this.folder.alignment;
     if (!heads) return 'word timestamps need the model\'s alignment heads: its generation_config.json lists no "alignment_heads"';
-    const missing = [...new Set(heads.map(([l]) => l))].filter((l) => !this.decoderSession.outputNames.includes(`cross_attentions.${l}`));
+    const missing = this.alignmentLayers().filter((l) => !this.decoderSession.outputNames.includes(`cross_attentions.${l}`));
     if (missing.length > 0) return `word timestamps need a decoder that outputs its cross-attention weights (an export "with timestamps"): this one has no cross_attentions.${missing[0]}`;
     return null;
   }
@@ -406,6 +444,7 @@ export class WhisperModel {
   private result(row: DecodeRow, r: SegmentRequest, language: string, languageProbability: number | null): SegmentResult {
     const sampled = row.tokens.slice(row.sampleBegin);
     const tokens = sampled[sampled.length - 1] === this.folder.ids.eot ? sampled.slice(0, -1) : sampled;
+    const textProbabilities = row.textProbabilities?.filter((_, k) => tokens[k] < this.folder.ids.eot);
     const duration = r.audio.length / SAMPLE_RATE;
     const segments = timedSegments(tokens, this.tokenizer, r.offset ?? 0, duration, row.timestamps);
     const text = this.tokenizer.decode(tokens).trim();
@@ -421,6 +460,7 @@ export class WhisperModel {
       noSpeechProb: row.noSpeechProb,
       temperature: row.temperature,
       silence: false,
+      ...(textProbabilities && { textProbabilities }),
     };
   }
 }

@@ -32,7 +32,8 @@ export interface OpenedSessions {
 }
 
 export interface SessionFile {
-  path: string;
+  /** A file, or a model's bytes. */
+  path: string | Uint8Array;
   /** Symbolic dimensions fixed at load time, so onnxruntime can plan with static shapes. */
   freeDimensions?: Record<string, number>;
 }
@@ -54,16 +55,7 @@ export async function openSessions(files: (provider: ProviderName) => SessionFil
     const sessions: ort.InferenceSession[] = [];
     try {
       for (const file of files(provider)) {
-        sessions.push(
-          await ort.InferenceSession.create(file.path, {
-            executionProviders: [provider],
-            graphOptimizationLevel: 'all',
-            intraOpNumThreads: settings.threads,
-            logSeverityLevel: 3,
-            extra: NO_SPINNING,
-            ...(file.freeDimensions && { freeDimensionOverrides: file.freeDimensions }),
-          }),
-        );
+        sessions.push(await openSession(file, provider, settings.threads));
       }
     } catch (err) {
       await Promise.all(sessions.map((s) => s.release()));
@@ -75,6 +67,20 @@ export async function openSessions(files: (provider: ProviderName) => SessionFil
     return { provider, sessions, skipped };
   }
   throw new WhisperError('PROVIDER_UNAVAILABLE', `no execution provider could load the model: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`);
+}
+
+/** One session on a provider already chosen (by openSessions). */
+export function openSession(file: SessionFile, provider: ProviderName, threads: number): Promise<ort.InferenceSession> {
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: [provider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+    logSeverityLevel: 3,
+    extra: NO_SPINNING,
+    ...(file.freeDimensions && { freeDimensionOverrides: file.freeDimensions }),
+  };
+  // two overloads, one for a path and one for bytes
+  return typeof file.path === 'string' ? ort.InferenceSession.create(file.path, options) : ort.InferenceSession.create(file.path, options);
 }
 
 function firstLine(message: string): string {

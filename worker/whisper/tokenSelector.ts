@@ -10,13 +10,18 @@
 // tokens whatever else shares the batch. Greedy rows get scale 1 and no noise:
 // their argmax is unchanged. The log-probability is of the unscaled
 // distribution, as openai/whisper sums it.
+//
+// Rows that time words also get each token's probability among the text
+// tokens alone, from the raw logits (openai/whisper's word probabilities:
+// softmax over logits[:, :eot]), for the sampled token and for beam search's
+// candidates. Only those rows pay for it.
 import ort from 'onnxruntime-node';
 import { DataType, encodeModel, Graph } from './onnxGraph.ts';
 import { maskRow, type RowState } from './logitRules.ts';
 import type { Rng } from './rng.ts';
 import type { GenerationRules, TokenIds } from './modelFolder.ts';
 
-function selectionGraph(vocab: number, timestampBegin: number): Graph {
+function selectionGraph(vocab: number, timestampBegin: number, eot: number): Graph {
   const g = new Graph('select');
   g.input('logits', DataType.float, ['rows', vocab]);
   g.input('mask', DataType.float, ['rows', vocab]);
@@ -24,6 +29,7 @@ function selectionGraph(vocab: number, timestampBegin: number): Graph {
   g.input('inverse_temperature', DataType.float, ['rows', 1]);
   g.input('noise', DataType.float, ['noise_rows', vocab]);
   g.input('k', DataType.int64, [1]);
+  g.input('word_rows', DataType.int64, ['word_rows']);
   const masked = g.op('Add', ['logits', 'mask']);
   const axis = g.ints([1]);
   const text = g.op('Slice', [masked, g.ints([0]), g.ints([timestampBegin]), axis]);
@@ -44,21 +50,19 @@ function selectionGraph(vocab: number, timestampBegin: number): Graph {
   g.op('GatherElements', [logprobs, token], { axis: 1 }, 'logprob');
   // Beam search's candidates: the k likeliest tokens of each row (k = 1 when no row searches).
   g.node('TopK', [logprobs, 'k'], { axis: 1, largest: 1, sorted: 1 }, ['top_logprobs', 'top_tokens']);
+  // Text-only probabilities for the word rows (those of tokens that are not text are meaningless: read index eot − 1).
+  const textProbabilities = g.op('Softmax', [g.op('Slice', [g.op('Gather', ['logits', 'word_rows'], { axis: 0 }), g.ints([0]), g.ints([eot]), axis])], { axis: 1 });
+  const lastText = g.ints([eot - 1]);
+  const wordTokens = g.op('Min', [g.op('Gather', [token, 'word_rows'], { axis: 0 }), lastText]);
+  g.op('GatherElements', [textProbabilities, wordTokens], { axis: 1 }, 'text_probability');
+  const wordCandidates = g.op('Min', [g.op('Gather', ['top_tokens', 'word_rows'], { axis: 0 }), lastText]);
+  g.op('GatherElements', [textProbabilities, wordCandidates], { axis: 1 }, 'top_text_probabilities');
   g.output('token', DataType.int64, ['rows', 1]);
   g.output('logprob', DataType.float, ['rows', 1]);
   g.output('top_tokens', DataType.int64, ['rows', 'k']);
   g.output('top_logprobs', DataType.float, ['rows', 'k']);
-  return g;
-}
-
-/** Each row's probability of its token among the text tokens alone (openai's word probabilities: softmax over logits[:, :eot]). */
-function textProbabilityGraph(vocab: number, eot: number): Graph {
-  const g = new Graph('text_probability');
-  g.input('logits', DataType.float, ['rows', vocab]);
-  g.input('tokens', DataType.int64, ['rows', 1]);
-  const text = g.op('Slice', ['logits', g.ints([0]), g.ints([eot]), g.ints([1])]);
-  g.op('GatherElements', [g.op('Softmax', [text], { axis: 1 }), 'tokens'], { axis: 1 }, 'probability');
-  g.output('probability', DataType.float, ['rows', 1]);
+  g.output('text_probability', DataType.float, ['word_rows', 1]);
+  g.output('top_text_probabilities', DataType.float, ['word_rows', 'k']);
   return g;
 }
 
@@ -67,6 +71,8 @@ export interface SelectRow extends RowState {
   temperature?: number;
   /** The row's own seeded generator, for temperatures above 0. */
   sampler?: Rng | null;
+  /** Present when the row times words: each sampled token's probability among the text tokens is asked for. */
+  textProbabilities?: number[];
 }
 
 export interface Selection {
@@ -75,6 +81,9 @@ export interface Selection {
   /** [rows, k] */
   topTokens: number[];
   topLogprobs: Float32Array;
+  /** For rows with `textProbabilities`: the token's probability among text tokens ([rows]), and the candidates' ([rows, k]); NaN elsewhere. */
+  textProbabilities: Float32Array;
+  topTextProbabilities: Float32Array;
 }
 
 export class TokenSelector {
@@ -90,7 +99,7 @@ export class TokenSelector {
   ) {}
 
   static async create(ids: TokenIds, rules: GenerationRules, vocab: number): Promise<TokenSelector> {
-    const bytes = encodeModel(selectionGraph(vocab, ids.timestampBegin), 'murmur');
+    const bytes = encodeModel(selectionGraph(vocab, ids.timestampBegin, ids.eot), 'murmur');
     const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], extra: { session: { 'intra_op.allow_spinning': '0' } } });
     return new TokenSelector(session, ids, rules, vocab);
   }
@@ -110,6 +119,7 @@ export class TokenSelector {
     const mask = reuse ? this.maskBuffer.subarray(0, n * V).fill(0) : new Float32Array(n * V);
     this.maskInUse ||= reuse;
     rows.forEach((row, i) => maskRow(mask.subarray(i * V, (i + 1) * V), row, this.ids, this.rules));
+    const wordRows = rows.flatMap((r, i) => (r.textProbabilities ? [i] : []));
     let out: ort.InferenceSession.ReturnType;
     try {
       out = await this.session.run({
@@ -119,15 +129,24 @@ export class TokenSelector {
         inverse_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => (r.temperature ? 1 / r.temperature : 1)), [n, 1]),
         noise: this.noise(rows),
         k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]),
+        word_rows: new ort.Tensor('int64', BigInt64Array.from(wordRows, BigInt), [wordRows.length]),
       });
     } finally {
       if (reuse) this.maskInUse = false;
     }
+    const textProbabilities = new Float32Array(n).fill(NaN);
+    const topTextProbabilities = new Float32Array(n * k).fill(NaN);
+    wordRows.forEach((row, m) => {
+      textProbabilities[row] = (out.text_probability.data as Float32Array)[m];
+      topTextProbabilities.set((out.top_text_probabilities.data as Float32Array).subarray(m * k, (m + 1) * k), row * k);
+    });
     return {
       tokens: Array.from(out.token.data as BigInt64Array, Number),
       logprobs: Array.from(out.logprob.data as Float32Array),
       topTokens: Array.from(out.top_tokens.data as BigInt64Array, Number),
       topLogprobs: out.top_logprobs.data as Float32Array,
+      textProbabilities,
+      topTextProbabilities,
     };
   }
 
@@ -147,20 +166,7 @@ export class TokenSelector {
     return new ort.Tensor('float32', noise, [rows.length, V]);
   }
 
-  private textSession: Promise<ort.InferenceSession> | null = null;
-
-  /** `logits` holds one [vocab] row per token (text tokens, below <|endoftext|>): each one's probability over the text tokens. */
-  async textProbabilities(logits: Float32Array, tokens: number[]): Promise<number[]> {
-    this.textSession ??= ort.InferenceSession.create(encodeModel(textProbabilityGraph(this.vocab, this.ids.eot), 'murmur'), { executionProviders: ['cpu'], extra: { session: { 'intra_op.allow_spinning': '0' } } });
-    const session = await this.textSession;
-    const out = await session.run({
-      logits: new ort.Tensor('float32', logits, [tokens.length, this.vocab]),
-      tokens: new ort.Tensor('int64', BigInt64Array.from(tokens, BigInt), [tokens.length, 1]),
-    });
-    return Array.from(out.probability.data as Float32Array);
-  }
-
   async release(): Promise<void> {
-    await Promise.all([this.session.release(), this.textSession?.then((s) => s.release())]);
+    await this.session.release();
   }
 }
