@@ -1,7 +1,7 @@
 // The server's configuration: read from the environment and validated in one
 // place at start-up. A bad value stops the program with a message naming the variable.
 import { randomBytes } from 'node:crypto';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import { z } from 'zod';
 
 const seconds = z.coerce.number().nonnegative();
@@ -12,6 +12,7 @@ const schema = z.object({
   HOST: z.string().default('0.0.0.0'),
   MURMUR_DATA_DIR: z.string().default('./data'),
   MURMUR_MODEL_DIR: z.string().optional(),
+  MURMUR_MODEL_NAME: z.string().regex(/^[\w.:-]{1,100}$/, 'letters, digits and . _ : - only').optional(),
   MURMUR_WORKER_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   MURMUR_MAX_WORKERS: count.default(2),
   MURMUR_WORKER_UNLOAD_AFTER: seconds.default(60),
@@ -44,6 +45,7 @@ const schema = z.object({
   MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_SHUTDOWN_SECONDS: seconds.default(30),
+  MURMUR_SYNC_TIMEOUT_SECONDS: z.coerce.number().positive().default(600),
   MURMUR_RETENTION_DAYS: seconds.default(0),
   MURMUR_WEBHOOK_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   MURMUR_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).default(8),
@@ -69,6 +71,8 @@ export interface Config {
   dataDir: string;
   /** Unset: the synthetic model is generated into the data directory. */
   modelDir: string | undefined;
+  /** What the OpenAI-compatible routes call the model (besides whisper-1): MURMUR_MODEL_NAME, else the model folder's name. */
+  modelName: string;
   /** Workers present it as a bearer token; generated at start when not configured. */
   workerToken: string;
   maxWorkers: number;
@@ -118,6 +122,8 @@ export interface Config {
   webhook: { concurrency: number; timeoutSeconds: number; retryHours: number };
   /** Finished jobs (and their audio) are deleted this long after they finish; 0 keeps them. */
   retentionDays: number;
+  /** How long the OpenAI-compatible routes wait for their job before answering 504 with its id. */
+  syncTimeoutSeconds: number;
   /** On SIGTERM/SIGINT: how long requests in flight and workers' batches get to finish (workers then hand their jobs back). */
   shutdownSeconds: number;
   /** `keys`: every client request needs an API key. `none`: nobody is asked (loopback only). */
@@ -145,6 +151,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: e.HOST,
     dataDir: resolve(e.MURMUR_DATA_DIR),
     modelDir: e.MURMUR_MODEL_DIR && resolve(e.MURMUR_MODEL_DIR),
+    modelName: e.MURMUR_MODEL_NAME ?? (e.MURMUR_MODEL_DIR ? basename(resolve(e.MURMUR_MODEL_DIR)) : 'whisper-synthetic'),
     workerToken: e.MURMUR_WORKER_TOKEN ?? randomBytes(24).toString('base64url'),
     maxWorkers: e.MURMUR_MAX_WORKERS,
     workerUnloadAfterSeconds: e.MURMUR_WORKER_UNLOAD_AFTER,
@@ -177,6 +184,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     allowPrivateUrls: ['1', 'true'].includes(e.MURMUR_ALLOW_PRIVATE_URLS),
     urlTimeoutSeconds: e.MURMUR_URL_TIMEOUT_SECONDS,
     shutdownSeconds: e.MURMUR_SHUTDOWN_SECONDS,
+    syncTimeoutSeconds: e.MURMUR_SYNC_TIMEOUT_SECONDS,
     retentionDays: e.MURMUR_RETENTION_DAYS,
     webhookSecret: e.MURMUR_WEBHOOK_SECRET,
     webhook: { concurrency: e.MURMUR_WEBHOOK_CONCURRENCY, timeoutSeconds: e.MURMUR_WEBHOOK_TIMEOUT_SECONDS, retryHours: e.MURMUR_WEBHOOK_RETRY_HOURS },

@@ -29,6 +29,7 @@ export interface Service {
 }
 
 export async function startService(config: Config, log: (line: string) => void = console.log): Promise<Service> {
+  const startedAt = Date.now();
   const modelDir = config.modelDir ?? (await syntheticModel(config.dataDir, log));
   // A model folder that cannot be read is found now, not when every job has failed three times.
   if (config.modelDir) {
@@ -58,7 +59,9 @@ export async function startService(config: Config, log: (line: string) => void =
   // Once a minute: presigned uploads no job took, and workers gone quiet (the live list only reads within its window).
   const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
   // Audio an instance that died left behind (a done job's, an upload whose request died with it): at start, then hourly.
-  void sweep('audio sweep', () => sweepLeftAudio(queue, store, config.uploadExpirySeconds * 1000))();
+  // One instance alone (SQLite, audio in its data folder) writes its uploads: at start, any no job took is a previous run's.
+  const alone = !config.databaseUrl && !config.s3;
+  void sweep('audio sweep', () => sweepLeftAudio(queue, store, alone ? Date.now() - startedAt : config.uploadExpirySeconds * 1000))();
   const audioSweeper = setInterval(sweep('audio sweep', () => sweepLeftAudio(queue, store, config.uploadExpirySeconds * 1000)), 3_600_000);
   const workerSweeper = setInterval(sweep('worker sweep', () => queue.forgetQuietWorkers()), 60_000);
   // Retention: a quarter of the retention time between sweeps, from once a second to once an hour.

@@ -267,6 +267,6 @@ export class Worker {
 }
 
 /** A segment as the API takes it: its times, text, confidence and words (not its tokens). */
-function segmentInput({ start, end, text, avgLogprob, compressionRatio, noSpeechProb, temperature, words }: ScoredSegment) {
-  return { start, end, text, avgLogprob, compressionRatio, noSpeechProb: Number.isFinite(noSpeechProb) ? noSpeechProb : null, temperature, ...(words && { words }) };
+function segmentInput({ start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb, temperature, words }: ScoredSegment) {
+  return { start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb: Number.isFinite(noSpeechProb) ? noSpeechProb : null, temperature, ...(words && { words }) };
 }

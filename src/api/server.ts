@@ -15,6 +15,7 @@ import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
+import { isOpenAiPath, openAiRoute } from './openai.ts';
 import { schema } from './schema/index.ts';
 import { useQueryLimits } from './queryLimits.ts';
 import { useRequestPolicy } from './requestPolicy.ts';
@@ -96,6 +97,10 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
         ({ status, type, body }) => res.writeHead(status, { 'content-type': type }).end(body),
         (err) => res.writeHead(500).end(String(err?.message ?? err)),
       );
+      return;
+    }
+    if (isOpenAiPath(req.url)) {
+      openAiRoute(services, req, res).catch(() => res.destroy());
       return;
     }
     if (req.url?.startsWith('/audio/')) {

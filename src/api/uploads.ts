@@ -52,9 +52,42 @@ export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log:
   };
 }
 
-async function parseMultipart(request: Request, store: BlobStore, limits: UploadLimits, stored: StoredUpload[]): Promise<GraphQLParams> {
-  let operations: GraphQLParams | undefined;
-  let map: Record<string, string[]> | undefined;
+/** A multipart body to read: from yoga's Request or from Node's own request (the OpenAI-compatible routes). */
+export interface MultipartBody {
+  contentType: string;
+  body: AsyncIterable<Uint8Array>;
+  /** Aborts when the client goes away. */
+  signal?: AbortSignal;
+}
+
+export interface MultipartParts {
+  /** In the order they came; a name may come more than once (`timestamp_granularities[]`). */
+  fields: [name: string, value: string][];
+  /** By field name; a file over the limit is not here (the request fails). */
+  files: Map<string, StoredUpload>;
+}
+
+export interface PartLimits {
+  files: number;
+  fields: number;
+  parts: number;
+}
+
+/**
+ * Reads a multipart body as a stream: fields as text (1 MB each at most),
+ * each file straight into the blob store. Every file written is pushed to
+ * `stored` (for whoever deletes what no job took), whether or not the request
+ * succeeds. `fileAllowed` may refuse a file given the fields before it.
+ */
+export async function readMultipart(
+  input: MultipartBody,
+  store: BlobStore,
+  limits: UploadLimits,
+  stored: StoredUpload[],
+  parts: PartLimits = { files: 16, fields: 8, parts: 24 },
+  fileAllowed: (fields: MultipartParts['fields']) => GraphQLError | undefined = () => undefined,
+): Promise<MultipartParts> {
+  const fields: MultipartParts['fields'] = [];
   const files = new Map<string, StoredUpload>();
   const writes: Promise<void>[] = [];
   const open = new Set<Readable>();
@@ -62,26 +95,19 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
   let parser: busboy.Busboy;
   try {
     // defParamCharset: filenames are UTF-8 (what browsers and curl send), not busboy's default latin1.
-    parser = busboy({ headers: { 'content-type': request.headers.get('content-type')! }, defParamCharset: 'utf8', limits: { fileSize: limits.maxBytes, files: 16, fields: 8, parts: 24, fieldSize: 1 << 20 } });
+    parser = busboy({ headers: { 'content-type': input.contentType }, defParamCharset: 'utf8', limits: { fileSize: limits.maxBytes, ...parts, fieldSize: 1 << 20 } });
   } catch (err) {
     throw inputError(`malformed multipart request: ${(err as Error).message}`);
   }
 
   parser.on('field', (name, value, info) => {
-    if (info.valueTruncated) {
-      failure ??= requestError('INPUT_TOO_LARGE', `the multipart field "${name}" is over 1 MB`, 413);
-      return;
-    }
-    try {
-      if (name === 'operations') operations = JSON.parse(value);
-      else if (name === 'map') map = JSON.parse(value);
-    } catch {
-      failure ??= inputError(`the multipart field "${name}" is not JSON`);
-    }
+    if (info.valueTruncated) failure ??= requestError('INPUT_TOO_LARGE', `the multipart field "${name}" is over 1 MB`, 413);
+    else fields.push([name, value]);
   });
   parser.on('file', (field, stream, info) => {
-    if (!operations || !map) {
-      failure ??= inputError('multipart fields out of order: "operations" and "map" come before the files');
+    const refused = fileAllowed(fields);
+    if (refused) {
+      failure ??= refused;
       stream.resume();
       return;
     }
@@ -113,7 +139,7 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
     );
   });
 
-  const body = Readable.from(request.body as unknown as AsyncIterable<Uint8Array>);
+  const body = Readable.from(input.body);
   // A client that goes away, or stops sending, ends the request: its partial files are removed and nothing stays open.
   const abort = (err: GraphQLError, gone: boolean) => {
     failure ??= err;
@@ -130,7 +156,7 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
     if (Date.now() - lastData > limits.idleMs) abort(requestError('UPLOAD_STALLED', `the upload stalled: nothing arrived for ${limits.idleMs / 1000} s`, 408), false);
   }, Math.min(1000, limits.idleMs / 2));
   const aborted = () => abort(requestError('UPLOAD_ABORTED', 'the client went away mid-upload', 400), true);
-  request.signal?.addEventListener('abort', aborted);
+  input.signal?.addEventListener('abort', aborted);
   try {
     await new Promise<void>((resolve, reject) => {
       parser.on('close', resolve);
@@ -148,10 +174,29 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
     throw failure ?? err;
   } finally {
     clearInterval(stall);
-    request.signal?.removeEventListener('abort', aborted);
+    input.signal?.removeEventListener('abort', aborted);
   }
   if (failure) throw failure;
-  if (!operations || !map) throw inputError('a multipart request needs the "operations" and "map" fields');
+  return { fields, files };
+}
+
+/** A GraphQL multipart request: the "operations" and "map" fields, then the files the map puts into the operations. */
+async function parseMultipart(request: Request, store: BlobStore, limits: UploadLimits, stored: StoredUpload[]): Promise<GraphQLParams> {
+  const body = { contentType: request.headers.get('content-type')!, body: request.body as unknown as AsyncIterable<Uint8Array>, signal: request.signal };
+  const has = (fields: MultipartParts['fields'], name: string) => fields.some(([n]) => n === name);
+  const inOrder = (fields: MultipartParts['fields']) => (has(fields, 'operations') && has(fields, 'map') ? undefined : inputError('multipart fields out of order: "operations" and "map" come before the files'));
+  const { fields, files } = await readMultipart(body, store, limits, stored, undefined, inOrder);
+  const json = (name: string) => {
+    const value = [...fields].reverse().find(([n]) => n === name)?.[1];
+    if (value === undefined) throw inputError('a multipart request needs the "operations" and "map" fields');
+    try {
+      return JSON.parse(value);
+    } catch {
+      throw inputError(`the multipart field "${name}" is not JSON`);
+    }
+  };
+  const operations = json('operations') as GraphQLParams;
+  const map = json('map') as Record<string, string[]>;
 
   if (typeof operations !== 'object' || operations === null || Array.isArray(operations)) throw inputError('the multipart field "operations" is a JSON object');
   if (typeof map !== 'object' || map === null || Array.isArray(map)) throw inputError('the multipart field "map" is a JSON object of file names to lists of paths');

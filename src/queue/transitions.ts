@@ -116,10 +116,12 @@ export const completed = (transcript: Transcript, now: number) => ({
     text: transcript.text,
     language: transcript.language,
     model: transcript.model,
-    segments: transcript.segments.map(({ start, end, text, avgLogprob, compressionRatio, noSpeechProb, temperature, words }) => ({
+    segments: transcript.segments.map(({ start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb, temperature, words }) => ({
       start,
       end,
       text,
+      ...(tokens && { tokens: [...tokens] }),
+      seek,
       avgLogprob,
       compressionRatio,
       noSpeechProb,

@@ -6,6 +6,10 @@ export interface Segment {
   start: number;
   end: number;
   text: string;
+  /** The token ids it was read from, its timestamp tokens included (absent in transcripts stored before they were kept). */
+  tokens?: number[] | null;
+  /** Where its window starts, in 10 ms frames (openai/whisper's `seek`). */
+  seek?: number | null;
   /** The confidence of the window the segment came from (absent in transcripts stored before they were kept). */
   avgLogprob?: number | null;
   compressionRatio?: number | null;

@@ -13,6 +13,8 @@ const round = (t: number) => Math.round(t * 100) / 100;
 
 /** A segment with the confidence of the window it came from (openai/whisper gives every segment its window's figures). */
 export interface ScoredSegment extends TimedSegment {
+  /** Where its window starts in the recording, in 10 ms frames (openai/whisper's `seek`). */
+  seek: number;
   avgLogprob: number;
   compressionRatio: number;
   noSpeechProb: number;
@@ -124,6 +126,7 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
           start: round(recordingTime(chunks[i][k], seg.start)),
           end: round(recordingTime(chunks[i][k], seg.end, true)),
           ...(seg.words && { words: seg.words.map((w) => ({ ...w, start: round(recordingTime(chunks[i][k], w.start)), end: round(recordingTime(chunks[i][k], w.end, true)) })) }),
+          seek: Math.round(recordingTime(chunks[i][k], 0) * 100),
           avgLogprob: r.avgLogprob,
           compressionRatio: r.compressionRatio,
           noSpeechProb: r.noSpeechProb,

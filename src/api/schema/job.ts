@@ -80,6 +80,8 @@ SegmentRef.implement({
     start: t.exposeFloat('start', { description: 'seconds from the start of the audio' }),
     end: t.exposeFloat('end'),
     text: t.exposeString('text'),
+    tokens: t.intList({ nullable: true, description: 'the token ids it was read from, its timestamp tokens included', resolve: (s) => s.tokens ?? null }),
+    seek: t.int({ nullable: true, description: 'where its window starts in the audio, in 10 ms frames (openai/whisper\'s seek)', resolve: (s) => s.seek ?? null }),
     avgLogprob: t.float({ nullable: true, description: 'the average log-probability of the window\'s tokens (openai/whisper\'s avg_logprob); below -1: unsure', resolve: (s) => s.avgLogprob ?? null }),
     compressionRatio: t.float({ nullable: true, description: 'of the window\'s text under zlib; above 2.4: likely a repetition loop', resolve: (s) => s.compressionRatio ?? null }),
     noSpeechProb: t.float({ nullable: true, description: 'the probability the window holds no speech', resolve: (s) => s.noSpeechProb ?? null }),

@@ -66,6 +66,8 @@ const SegmentInput = builder.inputType('SegmentInput', {
     start: t.float({ required: true }),
     end: t.float({ required: true }),
     text: t.string({ required: true }),
+    tokens: t.intList(),
+    seek: t.int(),
     avgLogprob: t.float(),
     compressionRatio: t.float(),
     noSpeechProb: t.float(),
