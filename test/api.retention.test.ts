@@ -1,8 +1,9 @@
 // Deleting: deleteJob takes a job's row, transcript and audio; MURMUR_RETENTION_DAYS
 // removes finished jobs (and the audio of failed and cancelled ones) once they are that old.
-import { existsSync, readdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { collect, startServer, wavBytes, type Server } from './helpers/service.ts';
 
 let server: Server;
@@ -57,5 +58,18 @@ describe('deletion', () => {
     // Only the waiting job's audio is left (the done job's went at completion, the cancelled one's with its row).
     await new Promise((r) => setTimeout(r, 300));
     expect(stored()).toHaveLength(1);
+  });
+});
+
+describe('what a killed instance left', () => {
+  it('an instance alone on its data (SQLite, local audio) removes at start the uploads no job took, and keeps the ones jobs hold', async () => {
+    const { dataDir } = server;
+    const kept = stored();
+    expect(kept).toHaveLength(1); // the waiting job's
+    // an upload whose request died with the instance, before its job was written
+    writeFileSync(join(dataDir, 'blobs', 'uploads', randomUUID()), audio);
+    await server.stop('SIGKILL');
+    server = await startServer({ MURMUR_MAX_WORKERS: '0' }, dataDir);
+    await vi.waitFor(() => expect(stored()).toEqual(kept), { timeout: 5000 });
   });
 });
