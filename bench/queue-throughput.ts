@@ -51,7 +51,7 @@ const transcript = { text: '', language: 'en', model: 'none', segments: [] };
 
 async function throughput(kind: 'sqlite' | 'postgres', workers: number): Promise<{ rate: number; batch: number }> {
   const queue = await freshQueue(kind);
-  const api = createApiServer({ config, queue, store: new LocalBlobStore(join(dir, 'blobs')), log, webhookMaster: 'unused' });
+  const api = createApiServer({ config, queue, store: new LocalBlobStore(join(dir, 'blobs')), log, webhookMaster: 'unused', modelDir: dir });
   await new Promise<void>((r) => api.http.listen(0, '127.0.0.1', r));
   const client = new ApiClient(`http://127.0.0.1:${(api.http.address() as AddressInfo).port}/graphql`, TOKEN);
   let done = 0;

@@ -42,7 +42,7 @@ export async function startService(config: Config, log: (line: string) => void =
   const store = await openBlobStore(config, log);
   const queue = await openQueue(config, log);
   const master = await webhookMaster(queue, config);
-  const api = createApiServer({ config, queue, store, log, webhookMaster: master });
+  const api = createApiServer({ config, queue, store, log, webhookMaster: master, modelDir });
   const webhooks = new WebhookSender(queue, config, master, log);
   await new Promise<void>((resolve, reject) => {
     api.http.once('error', reject);

@@ -4,6 +4,8 @@
 // work with a typed code meanwhile, loses nothing it acknowledged, and
 // recovers by itself.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -152,5 +154,17 @@ describe('during the run', () => {
     expect((await ready(server)).status).toBe(200);
     expect((await server.upload(audio, 'after.wav')).errors).toBeUndefined();
     expect((await server.gql(`{ queue { pending } }`)).data.queue.pending).toBe(2);
+  });
+
+  it('the model folder loses a file: unready, naming it, until it is back', async () => {
+    const dir = await generatedModel();
+    const server = await startServer({ MURMUR_MODEL_DIR: dir, MURMUR_MAX_WORKERS: '0' });
+    servers.push(server);
+    expect(await ready(server)).toMatchObject({ status: 200, body: expect.stringContaining('model folder: ok') });
+    const decoder = join(dir, 'onnx', 'decoder_model_merged.onnx');
+    renameSync(decoder, `${decoder}.away`);
+    expect(await ready(server)).toMatchObject({ status: 503, body: expect.stringContaining('onnx/decoder_model_merged.onnx is missing') });
+    renameSync(`${decoder}.away`, decoder);
+    expect((await ready(server)).status).toBe(200);
   });
 });

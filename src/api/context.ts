@@ -12,6 +12,8 @@ export interface Services {
   store: BlobStore;
   metrics: Metrics;
   log: (line: string) => void;
+  /** The model folder the embedded workers load (/readyz checks it is there). */
+  modelDir: string;
   /** The secret webhook signatures derive from (webhooks.ts). */
   webhookMaster: string;
   /** Aborted when this instance starts shutting down: new work is refused (SHUTTING_DOWN), waiting claims and subscriptions end. */

@@ -3,13 +3,17 @@
 // /audio/:id, where workers fetch a job's upload with the worker token.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { useServer } from 'graphql-ws/use/ws';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import { DTYPE_SUFFIXES, parseDtype } from '../../worker/whisper/modelFolder.ts';
 import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
@@ -187,19 +191,30 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
 }
 
 /**
- * /healthz: the process answers. /readyz: the database and the blob store answer too (a load
- * balancer stops sending work while they do not). /metrics: Prometheus.
+ * /healthz: the process answers. /readyz: the database and the blob store answer too, and the
+ * model folder is there (a load balancer stops sending work while one is not). /metrics: Prometheus.
  */
-async function plainRoute({ queue, store, metrics, draining }: Services, url: string): Promise<{ status: number; type: string; body: string }> {
+async function plainRoute({ queue, store, metrics, draining, modelDir, config }: Services, url: string): Promise<{ status: number; type: string; body: string }> {
   if (url === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
   if (url === '/metrics') return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
   if (draining.aborted) return { status: 503, type: 'text/plain', body: 'shutting down\n' };
   const checks = await Promise.all([
     queue.ping().then(() => 'database: ok', (err) => `database: ${err.message}`),
     store.check().then(() => `blob store: ok`, (err) => `blob store ${store.name}: ${err.name ?? ''} ${err.message}`),
+    modelFiles(modelDir, config.dtype).then(() => 'model folder: ok', (err) => `model folder ${modelDir}: ${err.message}`),
   ]);
   const ready = checks.every((c) => c.endsWith(': ok'));
   return { status: ready ? 200 : 503, type: 'text/plain', body: checks.join('\n') + '\n' };
+}
+
+/** The files a worker loads from the model folder, there and readable (not read: /readyz is asked often). */
+async function modelFiles(dir: string, dtype: string): Promise<void> {
+  const suffix = DTYPE_SUFFIXES[parseDtype(dtype)];
+  for (const file of ['config.json', 'generation_config.json', 'tokenizer.json', `onnx/encoder_model${suffix}.onnx`, `onnx/decoder_model_merged${suffix}.onnx`]) {
+    await access(join(dir, file), constants.R_OK).catch(() => {
+      throw new Error(`${file} is missing or unreadable`);
+    });
+  }
 }
 
 async function serveAudio(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
