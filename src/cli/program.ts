@@ -1,5 +1,6 @@
 // The `murmur` command and its subcommands (commander), each in its own module.
 import { Command, InvalidArgumentError } from 'commander';
+import { jobsCommand, submitCommand } from './client.ts';
 import { keysCommand } from './keys.ts';
 import { modelCommand } from './model.ts';
 import { schemaCommand } from './schema.ts';
@@ -23,5 +24,7 @@ export function buildProgram(): Command {
   program.addCommand(schemaCommand());
   program.addCommand(workerCommand());
   program.addCommand(keysCommand());
+  program.addCommand(submitCommand());
+  program.addCommand(jobsCommand());
   return program;
 }
