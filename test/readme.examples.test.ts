@@ -53,6 +53,15 @@ describe('README examples', () => {
     for (const line of words) expect(line).toMatch(/^\d+(\.\d+)? \d+(\.\d+)? \S/);
   });
 
+  it('submit.sh: murmur submit writes recording.srt beside the file', async () => {
+    // `npx murmur` is this project's bin: run it from the project, in the folder holding the recording
+    const script = write('submit.sh').replace(/\.sh$/, '.run.sh');
+    writeFileSync(script, readFileSync(write('submit.sh'), 'utf8').replace('npx murmur', `${process.execPath} ${join(ROOT, 'src/cli/bin.js')}`));
+    const { stdout } = await run('bash', [script], { cwd: folder, env: env() });
+    expect(stdout).toMatch(/^done recording\.wav → .*recording\.srt$/m);
+    expect(readFileSync(join(folder, 'recording.srt'), 'utf8')).toMatch(/^1\n00:00:\d\d,\d{3} --> /);
+  });
+
   it('openai-curl.sh: curl gets SubRip subtitles', async () => {
     const { stdout } = await run('bash', [write('openai-curl.sh')], { cwd: folder, env: env() });
     expect(stdout).toMatch(/^1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\n\S/);
