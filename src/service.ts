@@ -136,6 +136,7 @@ async function announceFirstKey(queue: JobQueue, url: string, log: (line: string
   log(
     `${bar}\nNo API key existed, so murmur made an admin key. It is shown this once (only its hash is stored):\n\n` +
       `  export MURMUR_API_KEY=${first.secret}\n\n` +
+      `The dashboard with the key: ${url.replace(/\/graphql$/, '/')}?key=${first.secret}\n` +
       `GraphiQL with the key: ${url}?key=${first.secret}\n` +
       `More keys: npx murmur keys create --name NAME [--tenant T] [--role client|admin]\n${bar}`,
   );

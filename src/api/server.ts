@@ -20,6 +20,7 @@ import { Metrics } from './metrics.ts';
 import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { isOpenAiPath, openAiRoute } from './openai.ts';
+import { isDashboardPath, serveDashboard } from './dashboard.ts';
 import { schema } from './schema/index.ts';
 import { useQueryLimits } from './queryLimits.ts';
 import { useRequestPolicy } from './requestPolicy.ts';
@@ -101,6 +102,10 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
         ({ status, type, body }) => res.writeHead(status, { 'content-type': type }).end(body),
         (err) => res.writeHead(500).end(String(err?.message ?? err)),
       );
+      return;
+    }
+    if (isDashboardPath(req)) {
+      serveDashboard(req, res);
       return;
     }
     if (isOpenAiPath(req.url)) {
