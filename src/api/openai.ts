@@ -45,7 +45,7 @@ class OpenAiError extends Error {
 
 const invalid = (message: string, param: string | null = null, code: string | null = null) => new OpenAiError(400, message, param, code);
 
-/** Answers a /v1/ request; false when the path is not one of these routes. */
+/** Whether the path is one of these routes (others under /v1/ are not murmur's). */
 export function isOpenAiPath(url: string | undefined): boolean {
   const path = url?.split('?')[0];
   return path === '/v1/models' || path?.startsWith('/v1/models/') === true || path === '/v1/audio/transcriptions' || path === '/v1/audio/translations';

@@ -15,7 +15,7 @@ import { Command, Option } from 'commander';
 import { createClient, type Client } from 'graphql-ws';
 import PQueue from 'p-queue';
 import WebSocket from 'ws';
-import { integer } from './program.ts';
+import { integer } from './args.ts';
 
 const AUDIO = new Set(['.wav', '.mp3', '.m4a', '.mp4', '.aac', '.flac', '.ogg', '.oga', '.opus', '.webm', '.wma', '.aiff', '.aif', '.amr', '.mkv', '.mov']);
 const FORMATS = ['txt', 'srt', 'vtt', 'json'] as const;
@@ -303,4 +303,9 @@ export function jobsCommand(): Command {
     });
   }
   return jobs;
+}
+
+/** `murmur` with the client commands alone. */
+export function clientProgram(): Command {
+  return new Command('murmur').description('murmur: a self-hostable speech-to-text job service').addCommand(submitCommand()).addCommand(jobsCommand());
 }

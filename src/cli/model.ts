@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { DTYPE_SUFFIXES } from '../../worker/whisper/modelFolder.ts';
 import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
 import { DEFAULT_HUB, downloadModel, repoOf } from '../models/download.ts';
-import { integer } from './program.ts';
+import { integer } from './args.ts';
 
 export function modelCommand(): Command {
   const model = new Command('model').description('model folders');

@@ -1,5 +1,5 @@
 // The `murmur` command and its subcommands (commander), each in its own module.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { jobsCommand, submitCommand } from './client.ts';
 import { keysCommand } from './keys.ts';
 import { modelCommand } from './model.ts';
@@ -7,14 +7,6 @@ import { schemaCommand } from './schema.ts';
 import { serveCommand } from './serve.ts';
 import { transcribeCommand } from './transcribe.ts';
 import { workerCommand } from './worker.ts';
-
-export function integer(name: string, min: number) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
-    return n;
-  };
-}
 
 export function buildProgram(): Command {
   const program = new Command('murmur').description('murmur: a self-hostable speech-to-text job service');

@@ -4,7 +4,7 @@ import { decodeAudioFile } from '../../worker/audio/decode.ts';
 import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts';
 import { transcribeMany } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
-import { integer } from './program.ts';
+import { integer } from './args.ts';
 
 function temperatureList(value: string): number[] {
   const list = value.split(',').map((v) => Number(v.trim()));

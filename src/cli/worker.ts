@@ -1,7 +1,7 @@
 // `murmur worker`: the worker program, here or on any machine that reaches the API.
 import { Command, Option } from 'commander';
 import { Worker } from '../../worker/worker.ts';
-import { integer } from './program.ts';
+import { integer } from './args.ts';
 
 const seconds = (name: string) => (value: string) => {
   const n = Number(value);
