@@ -402,13 +402,15 @@ export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: numbe
     group.finished.push(e);
   }
   const atLimit = next.length === 0 || next[0].row.tokens.length >= maxLength;
-  if (atLimit && group.finished.length === 0 && next.length === 0) group.finished.push({ tokens: [...rows[0].tokens, eot], sumLogprob: rows[0].sumLogprob, textProbabilities: rows[0].textProbabilities && [...rows[0].textProbabilities, NaN] });
+  // A beam cut off, closed with <|endoftext|> as openai/whisper's finalize closes it (no probability was read for that token).
+  const closed = (row: DecodeRow): Candidate => ({ tokens: [...row.tokens, eot], sumLogprob: row.sumLogprob, textProbabilities: row.textProbabilities && [...row.textProbabilities, NaN] });
+  if (atLimit && group.finished.length === 0 && next.length === 0) group.finished.push(closed(rows[0]));
   if (group.finished.length < group.maxCandidates && !atLimit) return next;
   if (atLimit) {
     // openai/whisper's finalize: unfinished beams, likeliest first, fill the candidates up to the beam size.
     for (const b of next) {
       if (group.finished.length >= group.size) break;
-      group.finished.push({ tokens: [...b.row.tokens, eot], sumLogprob: b.row.sumLogprob, textProbabilities: b.row.textProbabilities && [...b.row.textProbabilities, NaN] });
+      group.finished.push(closed(b.row));
     }
   }
   return [];
