@@ -28,7 +28,7 @@ const seconds = Number(values.seconds);
 await writeTinyModel(values.model, Number(values.tokens));
 const audios = speechSegments(segments, seconds);
 
-const model = await WhisperModel.load(values.model, { log: () => {} });
+const model = await WhisperModel.load(values.model);
 // warm-up at the full batch (the first batch of a size ran up to twice as long), words included (their session opens at the first words asked for)
 await model.transcribe(audios.map((audio, i) => ({ audio, language: 'en', wordTimestamps: i % 2 === 0 })), { batchSize: segments });
 

@@ -22,6 +22,7 @@ import { SqliteQueue } from '../src/queue/sqlite/sqliteQueue.ts';
 import { LocalBlobStore } from '../src/storage/localBlobStore.ts';
 import { startPostgresCluster } from '../test/helpers/postgresCluster.ts';
 import { ApiClient } from '../worker/apiClient.ts';
+import { silentLogger } from '../src/log.ts';
 
 const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, finished: { type: 'string', default: '10000,100000' } } });
 const JOBS = Number(values.jobs);
@@ -29,7 +30,7 @@ const FINISHED = values.finished.split(',').map(Number);
 const TOKEN = 'bench-worker-token-0123456789';
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-queue-'));
 const config = readConfig({ MURMUR_DATA_DIR: dir, MURMUR_WORKER_TOKEN: TOKEN, MURMUR_BATCH_WINDOW_MS: '0' });
-const log = () => {};
+const log = silentLogger;
 
 const cluster = process.env.MURMUR_BENCH_DATABASE_URL ? null : await startPostgresCluster();
 const adminUrl = process.env.MURMUR_BENCH_DATABASE_URL ?? cluster!.url;

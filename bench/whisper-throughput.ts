@@ -26,7 +26,7 @@ await writeTinyModel(values.model, Number(values.tokens));
 const audios = speechSegments(segments, seconds);
 const audioSeconds = segments * seconds;
 
-const model = await WhisperModel.load(values.model, { log: () => {} });
+const model = await WhisperModel.load(values.model);
 // warm-up: first runs pay for allocation and kernel selection
 await model.transcribe(audios.slice(0, 2).map((audio) => ({ audio, language: 'en' })), { batchSize: 2 });
 

@@ -3,11 +3,13 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
+import { logVariables, type LogSettings } from './log.ts';
 
 const seconds = z.coerce.number().nonnegative();
 const count = z.coerce.number().int().nonnegative();
 
 const schema = z.object({
+  ...logVariables,
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   HOST: z.string().default('0.0.0.0'),
   MURMUR_DATA_DIR: z.string().default('./data'),
@@ -66,6 +68,8 @@ const schema = z.object({
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
 export interface Config {
+  /** MURMUR_LOG_LEVEL and MURMUR_LOG_FORMAT (log.ts). */
+  log: LogSettings;
   port: number;
   host: string;
   dataDir: string;
@@ -147,6 +151,7 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`MURMUR_AUTH=none turns authentication off, so it is refused unless the server listens on loopback only (HOST=127.0.0.1 or ::1), not on ${e.HOST}`);
   }
   return {
+    log: { level: e.MURMUR_LOG_LEVEL, format: e.MURMUR_LOG_FORMAT },
     port: e.PORT,
     host: e.HOST,
     dataDir: resolve(e.MURMUR_DATA_DIR),

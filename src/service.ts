@@ -11,6 +11,7 @@ import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic
 import { createApiServer } from './api/server.ts';
 import { UPLOAD_PREFIX } from './api/presignedUploads.ts';
 import { ConfigError, type Config } from './config.ts';
+import type { Logger } from './log.ts';
 import type { JobQueue } from './queue/jobQueue.ts';
 import { openQueue } from './queue/open.ts';
 import type { BlobStore } from './storage/blobStore.ts';
@@ -28,7 +29,7 @@ export interface Service {
   close(): Promise<void>;
 }
 
-export async function startService(config: Config, log: (line: string) => void = console.log): Promise<Service> {
+export async function startService(config: Config, log: Logger): Promise<Service> {
   const startedAt = Date.now();
   const modelDir = config.modelDir ?? (await syntheticModel(config.dataDir, log));
   // A model folder that cannot be read is found now, not when every job has failed three times.
@@ -52,9 +53,9 @@ export async function startService(config: Config, log: (line: string) => void =
   const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}/graphql`;
   if (config.auth === 'keys') await announceFirstKey(queue, url, log);
 
-  const sweep = (what: string, task: () => Promise<unknown>) => () => task().catch((err) => log(`${what} failed: ${err.message}`));
+  const sweep = (what: string, task: () => Promise<unknown>) => () => task().catch((err) => log.error({ event: 'sweep.failed', sweep: what, err }, `${what} failed: ${err.message}`));
   const recovered = await queue.expireLeases().catch(() => 0);
-  if (recovered) log(`${recovered} job(s) held by workers of a previous run went back to the queue`);
+  if (recovered) log.info({ event: 'leases.recovered', jobs: recovered }, `${recovered} job(s) held by workers of a previous run went back to the queue`);
   const leaseSweeper = setInterval(sweep('lease sweep', () => queue.expireLeases()), Math.min(1000, (config.leaseSeconds * 1000) / 4));
   // Once a minute: presigned uploads no job took, and workers gone quiet (the live list only reads within its window).
   const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
@@ -91,14 +92,16 @@ export async function startService(config: Config, log: (line: string) => void =
       '--segmentation', config.segmentation,
       '--shutdown-seconds', String(config.shutdownSeconds),
     ],
-    workerEnv: { ...process.env, MURMUR_WORKER_TOKEN: config.workerToken },
+    // Workers log JSON lines whatever the terminal: the supervisor reads them and writes them again through this log.
+    workerEnv: { ...process.env, MURMUR_WORKER_TOKEN: config.workerToken, MURMUR_LOG_LEVEL: config.log.level, MURMUR_LOG_FORMAT: 'json' },
     log,
   });
   supervisor.start();
   webhooks.start();
-  log(
-    `murmur listening on ${url} (GraphiQL: open it in a browser); queue in ${config.databaseUrl ? 'PostgreSQL' : `${config.dataDir}/murmur.sqlite`}, ` +
-      `audio in ${store.name}; up to ${config.maxWorkers} embedded ${config.workerPool} worker(s)`,
+  const database = config.databaseUrl ? 'PostgreSQL' : `${config.dataDir}/murmur.sqlite`;
+  log.info(
+    { event: 'listening', url, database, store: store.name, maxWorkers: config.maxWorkers, pool: config.workerPool },
+    `murmur listening on ${url} (GraphiQL: open it in a browser); queue in ${database}, audio in ${store.name}; up to ${config.maxWorkers} embedded ${config.workerPool} worker(s)`,
   );
 
   return {
@@ -128,17 +131,21 @@ export async function startService(config: Config, log: (line: string) => void =
   };
 }
 
-/** The very first start makes an admin key, so a fresh install can be used at once: its secret is printed this once. */
-async function announceFirstKey(queue: JobQueue, url: string, log: (line: string) => void): Promise<void> {
+/**
+ * The very first start makes an admin key, so a fresh install can be used at once. Its secret is
+ * for the person starting murmur, printed this once as text on stderr, not into the log.
+ */
+async function announceFirstKey(queue: JobQueue, url: string, log: Logger): Promise<void> {
   const first = await queue.keys.createFirst();
   if (!first) return;
+  log.info({ event: 'key.first', keyId: first.key.id }, 'no API key existed: made an admin key (its secret is printed on stderr, this once)');
   const bar = '='.repeat(78);
-  log(
+  process.stderr.write(
     `${bar}\nNo API key existed, so murmur made an admin key. It is shown this once (only its hash is stored):\n\n` +
       `  export MURMUR_API_KEY=${first.secret}\n\n` +
       `The dashboard with the key: ${url.replace(/\/graphql$/, '/')}?key=${first.secret}\n` +
       `GraphiQL with the key: ${url}?key=${first.secret}\n` +
-      `More keys: npx murmur keys create --name NAME [--tenant T] [--role client|admin]\n${bar}`,
+      `More keys: npx murmur keys create --name NAME [--tenant T] [--role client|admin]\n${bar}\n`,
   );
 }
 
@@ -177,13 +184,16 @@ export const expireUploads = (queue: JobQueue, store: BlobStore, expiryMs: numbe
 export const sweepLeftAudio = (queue: JobQueue, store: BlobStore, expiryMs: number) => sweepAudio(queue, store, 'uploads/', expiryMs);
 
 /** With no model configured, the generated one: meaningless text, and the service says so loudly. */
-async function syntheticModel(dataDir: string, log: (line: string) => void): Promise<string> {
+async function syntheticModel(dataDir: string, log: Logger): Promise<string> {
   const dir = join(dataDir, 'model');
   if (!existsSync(join(dir, 'config.json'))) {
-    log(`generating the synthetic whisper-tiny-sized model into ${dir} (once) …`);
+    log.info({ event: 'model.generating', dir }, `generating the synthetic whisper-tiny-sized model into ${dir} (once) …`);
     await writeSyntheticModel(dir, syntheticShape('tiny'), 1);
   }
-  const bar = '!'.repeat(78);
-  log(`${bar}\n!! MURMUR_MODEL_DIR is not set: using the SYNTHETIC model in ${dir}.\n!! Its weights are random: every transcript it writes is MEANINGLESS.\n!! Get real weights with \`npx murmur model download whisper-tiny\` and set MURMUR_MODEL_DIR.\n${bar}`);
+  log.warn(
+    { event: 'model.synthetic', dir },
+    `MURMUR_MODEL_DIR is not set: using the SYNTHETIC model in ${dir}. Its weights are random: every transcript it writes is MEANINGLESS. ` +
+      'Get real weights with `npx murmur model download whisper-tiny` and set MURMUR_MODEL_DIR.',
+  );
   return dir;
 }

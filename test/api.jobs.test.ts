@@ -66,7 +66,7 @@ describe('a job', () => {
   });
 
   it('20 jobs created at once are processed in batches and all finish', async () => {
-    const before = server.lines.length;
+    const before = server.events.length;
     const audio = hello();
     const created = await Promise.all(Array.from({ length: 20 }, (_, i) => server.upload(audio, `burst-${i}.wav`)));
     const ids = created.map((c) => c.data.createJob.id as string);
@@ -77,11 +77,11 @@ describe('a job', () => {
     // The same audio gives the same transcript, whatever else shared its batch.
     expect(new Set(finals.map((j) => JSON.stringify(j.result.segments))).size).toBe(1);
     // What the workers reported: batch sizes of their claims.
-    const batches = server.lines.slice(before).flatMap((l) => [...l.matchAll(/batch of (\d+) job/g)].map((m) => Number(m[1])));
+    const batches = server.events.slice(before).filter((e) => e.event === 'batch.started').map((e) => (e.jobIds as string[]).length);
     expect(batches.reduce((a, b) => a + b, 0)).toBe(20);
     expect(Math.max(...batches)).toBeGreaterThan(1);
     // 20 jobs at 8 a batch want more than one worker: the server started a second (its maximum).
-    expect(server.lines.filter((l) => / started: \d+ job\(s\) waiting/.test(l))).toHaveLength(2);
+    expect(server.events.filter((e) => e.event === 'worker.started')).toHaveLength(2);
   });
 
   it('decodes with the options it was created with, and each segment carries its window\'s confidence', async () => {

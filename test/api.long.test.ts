@@ -56,9 +56,10 @@ describe('a 30-minute recording', () => {
     expect(segments.at(-1)!.end).toBeGreaterThan(MINUTES * 60 - 60);
     expect(segments.at(-1)!.end).toBeLessThanOrEqual(MINUTES * 60);
 
-    const [, chunks, speech] = (await server.waitForLine(/(\d+) speech chunk\(s\), ([\d.]+) s of speech/)).map(Number);
-    const [, peak] = await server.waitForLine(/peak memory (\d+) MiB/);
-    console.log(`30-minute MP3: ${chunks} speech chunks, ${speech} s of speech; worker peak memory ${peak} MiB`);
+    const found = await server.waitForEvent('batch.speech');
+    const [chunks, speech] = [found.chunks as number, found.speechSeconds as number];
+    const { peakMiB } = await server.waitForEvent('batch.done');
+    console.log(`30-minute MP3: ${chunks} speech chunks, ${speech.toFixed(1)} s of speech; worker peak memory ${peakMiB} MiB`);
     expect(speech).toBeLessThan(MINUTES * 60);
   });
 });

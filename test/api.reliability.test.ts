@@ -44,15 +44,15 @@ describe('reliability', () => {
     const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1', MURMUR_SEGMENTATION: 'fixed' });
     const audio = long();
     const ids = (await Promise.all([0, 1, 2, 3].map((i) => server.upload(audio, `long-${i}.wav`)))).map((r) => r.data.createJob.id as string);
-    const [, pid] = await server.waitForLine(/\[worker (\d+)\] .*batch of 4 job/);
-    process.kill(Number(pid), 'SIGKILL');
-    await server.waitForLine(new RegExp(`\\[worker ${pid}\\] died \\(SIGKILL\\)`));
+    const batch = await server.waitForEvent('batch.started', (e) => (e.jobIds as string[]).length === 4);
+    process.kill(batch.workerPid as number, 'SIGKILL');
+    await server.waitForEvent('worker.died', (e) => e.workerPid === batch.workerPid && e.signal === 'SIGKILL');
     const finals = await finalStates(server, ids);
     expect(finals.map((j) => [j.status, j.attempts])).toEqual(ids.map(() => ['DONE', 2]));
     // The killed worker completed nothing; each job was completed once, by the second worker.
-    const killed = server.lines.filter((l) => l.startsWith(`[worker ${pid}]`));
-    expect(killed.some((l) => /not recorded|completed/.test(l))).toBe(false);
-    const claims = server.lines.flatMap((l) => [...l.matchAll(/claimed \d+ job\(s\): (.+)$/g)].flatMap((m) => m[1].split(', ')));
+    const done = server.events.filter((e) => e.event === 'job.done');
+    for (const id of ids) expect(done.filter((e) => e.jobId === id).map((e) => e.workerId === batch.workerId)).toEqual([false]);
+    const claims = server.events.filter((e) => e.event === 'jobs.claimed').flatMap((e) => e.jobIds as string[]);
     for (const id of ids) expect(claims.filter((c) => c === id)).toHaveLength(2);
   });
 
@@ -60,13 +60,13 @@ describe('reliability', () => {
     const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_JOBS: '2', MURMUR_SEGMENTATION: 'fixed' });
     const audio = long();
     const ids = (await Promise.all([0, 1, 2].map((i) => server.upload(audio, `c-${i}.wav`)))).map((r) => r.data.createJob.id as string);
-    await server.waitForLine(/batch of 2 job/);
+    await server.waitForEvent('batch.started', (e) => (e.jobIds as string[]).length === 2);
     const states = await Promise.all(ids.map((id) => server.gql(JOB, { id }).then((r) => r.data.job)));
     const processing = states.find((j) => j.status === 'PROCESSING')!;
     const pending = states.find((j) => j.status === 'PENDING')!;
     const cancelled = await Promise.all([processing, pending].map((j) => server.gql(`mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: j.id })));
     expect(cancelled.map((c) => c.data.cancelJob.status)).toEqual(['CANCELLED', 'CANCELLED']);
-    await server.waitForLine(new RegExp(`dropping job ${processing.id} \\(cancelled\\)`));
+    await server.waitForEvent('job.dropped', (e) => e.jobId === processing.id && e.state === 'CANCELLED');
     const finals = await finalStates(server, ids);
     const byId = new Map(finals.map((j) => [j.id, j]));
     expect(byId.get(processing.id)!.status).toBe('CANCELLED');
@@ -118,13 +118,12 @@ describe('reliability', () => {
     const audio = wavBytes(speech('idle'));
     const one = (await server.upload(audio, 'one.wav')).data.createJob.id;
     await finalStates(server, [one]);
-    const [, pid] = await server.waitForLine(/\[worker (\d+)\] .*model unloaded \(idle/);
-    await server.waitForLine(new RegExp(`\\[worker ${pid}\\] exited`));
+    const { workerPid } = await server.waitForEvent('model.unloaded', (e) => e.reason === 'idle');
+    await server.waitForEvent('worker.exited', (e) => e.workerPid === workerPid);
     expect((await server.gql(`{ queue { workers processing pending } }`)).data.queue).toEqual({ workers: 0, processing: 0, pending: 0 });
     const two = (await server.upload(audio, 'two.wav')).data.createJob.id;
     const [final] = await finalStates(server, [two]);
     expect(final.status).toBe('DONE');
-    const started = server.lines.filter((l) => / started: /.test(l));
-    expect(started).toHaveLength(2);
+    expect(server.events.filter((e) => e.event === 'worker.started')).toHaveLength(2);
   });
 });

@@ -42,7 +42,7 @@ describe('murmur model download', () => {
       expect(readFileSync(join(out, f)).equals(readFileSync(join(source, f)))).toBe(true);
     }
     expect(requests.every((r) => r.authorization === 'Bearer hf_test_token')).toBe(true);
-    const model = await WhisperModel.load(out, { dtype: 'q8', log: () => {} });
+    const model = await WhisperModel.load(out, { dtype: 'q8' });
     expect(model.folder.dims.nMels).toBe(80);
     await model.dispose();
   });

@@ -63,7 +63,7 @@ const backends: Record<string, (options: Partial<QueueOptions>) => Promise<Backe
     const url = await freshDatabase();
     const clock = { now: 1_000_000 };
     const open = async () => {
-      const q = await PostgresQueue.open(url, { ...defaults(clock), ...options, waitMs: 0, log: () => {} });
+      const q = await PostgresQueue.open(url, { ...defaults(clock), ...options, waitMs: 0 });
       opened.push(q);
       return q;
     };

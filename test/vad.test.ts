@@ -81,7 +81,7 @@ describe('voice activity', () => {
   });
 
   it('transcribes only the chunks, with segment times on the recording\'s timeline', async () => {
-    const model = await WhisperModel.load(await generatedModel(), { log: () => {} });
+    const model = await WhisperModel.load(await generatedModel());
     const chunks = await speechChunksOf(vad, audio);
     const [t] = await transcribeMany(model, [{ samples: audio, chunks, language: 'en', timestamps: true }]);
     await model.dispose();

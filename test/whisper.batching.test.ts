@@ -7,7 +7,7 @@ describe('batched decoding', () => {
   let model: WhisperModel;
   let requests: SegmentRequest[];
   beforeAll(async () => {
-    model = await WhisperModel.load(await generatedModel({}, 3), { log: () => {} });
+    model = await WhisperModel.load(await generatedModel({}, 3));
     const audios = [
       ...RECORDINGS.map(recording),
       speech('A worker gathers jobs for a short window.'),
@@ -65,7 +65,7 @@ describe('batched decoding', () => {
   });
 
   it('gives the same tokens with the encoder run several windows at a time', async () => {
-    const wide = await WhisperModel.load(model.folder.dir, { encoderBatchSize: 4, log: () => {} });
+    const wide = await WhisperModel.load(model.folder.dir, { encoderBatchSize: 4 });
     const some = requests.slice(0, 6);
     expect((await wide.transcribe(some)).map((r) => r.tokens)).toEqual((await model.transcribe(some)).map((r) => r.tokens));
     await wide.dispose();

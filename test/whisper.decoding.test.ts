@@ -18,7 +18,7 @@ const audios = () => [recording(RECORDINGS[0]), recording(RECORDINGS[2]), speech
 
 beforeAll(async () => {
   dir = await generatedModel({ dModel: 96, decoderLayers: 3, heads: 6, ffnDim: 384, tokensPerWindow: 40 }, 23);
-  model = await WhisperModel.load(dir, { log: () => {} });
+  model = await WhisperModel.load(dir);
   reference = await Reference.load(dir);
 });
 afterAll(async () => {
@@ -233,7 +233,7 @@ async function plainBeamSearch(m: WhisperModel, audio: Float32Array, prefix: num
 describe('beam search', () => {
   let small: WhisperModel;
   beforeAll(async () => {
-    small = await WhisperModel.load(await generatedModel({ tokensPerWindow: 16 }, 31), { log: () => {} });
+    small = await WhisperModel.load(await generatedModel({ tokensPerWindow: 16 }, 31));
   });
   afterAll(() => small?.dispose());
   const prefix = () => {

@@ -25,7 +25,7 @@ describe.each(SHAPES)('greedy tokens match transformers.js: %s', (_name, shape) 
   let reference: Reference;
   beforeAll(async () => {
     dir = await generatedModel(shape, 11);
-    model = await WhisperModel.load(dir, { log: () => {} });
+    model = await WhisperModel.load(dir);
     reference = await Reference.load(dir);
   });
   afterAll(async () => {
@@ -59,7 +59,7 @@ describe.each(SHAPES)('greedy tokens match transformers.js: %s', (_name, shape) 
 describe('variants', () => {
   it('the fp16 variant loads by option and matches transformers.js on the same file', async () => {
     const dir = await generatedModel({}, 5, ['fp32', 'fp16']);
-    const model = await WhisperModel.load(dir, { dtype: 'fp16', log: () => {} });
+    const model = await WhisperModel.load(dir, { dtype: 'fp16' });
     const reference = await Reference.load(dir, 'fp16');
     expect(model.folder.encoderPath).toMatch(/encoder_model_fp16\.onnx$/);
     for (const audio of inputs().slice(0, 2)) {
@@ -72,7 +72,7 @@ describe('variants', () => {
 
   it('the q8 (quantized) variant loads by option and matches transformers.js on the same file', async () => {
     const dir = await generatedModel({}, 6, ['fp32', 'q8']);
-    const model = await WhisperModel.load(dir, { dtype: 'quantized', log: () => {} });
+    const model = await WhisperModel.load(dir, { dtype: 'quantized' });
     const reference = await Reference.load(dir, 'q8');
     expect(model.folder.decoderPath).toMatch(/decoder_model_merged_quantized\.onnx$/);
     const audio = inputs()[1];

@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { WhisperModel } from '../worker/whisper/index.ts';
 import { tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
+import { recordingLogger } from './helpers/log.ts';
 
 describe('a model folder that cannot be used', () => {
   let good: string;
@@ -58,19 +59,19 @@ describe('execution providers', () => {
     dir = await generatedModel();
   });
 
-  it('falls back past an unavailable provider with one line saying which is used and why', async () => {
-    const lines: string[] = [];
-    const model = await WhisperModel.load(dir, { providers: 'cuda,cpu', log: (l) => lines.push(l) });
+  it('falls back past an unavailable provider with one warning saying which is used and why', async () => {
+    const { log, entries } = recordingLogger();
+    const model = await WhisperModel.load(dir, { providers: 'cuda,cpu', log });
     expect(model.provider).toBe('cpu');
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/execution provider cpu; skipped cuda \(.+\)/);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]).toMatchObject({ event: 'model.provider', level: 40, provider: 'cpu', skipped: [{ provider: 'cuda', reason: expect.any(String) }] });
     const [r] = await model.transcribe([{ audio: tone(440, 1), language: 'en' }]);
     expect(r.tokens.length).toBeGreaterThan(0);
     await model.dispose();
   });
 
   it('fails with PROVIDER_UNAVAILABLE when no provider in the list loads', async () => {
-    await expect(WhisperModel.load(dir, { providers: ['cuda'], log: () => {} })).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE', message: expect.stringContaining('cuda:') });
+    await expect(WhisperModel.load(dir, { providers: ['cuda'] })).rejects.toMatchObject({ code: 'PROVIDER_UNAVAILABLE', message: expect.stringContaining('cuda:') });
   });
 
   it('refuses an unknown provider name', async () => {
@@ -81,7 +82,7 @@ describe('execution providers', () => {
 describe('requests that cannot be decoded', () => {
   let model: WhisperModel;
   beforeAll(async () => {
-    model = await WhisperModel.load(await generatedModel(), { log: () => {} });
+    model = await WhisperModel.load(await generatedModel());
   });
 
   it('an unknown language code', async () => {

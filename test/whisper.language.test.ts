@@ -12,7 +12,7 @@ describe('language detection', () => {
   let reference: Reference;
   beforeAll(async () => {
     const dir = await generatedModel({}, 9);
-    model = await WhisperModel.load(dir, { log: () => {} });
+    model = await WhisperModel.load(dir);
     reference = await Reference.load(dir);
   });
   afterAll(async () => {
@@ -67,7 +67,7 @@ describe('language detection', () => {
   });
 
   it('an English-only model needs no detection and refuses other languages', async () => {
-    const en = await WhisperModel.load(await generatedModel({ vocabulary: 'english' }), { log: () => {} });
+    const en = await WhisperModel.load(await generatedModel({ vocabulary: 'english' }));
     const [r] = await en.transcribe([{ audio: tone(300, 1) }]);
     expect(r.language).toBe('en');
     await expect(en.transcribe([{ audio: tone(300, 1), language: 'de' }])).rejects.toMatchObject({ code: 'UNKNOWN_LANGUAGE' });

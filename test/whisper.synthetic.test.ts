@@ -7,7 +7,7 @@ import { generatedModel } from './helpers/models.ts';
 
 describe('a generated model', () => {
   it.each([5, 60])('stops by itself after %i text tokens, with or without timestamps', async (tokens) => {
-    const model = await WhisperModel.load(await generatedModel({ tokensPerWindow: tokens }, 21), { log: () => {} });
+    const model = await WhisperModel.load(await generatedModel({ tokensPerWindow: tokens }, 21));
     const audios = [recording(RECORDINGS[1]), speech('Stop after a chosen number of tokens.')];
     const plain = await model.transcribe(audios.map((audio) => ({ audio, language: 'en' })));
     for (const r of plain) expect(r.tokens).toHaveLength(tokens);
@@ -22,7 +22,7 @@ describe('a generated model', () => {
   });
 
   it('says different things for different audio, and the same for the same', async () => {
-    const model = await WhisperModel.load(await generatedModel({}, 22), { log: () => {} });
+    const model = await WhisperModel.load(await generatedModel({}, 22));
     const audios = RECORDINGS.map(recording);
     const results = await model.transcribe([...audios, audios[0]].map((audio) => ({ audio, language: 'en' })));
     expect(new Set(results.slice(0, 4).map((r) => r.text)).size).toBe(4);
@@ -34,7 +34,7 @@ describe('a generated model', () => {
     const audio = recording(RECORDINGS[0]);
     const texts = [];
     for (const seed of [31, 31, 32]) {
-      const model = await WhisperModel.load(await generatedModel({}, seed), { log: () => {} });
+      const model = await WhisperModel.load(await generatedModel({}, seed));
       texts.push((await model.transcribe([{ audio, language: 'en' }]))[0].text);
       await model.dispose();
     }

@@ -36,7 +36,7 @@ describe.each(SHAPES)('word timings against transformers.js: %s', (_name, shape,
   let reference: Reference;
   beforeAll(async () => {
     const dir = await generatedModel({ ...shape, crossAttentions: true }, seed);
-    model = await WhisperModel.load(dir, { log: () => {} });
+    model = await WhisperModel.load(dir);
     reference = await Reference.load(dir);
   });
   afterAll(async () => {
@@ -98,7 +98,7 @@ describe('word probabilities and the alignment graph', () => {
   let reference: Reference;
   beforeAll(async () => {
     dir = await generatedModel({ ...SHAPES[0][1], crossAttentions: true }, SHAPES[0][2]);
-    model = await WhisperModel.load(dir, { log: () => {} });
+    model = await WhisperModel.load(dir);
     reference = await Reference.load(dir);
   });
   afterAll(async () => {
@@ -179,7 +179,7 @@ describe('word probabilities and the alignment graph', () => {
 describe('openai/whisper\'s parts', () => {
   let model: WhisperModel;
   beforeAll(async () => {
-    model = await WhisperModel.load(await generatedModel({ crossAttentions: true }, 3), { log: () => {} });
+    model = await WhisperModel.load(await generatedModel({ crossAttentions: true }, 3));
   });
   afterAll(() => model?.dispose());
 

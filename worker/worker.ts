@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import PQueue from 'p-queue';
+import type { Logger } from '../src/log.ts';
 import { AudioError } from './audio/errors.ts';
 import { decodeAudioFile } from './audio/decode.ts';
 import { killDecoders } from './audio/ffmpeg.ts';
@@ -34,7 +35,8 @@ export interface WorkerOptions {
   threads: number;
   /** vad: decode only the speech Silero VAD finds, in chunks of up to 30 s; fixed: every 30 s window. */
   segmentation: Segmentation;
-  log: (line: string) => void;
+  /** Every line this worker writes carries its workerId. */
+  log: Logger;
 }
 
 /** Codes of failures that retrying cannot cure: the job fails at once. */
@@ -51,9 +53,11 @@ export class Worker {
   /** The batch in hand: its leases still held (not completed, failed or dropped). */
   private held: () => LeaseFields[] = () => [];
   private handingBack = false;
+  private readonly log: Logger;
 
   constructor(private readonly o: WorkerOptions) {
     this.id = o.workerId ?? `${hostname()}-${process.pid}`;
+    this.log = o.log.child({ workerId: this.id });
     this.api = new ApiClient(o.api, o.token);
   }
 
@@ -78,24 +82,27 @@ export class Worker {
     this.handingBack = true;
     const leases = this.held();
     this.held = () => [];
-    await Promise.all(leases.map((l) => this.api.release(l.job.id, l.leaseToken).catch((err) => this.o.log(`worker ${this.id}: could not hand back job ${l.job.id}: ${err.message}`))));
+    await Promise.all(leases.map((l) => this.api.release(l.job.id, l.leaseToken).catch((err) => this.log.error({ event: 'job.hand_back_failed', jobId: l.job.id, err }, `could not hand back job ${l.job.id}: ${err.message}`))));
     killDecoders();
     await removeOwnAudio();
     await this.api.signOff(this.id).catch(() => {});
-    if (leases.length) this.o.log(`worker ${this.id}: handed back ${leases.length} job(s) unfinished`);
+    if (leases.length) this.log.info({ event: 'worker.handed_back', jobIds: leases.map((l) => l.job.id) }, `handed back ${leases.length} job(s) unfinished`);
     return leases.length;
   }
 
   async run(): Promise<'idle' | 'stopped'> {
-    const { log } = this.o;
+    const { log } = this;
     const orphans = await sweepOrphanedAudio();
-    if (orphans) log(`worker ${this.id}: removed ${orphans} audio folder(s) left by workers that died`);
-    log(`worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`);
+    if (orphans) log.info({ event: 'worker.orphans_removed', folders: orphans }, `removed ${orphans} audio folder(s) left by workers that died`);
+    log.info(
+      { event: 'worker.polling', pool: this.o.pool, api: this.o.api, maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds },
+      `worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`,
+    );
     let lastWork = Date.now();
     while (!this.stopping) {
       const idle = (Date.now() - lastWork) / 1000;
       if (idle >= this.o.exitAfterSeconds) break;
-      if (this.model && idle >= this.o.unloadAfterSeconds) await this.unload(`idle for ${Math.round(idle)} s`);
+      if (this.model && idle >= this.o.unloadAfterSeconds) await this.unload('idle', idle);
       const nextMilestone = (this.model ? this.o.unloadAfterSeconds : this.o.exitAfterSeconds) - idle;
       let leases: LeaseFields[];
       try {
@@ -106,7 +113,7 @@ export class Worker {
       } catch (err) {
         if (this.stopping) break;
         if (!isTransient(err)) throw err;
-        log(`worker ${this.id}: ${(err as Error).message}; retrying`);
+        log.warn({ event: 'worker.claim_failed', err }, `${(err as Error).message}; retrying`);
         await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
@@ -116,14 +123,14 @@ export class Worker {
     }
     await this.unload('exiting');
     await this.api.signOff(this.id).catch(() => {});
-    log(`worker ${this.id}: ${this.stopping ? 'stopped' : `exiting after ${this.o.exitAfterSeconds} s without work`}`);
+    log.info({ event: this.stopping ? 'worker.stopped' : 'worker.idle_exit' }, this.stopping ? 'stopped' : `exiting after ${this.o.exitAfterSeconds} s without work`);
     return this.stopping ? 'stopped' : 'idle';
   }
 
   private async process(leases: LeaseFields[]): Promise<void> {
-    const { log } = this.o;
+    const { log } = this;
     const seconds = leases.reduce((s, l) => s + l.job.input.durationSeconds, 0);
-    log(`worker ${this.id}: batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`);
+    log.info({ event: 'batch.started', jobIds: leases.map((l) => l.job.id), audioSeconds: seconds }, `batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`);
     const progress = new Map(leases.map((l) => [l.job.id, 0]));
     const dropped = new Map<string, LeaseState>();
     const live = () => leases.filter((l) => !dropped.has(l.job.id));
@@ -138,11 +145,11 @@ export class Worker {
         .then((states) => {
           for (const s of states) {
             if (s.state === 'ACTIVE') continue;
-            if (!dropped.has(s.jobId)) log(`worker ${this.id}: dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`);
+            if (!dropped.has(s.jobId)) log.info({ event: 'job.dropped', jobId: s.jobId, state: s.state }, `dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`);
             dropped.set(s.jobId, s.state);
           }
         })
-        .catch((err) => log(`worker ${this.id}: heartbeat failed: ${err.message}`))
+        .catch((err) => log.warn({ event: 'worker.heartbeat_failed', err }, `heartbeat failed: ${err.message}`))
         .finally(() => (beating = null));
     };
     // Three heartbeats a lease, timed by the lease's length rather than its expiry: the clocks of a
@@ -155,13 +162,13 @@ export class Worker {
       try {
         await outcome();
       } catch (err) {
-        log(`worker ${this.id}: job ${lease.job.id} not recorded: ${(err as Error).message}`);
+        log.error({ event: 'job.not_recorded', jobId: lease.job.id, err }, `job ${lease.job.id} not recorded: ${(err as Error).message}`);
       }
     };
     const fail = (lease: LeaseFields, err: unknown) => {
       const e = err as Error & { code?: string };
       const retryable = !permanent(err);
-      log(`worker ${this.id}: job ${lease.job.id} failed (${e.code ?? 'WORKER_ERROR'}${retryable ? ', will retry' : ''}): ${e.message}`);
+      log[retryable ? 'warn' : 'info']({ event: 'job.failed', jobId: lease.job.id, code: e.code ?? 'WORKER_ERROR', retryable, err: e }, `job ${lease.job.id} failed (${e.code ?? 'WORKER_ERROR'}${retryable ? ', will retry' : ''}): ${e.message}`);
       return finish(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code: e.code ?? 'WORKER_ERROR', message: e.message, retryable }));
     };
 
@@ -195,7 +202,10 @@ export class Worker {
       const chunks: (Chunk[] | undefined)[] = [];
       for (const l of ready) chunks.push(await this.chunks(audio.get(l.job.id)!));
       const speech = chunks.flat(2).reduce((t, x) => t + (x ? x.end - x.start : 0), 0) / 16000;
-      if (this.o.segmentation === 'vad') log(`worker ${this.id}: ${chunks.reduce((n, c) => n + c!.length, 0)} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
+      if (this.o.segmentation === 'vad') {
+        const count = chunks.reduce((n, c) => n + c!.length, 0);
+        log.info({ event: 'batch.speech', chunks: count, speechSeconds: speech, audioSeconds: seconds }, `${count} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
+      }
       const transcripts = await transcribeMany(
         model,
         ready.map((l, i) => ({
@@ -233,19 +243,20 @@ export class Worker {
       this.held = () => [];
       clearInterval(timer);
       // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
-      log(`worker ${this.id}: batch done; peak memory ${Math.round(process.resourceUsage().maxRSS / 1024)} MiB`);
+      const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
+      log.info({ event: 'batch.done', jobIds: leases.map((l) => l.job.id), peakMiB }, `batch done; peak memory ${peakMiB} MiB`);
     }
   }
 
   private async load(): Promise<WhisperModel> {
     if (this.model) return this.model;
     const started = Date.now();
-    this.model = await WhisperModel.load(this.o.modelDir, { providers: this.o.providers, dtype: this.o.dtype, threads: this.o.threads, log: this.o.log });
+    this.model = await WhisperModel.load(this.o.modelDir, { providers: this.o.providers, dtype: this.o.dtype, threads: this.o.threads, log: this.log });
     const synthetic = this.model.folder.synthetic !== null;
     this.modelLabel = synthetic
       ? `synthetic (${basename(this.o.modelDir)}): random weights, the text is meaningless; set MURMUR_MODEL_DIR to real Whisper weights`
       : `${basename(this.o.modelDir)} (${this.model.folder.dtype})`;
-    this.o.log(`worker ${this.id}: loaded ${this.modelLabel} on ${this.model.provider} in ${Date.now() - started} ms`);
+    this.log.info({ event: 'model.loaded', model: this.modelLabel, provider: this.model.provider, ms: Date.now() - started }, `loaded ${this.modelLabel} on ${this.model.provider} in ${Date.now() - started} ms`);
     return this.model;
   }
 
@@ -256,13 +267,13 @@ export class Worker {
     return speechChunksOf(this.vad, samples);
   }
 
-  private async unload(why: string): Promise<void> {
+  private async unload(reason: 'idle' | 'exiting', idleSeconds?: number): Promise<void> {
     if (!this.model) return;
     await this.model.dispose();
     await this.vad?.release();
     this.vad = null;
     this.model = null;
-    this.o.log(`worker ${this.id}: model unloaded (${why})`);
+    this.log.info({ event: 'model.unloaded', reason, idleSeconds }, `model unloaded (${reason === 'idle' ? `idle for ${Math.round(idleSeconds!)} s` : reason})`);
   }
 }
 

@@ -29,7 +29,7 @@ export async function authenticate(authorization: string | null | undefined, { c
   const now = Date.now();
   if (now - (touched.get(key.id) ?? 0) > TOUCH_EVERY_MS) {
     touched.set(key.id, now);
-    queue.keys.touch(key.id, now).catch((err) => log(`could not record the use of key ${key.id}: ${err.message}`));
+    queue.keys.touch(key.id, now).catch((err) => log.warn({ event: 'key.touch_failed', keyId: key.id, err }, `could not record the use of key ${key.id}: ${err.message}`));
   }
   return { kind: 'client', role: key.role, tenant: key.tenant, keyId: key.id };
 }

@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import type { Caller } from './auth.ts';
 import type { JobQueue } from '../queue/jobQueue.ts';
 import type { BlobStore } from '../storage/blobStore.ts';
+import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 
 export interface Services {
@@ -11,7 +12,8 @@ export interface Services {
   queue: JobQueue;
   store: BlobStore;
   metrics: Metrics;
-  log: (line: string) => void;
+  /** Lines written while a request is handled carry its requestId (log.ts). */
+  log: Logger;
   /** The model folder the embedded workers load (/readyz checks it is there). */
   modelDir: string;
   /** The secret webhook signatures derive from (webhooks.ts). */

@@ -3,6 +3,7 @@
 import { GraphQLError } from 'graphql';
 import { AudioError } from '../../worker/audio/errors.ts';
 import { WhisperError } from '../../worker/whisper/errors.ts';
+import type { Logger } from '../log.ts';
 import { QueueError } from '../queue/errors.ts';
 import { databaseUnavailable } from '../queue/postgres/database.ts';
 import { StorageError } from '../storage/errors.ts';
@@ -40,7 +41,7 @@ export function clientError(err: unknown): { code: string; message: string; stat
 }
 
 /** yoga's maskError: coded errors pass with their code, the rest are masked and logged. */
-export function maskError(error: unknown, message: string, requestId: string, log: (err: unknown) => void): Error {
+export function maskError(error: unknown, message: string, requestId: string, log: Logger): Error {
   const original = error instanceof GraphQLError ? error.originalError : error;
   if (error instanceof GraphQLError && !original) return error; // parse and validation errors, already client-facing
   if (original instanceof GraphQLError && original.extensions?.code) return original;
@@ -56,7 +57,7 @@ export function maskError(error: unknown, message: string, requestId: string, lo
       extensions: { code: known.code, ...known.extensions, ...((known.status || known.headers) && { http: { status: known.status, headers: known.headers } }) },
     });
   }
-  log(original ?? error);
+  log.error({ event: 'request.unexpected_error', requestId, err: original ?? error }, `request ${requestId}: unexpected error`);
   return new GraphQLError(message, {
     path: error instanceof GraphQLError ? error.path : undefined,
     extensions: { code: 'INTERNAL_SERVER_ERROR', requestId },

@@ -128,7 +128,13 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     ...owner,
   });
   // When the same idempotency key raced in first, this audio is not the job's.
-  if (created) audio.keep();
+  if (created) {
+    audio.keep();
+    services.log.info(
+      { event: 'job.created', jobId: job.id, tenant: job.tenant, keyId: job.apiKeyId, bytes: job.bytes, durationSeconds: job.durationSeconds, format: job.format },
+      `job ${job.id} created: ${job.filename}, ${job.durationSeconds.toFixed(1)} s`,
+    );
+  }
   else if (job.blobKey !== audio.key) await audio.discard();
   return job;
 }
@@ -139,7 +145,7 @@ async function fetched({ store, config, log }: Services, url: string): Promise<A
   const { response, filename } = await fetchUrl(url, limits);
   const key = `uploads/${randomUUID()}`;
   const bytes = await store.put(key, limitBody(response, limits));
-  const discard = () => store.delete(key).catch((err) => log(`could not delete the download ${key}: ${err.message}`));
+  const discard = () => store.delete(key).catch((err) => log.error({ event: 'upload.delete_failed', key, err }, `could not delete the download ${key}: ${err.message}`));
   return { key, filename, bytes, keep: () => {}, discard };
 }
 
@@ -159,7 +165,7 @@ async function presigned({ queue, store, config, log }: Services, key: string): 
   if (await queue.findByBlobKey(key)) throw new ApiError('UPLOAD_ALREADY_USED', `the upload ${key} belongs to another job`);
   const bytes = await store.size(key);
   if (bytes === null) throw new ApiError('UPLOAD_NOT_FOUND', `nothing was uploaded to ${key} (or the upload expired)`);
-  const discard = () => store.delete(key).catch((err) => log(`could not delete upload ${key}: ${err.message}`));
+  const discard = () => store.delete(key).catch((err) => log.error({ event: 'upload.delete_failed', key, err }, `could not delete upload ${key}: ${err.message}`));
   if (bytes > config.maxUploadBytes) {
     await discard();
     throw new ApiError('INPUT_TOO_LARGE', `the upload is ${bytes} bytes, over the ${config.maxUploadBytes}-byte limit`);

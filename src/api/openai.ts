@@ -137,7 +137,7 @@ async function transcribe(services: Services, route: Route, req: IncomingMessage
     answer(res, ended, request, route);
   } finally {
     for (const upload of stored) {
-      if (!upload.kept) store.delete(upload.key).catch((err) => log(`could not delete upload ${upload.key}: ${err.message}`));
+      if (!upload.kept) store.delete(upload.key).catch((err) => log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`));
     }
   }
 }
@@ -292,6 +292,6 @@ function asOpenAiError(err: unknown, { log }: Services, req: IncomingMessage, re
     return new OpenAiError(status, known.message, known.code === 'UNKNOWN_LANGUAGE' ? 'language' : null, known.code.toLowerCase(), { headers: known.headers });
   }
   const requestId = String(res.getHeader('x-request-id') ?? '');
-  log(`request ${requestId} (${req.url}): unexpected error: ${(err as Error)?.stack ?? err}`);
+  log.error({ event: 'request.unexpected_error', url: req.url, err }, `request ${requestId} (${req.url}): unexpected error`);
   return new OpenAiError(500, `Unexpected error (request ${requestId}).`, null, 'internal_server_error');
 }

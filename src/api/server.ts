@@ -1,7 +1,6 @@
 // The API's HTTP server: GraphQL (yoga) at /graphql with GraphiQL on GET,
 // graphql-ws on the same port and path, SSE subscriptions through yoga, and
 // /audio/:id, where workers fetch a job's upload with the worker token.
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -13,6 +12,7 @@ import { useServer } from 'graphql-ws/use/ws';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer } from 'ws';
+import { currentRequestId, inRequest, type Logger } from '../log.ts';
 import { DTYPE_SUFFIXES, parseDtype } from '../../worker/whisper/modelFolder.ts';
 import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
 import type { Context, Services } from './context.ts';
@@ -40,9 +40,6 @@ function headerIn(headers: unknown, name: string): unknown {
   return Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
 }
 
-/** The id of the HTTP request being handled. */
-const requests = new AsyncLocalStorage<string>();
-
 export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): ApiServer {
   const draining = new AbortController();
   const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal };
@@ -54,8 +51,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
     logging: false,
     maskedErrors: {
       maskError: (error, message) => {
-        const requestId = requests.getStore() ?? randomUUID();
-        return maskError(error, message, requestId, (err) => log(`request ${requestId}: unexpected error: ${(err as Error)?.stack ?? err}`));
+        return maskError(error, message, currentRequestId() ?? randomUUID(), log);
       },
     },
     // GET /graphql?key=<API key> opens GraphiQL sending that key (the link the first start prints).
@@ -89,13 +85,15 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
     const sent = req.headers['x-request-id'];
     const requestId = typeof sent === 'string' && /^[\w.:-]{1,100}$/.test(sent) ? sent : randomUUID();
     res.setHeader('x-request-id', requestId);
-    requests.run(requestId, () => handle(req, res));
+    inRequest(requestId, () => handle(req, res, requestId));
   });
-  const handle = (req: IncomingMessage, res: ServerResponse) => {
+  const handle = (req: IncomingMessage, res: ServerResponse, requestId: string) => {
     inFlight++;
+    const started = performance.now();
     res.once('close', () => {
       inFlight--;
       if (inFlight === 0) settled?.();
+      accessLine(log, req, res, requestId, performance.now() - started, presentsWorkerToken(req.headers.authorization, config.workerToken));
     });
     if (req.url === '/metrics' || req.url === '/healthz' || req.url === '/readyz') {
       plainRoute(services, req.url).then(
@@ -114,7 +112,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
     }
     if (req.url?.startsWith('/audio/')) {
       serveAudio(services, req, res).catch((err) => {
-        log(`audio route: ${err?.stack ?? err}`);
+        log.error({ event: 'request.unexpected_error', err }, `audio route: ${err?.message ?? err}`);
         if (!res.headersSent) res.writeHead(500).end();
         else res.destroy();
       });
@@ -193,6 +191,20 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
       await closed;
     },
   };
+}
+
+const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * One line a request, when it ends: at info for clients, at debug for workers' polls and heartbeats
+ * and for probes (they would drown the rest), at error for a 5xx. The path only: a query string may
+ * hold a key (GraphiQL's and the dashboard's `?key=`).
+ */
+function accessLine(log: Logger, req: IncomingMessage, res: ServerResponse, requestId: string, ms: number, worker: boolean): void {
+  const path = (req.url ?? '').split('?')[0];
+  const status = res.writableFinished ? res.statusCode : 0;
+  const level = status >= 500 ? 'error' : worker || PROBES.has(path) ? 'debug' : 'info';
+  log[level]({ event: 'request', requestId, method: req.method, path, status, ms: Math.round(ms * 10) / 10, ...(worker && { worker }) }, `${req.method} ${path} ${status || 'hung up'} ${ms.toFixed(0)} ms`);
 }
 
 /**

@@ -10,6 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
 import { GraphQLError } from 'graphql';
 import type { GraphQLParams, Plugin } from 'graphql-yoga';
+import type { Logger } from '../log.ts';
 import type { BlobStore } from '../storage/blobStore.ts';
 import { requestError } from './errors.ts';
 
@@ -33,7 +34,7 @@ export interface UploadLimits {
   idleMs: number;
 }
 
-export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log: (line: string) => void): Plugin {
+export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log: Logger): Plugin {
   const uploads = new WeakMap<Request, StoredUpload[]>();
   return {
     onRequestParse({ request, setRequestParser }) {
@@ -46,7 +47,7 @@ export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log:
     },
     onResponse({ request }) {
       for (const upload of uploads.get(request) ?? []) {
-        if (!upload.kept) store.delete(upload.key).catch((err) => log(`could not delete upload ${upload.key}: ${err.message}`));
+        if (!upload.kept) store.delete(upload.key).catch((err) => log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`));
       }
     },
   };

@@ -4,11 +4,14 @@
 import { Command, Option } from 'commander';
 import { DEFAULT_TENANT, ROLES, type ApiKey, type Role } from '../auth/keys.ts';
 import { readConfig } from '../config.ts';
+import { createLogger } from '../log.ts';
 import type { JobQueue } from '../queue/jobQueue.ts';
 import { openQueue } from '../queue/open.ts';
 
 async function withQueue<T>(work: (queue: JobQueue) => Promise<T>): Promise<T> {
-  const queue = await openQueue(readConfig(), (line) => console.error(line));
+  const config = readConfig();
+  // stdout is the command's answer (a new key's secret): the log goes to stderr.
+  const queue = await openQueue(config, createLogger(config.log, 2));
   try {
     return await work(queue);
   } finally {

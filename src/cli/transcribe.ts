@@ -5,6 +5,7 @@ import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts
 import { transcribeMany } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
 import { integer } from './args.ts';
+import { createLogger, logSettings } from '../log.ts';
 
 function temperatureList(value: string): number[] {
   const list = value.split(',').map((v) => Number(v.trim()));
@@ -35,9 +36,11 @@ export function transcribeCommand(): Command {
     .addOption(new Option('--segmentation <how>', 'vad: decode the speech Silero VAD finds, in chunks of up to 30 s; fixed: every 30 s window').choices(['vad', 'fixed']).default('vad'))
     .action(async (audioPath: string, opts) => {
       const audio = await decodeAudioFile(audioPath);
-      const model = await WhisperModel.load(opts.model, { dtype: opts.dtype, providers: opts.providers, threads: opts.threads });
+      // stdout is the transcript: the log goes to stderr.
+      const log = createLogger(logSettings(process.env), 2);
+      const model = await WhisperModel.load(opts.model, { dtype: opts.dtype, providers: opts.providers, threads: opts.threads, log });
       try {
-        if (model.folder.synthetic) console.error('murmur: this model has random weights (a generated test model): its transcripts are meaningless');
+        if (model.folder.synthetic) log.warn({ event: 'model.synthetic', dir: opts.model }, 'this model has random weights (a generated test model): its transcripts are meaningless');
         let chunks: Chunk[] | undefined;
         if (opts.segmentation === 'vad') {
           const vad = await SileroVad.load();

@@ -1,6 +1,7 @@
 // `murmur worker`: the worker program, here or on any machine that reaches the API.
 import { Command, Option } from 'commander';
 import { Worker } from '../../worker/worker.ts';
+import { createLogger, logSettings } from '../log.ts';
 import { integer } from './args.ts';
 
 const seconds = (name: string) => (value: string) => {
@@ -45,7 +46,7 @@ export function workerCommand(): Command {
         dtype: opts.dtype,
         threads: opts.threads,
         segmentation: opts.segmentation,
-        log: (line) => console.log(line),
+        log: createLogger(logSettings(process.env)),
       });
       // Stop: claim nothing more and finish the batch in hand; past --shutdown-seconds, hand its jobs back and exit.
       const stop = () => {

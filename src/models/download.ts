@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DTYPE_SUFFIXES, parseDtype, readModelFolder } from '../../worker/whisper/modelFolder.ts';
 import { WhisperError } from '../../worker/whisper/errors.ts';
+import { silentLogger, type Logger } from '../log.ts';
 
 export const DEFAULT_HUB = 'https://huggingface.co';
 
@@ -18,7 +19,8 @@ export interface DownloadOptions {
   dtypes?: string[];
   /** Sent as a bearer token (gated or private repositories). */
   token?: string;
-  log?: (line: string) => void;
+  /** Each file as it arrives. */
+  log?: Logger;
 }
 
 /** `whisper-tiny` → `onnx-community/whisper-tiny`; `owner/name` stays as it is. */
@@ -28,7 +30,7 @@ export async function downloadModel(name: string, out: string, options: Download
   const repo = repoOf(name);
   const hub = (options.hub ?? DEFAULT_HUB).replace(/\/+$/, '');
   const revision = options.revision ?? 'main';
-  const log = options.log ?? (() => {});
+  const log = options.log ?? silentLogger;
   const dtypes = (options.dtypes ?? ['fp32']).map(parseDtype);
   const required = ['config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json'];
   const onnx = dtypes.flatMap((d) => ['encoder_model', 'decoder_model_merged'].map((m) => `onnx/${m}${DTYPE_SUFFIXES[d]}.onnx`));
@@ -39,11 +41,11 @@ export async function downloadModel(name: string, out: string, options: Download
     for (const path of [...required, ...onnx]) {
       await fetchFile(`${hub}/${repo}/resolve/${revision}/${path}`, join(partial, path), options.token, true);
       fetched.push(path);
-      log(`${repo}: ${path}`);
+      log.info({ event: 'model.file', repo, path }, `${repo}: ${path}`);
       // Models over 2 GB keep their weights beside the graph (ONNX external data).
       if (path.endsWith('.onnx') && (await fetchFile(`${hub}/${repo}/resolve/${revision}/${path}_data`, join(partial, `${path}_data`), options.token, false))) {
         fetched.push(`${path}_data`);
-        log(`${repo}: ${path}_data`);
+        log.info({ event: 'model.file', repo, path: `${path}_data` }, `${repo}: ${path}_data`);
       }
     }
     for (const optional of ['tokenizer_config.json', 'special_tokens_map.json']) {

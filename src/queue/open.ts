@@ -2,6 +2,7 @@
 // otherwise the SQLite file in the data directory.
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
+import type { Logger } from '../log.ts';
 import type { JobQueue, QueueOptions } from './jobQueue.ts';
 import { PostgresQueue } from './postgres/postgresQueue.ts';
 import { openDatabase } from './sqlite/database.ts';
@@ -19,7 +20,7 @@ export function queueOptions(config: Config): QueueOptions {
   };
 }
 
-export async function openQueue(config: Config, log: (line: string) => void): Promise<JobQueue> {
+export async function openQueue(config: Config, log: Logger): Promise<JobQueue> {
   const options = queueOptions(config);
   if (config.databaseUrl) return PostgresQueue.open(config.databaseUrl, { ...options, waitMs: config.databaseWaitSeconds * 1000, log });
   return new SqliteQueue(openDatabase(join(config.dataDir, 'murmur.sqlite')), options);

@@ -3,11 +3,12 @@
 // at once, naming the variable; one that does not answer yet is waited for.
 import { join } from 'node:path';
 import { ConfigError, type Config } from '../config.ts';
+import type { Logger } from '../log.ts';
 import type { BlobStore } from './blobStore.ts';
 import { LocalBlobStore } from './localBlobStore.ts';
 import { S3BlobStore } from './s3BlobStore.ts';
 
-export async function openBlobStore(config: Config, log: (line: string) => void): Promise<BlobStore> {
+export async function openBlobStore(config: Config, log: Logger): Promise<BlobStore> {
   if (!config.s3) return new LocalBlobStore(join(config.dataDir, 'blobs'));
   const store = new S3BlobStore(config.s3);
   const deadline = Date.now() + config.databaseWaitSeconds * 1000;
@@ -21,7 +22,7 @@ export async function openBlobStore(config: Config, log: (line: string) => void)
       if (e.$metadata?.httpStatusCode || Date.now() > deadline) {
         throw new ConfigError(`MURMUR_S3_BUCKET: cannot use ${store.name}: ${e.name}${e.message && e.message !== 'UnknownError' ? ` (${e.message})` : ''}`);
       }
-      if (attempt === 1) log(`the blob store ${store.name} does not answer (${e.message}); waiting up to ${config.databaseWaitSeconds} s`);
+      if (attempt === 1) log.warn({ event: 'store.waiting', store: store.name, err: e }, `the blob store ${store.name} does not answer (${e.message}); waiting up to ${config.databaseWaitSeconds} s`);
       await new Promise((r) => setTimeout(r, 1000));
     }
   }

@@ -2,9 +2,12 @@
 // program that runs on other machines, speaking HTTP to this API. One starts
 // when jobs wait and none is alive; more start as the queue grows, up to
 // `maxWorkers`. Workers leave by themselves when idle. A crashed worker is
-// logged; its jobs come back through lease expiry.
+// logged; its jobs come back through lease expiry. Each worker's JSON log lines
+// are written again through this process's log with its `workerPid`.
+import { AsyncResource } from 'node:async_hooks';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { relayLine, type Logger } from '../log.ts';
 import type { JobQueue, Pool } from '../queue/jobQueue.ts';
 
 export interface SupervisorOptions {
@@ -17,7 +20,7 @@ export interface SupervisorOptions {
   /** Argument list for the worker program (after `node`). */
   workerArgs: () => string[];
   workerEnv: NodeJS.ProcessEnv;
-  log: (line: string) => void;
+  log: Logger;
 }
 
 export class Supervisor {
@@ -25,7 +28,9 @@ export class Supervisor {
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private checking = false;
-  private readonly onWork = () => void this.check();
+  // Bound to the context it was made in: the event comes inside the request that queued the job, and
+  // the workers it starts are not that request's (log.ts: requestId).
+  private readonly onWork = AsyncResource.bind(() => void this.check());
 
   constructor(private readonly o: SupervisorOptions) {}
 
@@ -56,7 +61,7 @@ export class Supervisor {
       const wanted = Math.min(this.o.maxWorkers, Math.max(1, Math.ceil((waiting + processing) / this.o.batchJobs)));
       while (this.children.size < wanted && !this.closed) this.spawn(waiting);
     } catch (err) {
-      this.o.log(`supervisor: cannot read the queue: ${(err as Error).message}`);
+      this.o.log.error({ event: 'supervisor.queue_unreadable', err }, `supervisor: cannot read the queue: ${(err as Error).message}`);
     } finally {
       this.checking = false;
     }
@@ -65,13 +70,14 @@ export class Supervisor {
   private spawn(waiting: number): void {
     const child = spawn(process.execPath, this.o.workerArgs(), { env: this.o.workerEnv, stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.add(child);
-    const tag = `[worker ${child.pid}]`;
-    this.o.log(`${tag} started: ${waiting} job(s) waiting, ${this.children.size} worker(s) running`);
-    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => this.o.log(`${tag} ${line}`));
+    const workerPid = child.pid;
+    const log = this.o.log.child({ workerPid });
+    log.info({ event: 'worker.started', waiting, running: this.children.size }, `worker ${workerPid} started: ${waiting} job(s) waiting, ${this.children.size} worker(s) running`);
+    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => relayLine(this.o.log, line, { workerPid }));
     child.on('exit', (code, signal) => {
       this.children.delete(child);
-      if (code === 0) this.o.log(`${tag} exited`);
-      else this.o.log(`${tag} died (${signal ?? `exit code ${code}`}); its jobs go back to the queue when their leases expire`);
+      if (code === 0) log.info({ event: 'worker.exited' }, `worker ${workerPid} exited`);
+      else log.warn({ event: 'worker.died', code, signal }, `worker ${workerPid} died (${signal ?? `exit code ${code}`}); its jobs go back to the queue when their leases expire`);
       setImmediate(() => void this.check());
     });
   }

@@ -6,10 +6,12 @@
 // Each instance sweeps for due deliveries, holds them while it tries, sends a
 // few at a time (p-queue), past the same address guard as audio URLs, and
 // backs off on failures until MURMUR_WEBHOOK_RETRY_HOURS after the job ended.
+import { AsyncResource } from 'node:async_hooks';
 import { createHmac, randomBytes } from 'node:crypto';
 import PQueue from 'p-queue';
 import { postChecked } from '../api/urlFetch.ts';
 import type { Config } from '../config.ts';
+import type { Logger } from '../log.ts';
 import type { Job, JobQueue } from '../queue/jobQueue.ts';
 import { isTerminal } from '../queue/jobQueue.ts';
 import type { Transcript } from '../transcript/transcript.ts';
@@ -53,15 +55,17 @@ export class WebhookSender {
   private readonly sending: PQueue;
   private timer: NodeJS.Timeout | null = null;
   private sweeping = false;
-  private readonly onJob = (job: Job) => {
+  // Bound to the context it was made in (the service's start): the event comes inside the request that
+  // ended the job, and the deliveries it starts are not that request's (log.ts: requestId).
+  private readonly onJob = AsyncResource.bind((job: Job) => {
     if (job.webhookUrl && isTerminal(job)) void this.sweep();
-  };
+  });
 
   constructor(
     private readonly queue: JobQueue,
     private readonly config: Config,
     private readonly master: string,
-    private readonly log: (line: string) => void,
+    private readonly log: Logger,
   ) {
     this.sending = new PQueue({ concurrency: config.webhook.concurrency });
   }
@@ -90,7 +94,7 @@ export class WebhookSender {
       const due = await this.queue.claimWebhooks(Date.now(), room, this.config.webhook.timeoutSeconds * 2000 + 1000);
       for (const job of due) void this.sending.add(() => this.deliver(job));
     } catch (err) {
-      this.log(`webhook sweep failed: ${(err as Error).message}`);
+      this.log.error({ event: 'webhook.sweep_failed', err }, `webhook sweep failed: ${(err as Error).message}`);
     } finally {
       this.sweeping = false;
     }
@@ -107,14 +111,15 @@ export class WebhookSender {
     try {
       status = await postChecked(job.webhookUrl!, body, headers, { timeoutMs: this.config.webhook.timeoutSeconds * 1000, allowPrivate: this.config.allowPrivateUrls });
     } catch (err) {
-      this.log(`job ${job.id}: webhook to ${job.webhookUrl} failed: ${(err as Error).message}`);
+      this.log.warn({ event: 'webhook.failed', jobId: job.id, url: job.webhookUrl, err }, `job ${job.id}: webhook to ${job.webhookUrl} failed: ${(err as Error).message}`);
     }
     const delivered = status >= 200 && status < 300;
     const attempts = job.webhookAttempts + 1;
     const giveUpAt = (job.finishedAt ?? now) + this.config.webhook.retryHours * 3_600_000;
     const delay = Math.min(this.config.retryMaxSeconds * 1000, this.config.retryBaseSeconds * 1000 * 2 ** (attempts - 1));
     const nextAt = delivered || now + delay > giveUpAt ? null : now + delay;
-    if (!delivered && nextAt === null) this.log(`job ${job.id}: webhook given up after ${attempts} attempt(s) (last answer: ${status || 'none'})`);
-    await this.queue.recordWebhook(job.id, { status, delivered, nextAt, at: Date.now() }).catch((err) => this.log(`job ${job.id}: webhook outcome not recorded: ${err.message}`));
+    if (delivered) this.log.info({ event: 'webhook.delivered', jobId: job.id, status, attempts }, `job ${job.id}: webhook delivered`);
+    else if (nextAt === null) this.log.warn({ event: 'webhook.given_up', jobId: job.id, status, attempts }, `job ${job.id}: webhook given up after ${attempts} attempt(s) (last answer: ${status || 'none'})`);
+    await this.queue.recordWebhook(job.id, { status, delivered, nextAt, at: Date.now() }).catch((err) => this.log.error({ event: 'webhook.not_recorded', jobId: job.id, err }, `job ${job.id}: webhook outcome not recorded: ${err.message}`));
   }
 }

@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { createClient, type Client } from 'graphql-ws';
 import wav from 'node-wav';
 import WebSocket from 'ws';
+import type { LogEntry } from './log.ts';
 import { generatedModel } from './models.ts';
 
 const BIN = new URL('../../src/cli/bin.js', import.meta.url).pathname;
@@ -18,9 +19,14 @@ export interface Server {
   url: string;
   dataDir: string;
   process: ChildProcess;
+  /** What it printed that is not a log entry (the first start's key announcement). */
   lines: string[];
-  /** Resolves with the first log line (past or future) that matches. */
+  /** Its log (JSON lines: stdout is not a terminal), its workers' relayed with their workerPid. */
+  events: LogEntry[];
+  /** Resolves with the first printed line (past or future) that matches. */
   waitForLine(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Resolves with the first log entry (past or future) of this event for which `match` holds. */
+  waitForEvent(event: string, match?: (e: LogEntry) => boolean, timeoutMs?: number): Promise<LogEntry>;
   gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
   /** As a worker, with the worker token. */
   worker<T = any>(query: string, variables?: Record<string, unknown>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
@@ -54,35 +60,11 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const lines: string[] = [];
-  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  for (const stream of [child.stdout!, child.stderr!]) {
-    createInterface({ input: stream }).on('line', (line) => {
-      if (process.env.MURMUR_TEST_LOG) console.log(line);
-      lines.push(line);
-      for (const w of [...waiters]) {
-        const m = line.match(w.pattern);
-        if (m) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(m);
-        }
-      }
-    });
-  }
+  const { lines, events, waitForLine, waitForEvent } = readOutput(child, '');
   let exited = false;
   child.on('exit', () => (exited = true));
 
-  const waitForLine = (pattern: RegExp, timeoutMs = 60_000) =>
-    new Promise<RegExpMatchArray>((resolve, reject) => {
-      for (const line of lines) {
-        const m = line.match(pattern);
-        if (m) return resolve(m);
-      }
-      const timer = setTimeout(() => reject(new Error(`no log line matched ${pattern} in ${timeoutMs} ms; log:\n${lines.join('\n')}`)), timeoutMs);
-      waiters.push({ pattern, resolve: (m) => (clearTimeout(timer), resolve(m)) });
-    });
-
-  const [, url] = await waitForLine(/murmur listening on (\S+)/);
+  const { url } = (await waitForEvent('listening')) as LogEntry & { url: string };
   const post = async (body: string | FormData, headers: Record<string, string>) => {
     const res = await fetch(url, { method: 'POST', body, headers });
     return res.json() as Promise<any>;
@@ -94,7 +76,9 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
     dataDir,
     process: child,
     lines,
+    events,
     waitForLine,
+    waitForEvent,
     gql,
     worker: (query, variables) => gql(query, variables, { authorization: `Bearer ${WORKER_TOKEN}` }),
     upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes format durationSeconds sampleRate channels }', headers = {}) {
@@ -114,6 +98,53 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
   };
 }
 
+/**
+ * A murmur process's output: JSON log entries into `events`, anything else into `lines` (the key
+ * announcement, or a line a native library printed); waits on either.
+ */
+function readOutput(child: ChildProcess, tag: string) {
+  const lines: string[] = [];
+  const events: LogEntry[] = [];
+  const waiters = new Set<() => boolean>();
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream }).on('line', (line) => {
+      if (process.env.MURMUR_TEST_LOG) console.log(`${tag}${line}`);
+      let entry: LogEntry | undefined;
+      try {
+        entry = line.startsWith('{') ? JSON.parse(line) : undefined;
+      } catch {
+        // not a log entry
+      }
+      if (entry && typeof entry.level === 'number') events.push(entry);
+      else lines.push(line);
+      for (const check of [...waiters]) if (check()) waiters.delete(check);
+    });
+  }
+  const waitFor = <T>(find: () => T | undefined, what: string, timeoutMs: number) =>
+    new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`no ${what} in ${timeoutMs} ms; output:\n${lines.join('\n')}\n${events.map((e) => JSON.stringify(e)).join('\n')}`));
+      }, timeoutMs);
+      const check = () => {
+        const found = find();
+        if (found === undefined) return false;
+        clearTimeout(timer);
+        resolve(found);
+        return true;
+      };
+      if (!check()) waiters.add(check);
+    });
+  return {
+    lines,
+    events,
+    waitForLine: (pattern: RegExp, timeoutMs = 60_000) =>
+      waitFor(() => lines.map((l) => l.match(pattern)).find((m) => m !== null) ?? undefined, `printed line matching ${pattern}`, timeoutMs),
+    waitForEvent: (event: string, match: (e: LogEntry) => boolean = () => true, timeoutMs = 60_000) =>
+      waitFor(() => events.find((e) => e.event === event && match(e)), `log event ${event} (as asked)`, timeoutMs),
+  };
+}
+
 export { alive } from '../../worker/apiClient.ts';
 
 /** `murmur <args>` as a child process with the server's environment (for `murmur keys …`): its stdout, or a rejection with stderr. */
@@ -129,23 +160,18 @@ export function murmur(args: string[], env: Record<string, string>): Promise<str
 }
 
 /** A `murmur worker` process on its own, as on another machine: it reaches the API over HTTP only. */
-export function startWorker(api: string, model: string, args: string[] = []): { process: ChildProcess; lines: string[]; stop(signal?: NodeJS.Signals): Promise<void> } {
+export function startWorker(api: string, model: string, args: string[] = []): { process: ChildProcess; lines: string[]; events: LogEntry[]; stop(signal?: NodeJS.Signals): Promise<void> } {
   const child = spawn(process.execPath, [BIN, 'worker', '--api', api, '--model', model, '--segmentation', 'fixed', '--exit-after', '600', '--poll', '5', ...args], {
     env: { ...process.env, MURMUR_WORKER_TOKEN: WORKER_TOKEN },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const lines: string[] = [];
-  for (const stream of [child.stdout!, child.stderr!]) {
-    createInterface({ input: stream }).on('line', (line) => {
-      if (process.env.MURMUR_TEST_LOG) console.log(`[worker ${child.pid}] ${line}`);
-      lines.push(line);
-    });
-  }
+  const { lines, events } = readOutput(child, `[worker ${child.pid}] `);
   let exited = false;
   child.on('exit', () => (exited = true));
   return {
     process: child,
     lines,
+    events,
     async stop(signal = 'SIGTERM') {
       if (exited) return;
       const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));

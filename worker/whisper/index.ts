@@ -3,6 +3,7 @@
 import ort from 'onnxruntime-node';
 import { readFile } from 'node:fs/promises';
 import { deflate } from 'pako';
+import type { Logger } from '../../src/log.ts';
 import { alignmentGraph } from './alignmentGraph.ts';
 import { BatchDecoder, beamGroup, selectRows, type CrossCache, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
@@ -125,7 +126,8 @@ export interface LoadOptions {
    * took another 13% off (399 → 345 ms).
    */
   encoderBatchSize?: number;
-  log?: (line: string) => void;
+  /** Where the chosen execution provider (and any skipped) is reported; default: nowhere. */
+  log?: Logger;
 }
 
 export interface TranscribeOptions {

@@ -3,6 +3,7 @@
 // is tried in turn and the first that creates every session wins.
 import ort from 'onnxruntime-node';
 import { WhisperError } from './errors.ts';
+import { silentLogger, type Logger } from '../../src/log.ts';
 
 export const KNOWN_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml'] as const;
 export type ProviderName = (typeof KNOWN_PROVIDERS)[number];
@@ -22,7 +23,7 @@ export interface SessionSettings {
   providers: ProviderName[];
   /** Threads per session (intra-op); 0 lets onnxruntime choose. */
   threads: number;
-  log?: (line: string) => void;
+  log?: Logger;
 }
 
 export interface OpenedSessions {
@@ -63,7 +64,7 @@ export async function openSessions(files: (provider: ProviderName) => SessionFil
       continue;
     }
     const why = skipped.length ? `; skipped ${skipped.map((s) => `${s.provider} (${s.reason})`).join(', ')}` : '';
-    (settings.log ?? console.error)(`whisper: execution provider ${provider}${why}`);
+    (settings.log ?? silentLogger)[skipped.length ? 'warn' : 'info']({ event: 'model.provider', provider, skipped }, `whisper: execution provider ${provider}${why}`);
     return { provider, sessions, skipped };
   }
   throw new WhisperError('PROVIDER_UNAVAILABLE', `no execution provider could load the model: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`);

@@ -243,7 +243,11 @@ builder.mutationFields((t) => ({
   cancelJob: t.field({
     type: JobRef,
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.queue.cancel(String(id), tenantOf(ctx)),
+    resolve: async (_root, { id }, ctx) => {
+      const job = await ctx.queue.cancel(String(id), tenantOf(ctx));
+      ctx.log.info({ event: 'job.cancelled', jobId: job.id }, `job ${job.id} cancelled`);
+      return job;
+    },
   }),
   deleteJob: t.field({
     type: 'ID',
@@ -251,7 +255,8 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
       const job = await ctx.queue.delete(String(id), tenantOf(ctx));
-      await ctx.store.delete(job.blobKey).catch((err) => ctx.log(`job ${job.id} deleted, but not its audio ${job.blobKey}: ${err.message}`));
+      ctx.log.info({ event: 'job.deleted', jobId: job.id }, `job ${job.id} deleted`);
+      await ctx.store.delete(job.blobKey).catch((err) => ctx.log.error({ event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err }, `job ${job.id} deleted, but not its audio ${job.blobKey}: ${err.message}`));
       return job.id;
     },
   }),
@@ -259,7 +264,11 @@ builder.mutationFields((t) => ({
     type: JobRef,
     description: 'Queues a FAILED or CANCELLED job again, with fresh attempts.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_root, { id }, ctx) => ctx.queue.retry(String(id), tenantOf(ctx)),
+    resolve: async (_root, { id }, ctx) => {
+      const job = await ctx.queue.retry(String(id), tenantOf(ctx));
+      ctx.log.info({ event: 'job.retried', jobId: job.id }, `job ${job.id} queued again`);
+      return job;
+    },
   }),
 }));
 

@@ -113,7 +113,10 @@ builder.mutationFields((t) => ({
         ctx.metrics.batchSize.observe(leases.length);
         for (const l of leases) if (l.job.attempts === 1) ctx.metrics.queueWait.observe((l.job.startedAt! - l.job.createdAt) / 1000);
       }
-      if (leases.length) ctx.log(`worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${leases.map((l) => l.job.id).join(', ')}`);
+      if (leases.length) {
+        const jobIds = leases.map((l) => l.job.id);
+        ctx.log.info({ event: 'jobs.claimed', workerId: input.workerId, pool: worker.pool, jobIds }, `worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${jobIds.join(', ')}`);
+      }
       // Audio straight from the blob store when it can hand out a URL (S3), else through the API's worker-only route.
       return Promise.all(leases.map(async (l) => ({ ...l, audioUrl: (await ctx.store.presignGet(l.job.blobKey)) ?? `${ctx.origin}/audio/${l.job.id}` })));
     },
@@ -143,7 +146,8 @@ builder.mutationFields((t) => ({
       ctx.metrics.processing.observe((job.finishedAt! - job.startedAt!) / 1000);
       // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
       // Deleted before answering; an instance that dies in between leaves it to the sweep at the next start.
-      await ctx.store.delete(job.blobKey).catch((err) => ctx.log(`could not delete the audio of job ${job.id}: ${err.message}`));
+      ctx.log.info({ event: 'job.done', jobId: job.id, workerId: job.workerId, seconds: (job.finishedAt! - job.startedAt!) / 1000 }, `job ${job.id} done`);
+      await ctx.store.delete(job.blobKey).catch((err) => ctx.log.error({ event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err }, `could not delete the audio of job ${job.id}: ${err.message}`));
       return job;
     },
   }),
@@ -164,10 +168,12 @@ builder.mutationFields((t) => ({
       let { code, message } = args;
       if (!isJobErrorCode(code)) {
         const reference = randomUUID();
-        ctx.log(`job ${args.jobId}: worker error ${reference}: ${code}: ${message}`);
+        ctx.log.error({ event: 'job.worker_error', jobId: args.jobId, reference, code, message }, `job ${args.jobId}: worker error ${reference}: ${code}: ${message}`);
         [code, message] = ['INTERNAL_SERVER_ERROR', `the worker failed unexpectedly (reference ${reference})`];
       }
       const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code, message, retryable: args.retryable });
+      const again = job.status === 'PENDING';
+      ctx.log[again ? 'info' : 'warn']({ event: 'job.failed', jobId: job.id, workerId: job.workerId, code, attempts: job.attempts, willRetry: again }, `job ${job.id} failed (${code}${again ? ', will retry' : ''})`);
       ctx.metrics.failures.inc({ code: args.code });
       return job;
     },
@@ -176,9 +182,11 @@ builder.mutationFields((t) => ({
     type: JobRef,
     description: 'worker only: give a job back unfinished (the worker is stopping): pending again at once, the attempt not counted',
     args: { jobId: t.arg.id({ required: true }), leaseToken: t.arg.int({ required: true }) },
-    resolve: (_root, args, ctx) => {
+    resolve: async (_root, args, ctx) => {
       requireWorker(ctx);
-      return ctx.queue.release(String(args.jobId), args.leaseToken);
+      const job = await ctx.queue.release(String(args.jobId), args.leaseToken);
+      ctx.log.info({ event: 'job.released', jobId: job.id }, `job ${job.id} handed back unfinished`);
+      return job;
     },
   }),
   signOff: t.field({

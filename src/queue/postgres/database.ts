@@ -8,6 +8,7 @@ import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import { ConfigError } from '../../config.ts';
+import type { Logger } from '../../log.ts';
 import * as schema from './schema.ts';
 
 export type PgDb = NodePgDatabase<typeof schema> & { $client: pg.Pool };
@@ -21,7 +22,7 @@ const FATAL = new Set(['28P01', '28000', '3D000', '42501', '08004']);
 export interface PostgresOptions {
   /** How long to wait at start for a server that does not answer. */
   waitMs: number;
-  log: (line: string) => void;
+  log: Logger;
 }
 
 export async function openPostgres(url: string, o: PostgresOptions): Promise<PgDb> {
@@ -44,13 +45,13 @@ export async function openPostgres(url: string, o: PostgresOptions): Promise<PgD
       if ((e.code && FATAL.has(e.code)) || Date.now() > deadline || e instanceof TypeError) {
         throw new ConfigError(`MURMUR_DATABASE_URL: cannot use ${where}: ${e.message}`);
       }
-      if (attempt === 1) o.log(`PostgreSQL at ${where} does not answer (${e.message}); waiting up to ${Math.round(o.waitMs / 1000)} s`);
+      if (attempt === 1) o.log.warn({ event: 'database.waiting', database: where, err: e }, `PostgreSQL at ${where} does not answer (${e.message}); waiting up to ${Math.round(o.waitMs / 1000)} s`);
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
   const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 5000 });
   // An idle connection the server dropped: the pool replaces it; without a listener the error would crash the process.
-  pool.on('error', (err) => o.log(`PostgreSQL connection lost: ${err.message}`));
+  pool.on('error', (err) => o.log.warn({ event: 'database.connection_lost', err }, `PostgreSQL connection lost: ${err.message}`));
   return drizzle(pool, { schema }) as PgDb;
 }
 

@@ -9,6 +9,7 @@
 import pg from 'pg';
 import { sql, type SQL } from 'drizzle-orm';
 import type { Job } from '../jobQueue.ts';
+import type { Logger } from '../../log.ts';
 
 export const CHANNEL = 'murmur_jobs';
 const MAX_PAYLOAD = 7900;
@@ -42,7 +43,7 @@ export class Listener {
 
   constructor(
     private readonly url: string,
-    private readonly on: { notice: (n: Notice) => void; reconnected: () => void; log: (line: string) => void },
+    private readonly on: { notice: (n: Notice) => void; reconnected: () => void; log: Logger },
   ) {}
 
   async start(): Promise<void> {
@@ -60,7 +61,7 @@ export class Listener {
       this.client = null;
       client.end().catch(() => {});
       if (this.closed) return;
-      this.on.log(`PostgreSQL listener lost (${why}); reconnecting`);
+      this.on.log.warn({ event: 'database.listener_lost', reason: why }, `PostgreSQL listener lost (${why}); reconnecting`);
       void this.reconnect();
     };
     client.on('error', (err) => lost(err.message));
@@ -80,7 +81,7 @@ export class Listener {
       await new Promise((r) => setTimeout(r, delay));
       try {
         await this.connect();
-        this.on.log('PostgreSQL listener reconnected');
+        this.on.log.info({ event: 'database.listener_reconnected' }, 'PostgreSQL listener reconnected');
         // Changes made while nobody listened sent no notice here: let everyone look again.
         this.on.reconnected();
         return;

@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
+import { silentLogger, type Logger } from '../../log.ts';
 import { QueueError } from '../errors.ts';
 import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
@@ -28,9 +29,10 @@ export class PostgresQueue implements JobQueue {
   /** Emits in the order the notices came, including those that wait for a read-back. */
   private emitting: Promise<void> = Promise.resolve();
 
-  static async open(url: string, options: QueueOptions & { waitMs: number; log: (line: string) => void }): Promise<PostgresQueue> {
-    const db = await openPostgres(url, { waitMs: options.waitMs, log: options.log });
-    const queue = new PostgresQueue(db, url, options, options.log);
+  static async open(url: string, options: QueueOptions & { waitMs: number; log?: Logger }): Promise<PostgresQueue> {
+    const log = options.log ?? silentLogger;
+    const db = await openPostgres(url, { waitMs: options.waitMs, log });
+    const queue = new PostgresQueue(db, url, options, log);
     await queue.listener.start();
     return queue;
   }
@@ -39,7 +41,7 @@ export class PostgresQueue implements JobQueue {
     private readonly db: PgDb,
     url: string,
     readonly options: QueueOptions,
-    private readonly log: (line: string) => void,
+    private readonly log: Logger,
   ) {
     this.now = options.now ?? Date.now;
     this.keys = new PostgresKeys(db, this.now);
@@ -364,7 +366,7 @@ export class PostgresQueue implements JobQueue {
       let job: Job | undefined = notice.job;
       // The transcript did not fit the notice: read it back, only when someone here follows jobs.
       if (notice.partial && this.events.listenerCount('job') > 0) {
-        job = await this.get(job.id).catch((err) => void this.log(`could not read job ${notice.job.id} back: ${err.message}`));
+        job = await this.get(job.id).catch((err) => void this.log.error({ event: 'job.read_back_failed', jobId: notice.job.id, err }, `could not read job ${notice.job.id} back: ${err.message}`));
       }
       if (job) this.events.emit('job', job);
     });

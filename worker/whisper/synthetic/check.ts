@@ -14,7 +14,7 @@ export function probeSignals(): Float32Array[] {
 }
 
 export async function checkPlantedProperties(dir: string, tokensPerWindow: number, dtype = 'fp32'): Promise<void> {
-  const model = await WhisperModel.load(dir, { dtype, log: () => {} });
+  const model = await WhisperModel.load(dir, { dtype });
   try {
     const [a, b] = probeSignals();
     const language = model.folder.multilingual ? 'en' : undefined;
