@@ -168,7 +168,7 @@ export class Worker {
     const fail = (lease: LeaseFields, err: unknown) => {
       const e = err as Error & { code?: string };
       const retryable = !permanent(err);
-      log[retryable ? 'warn' : 'info']({ event: 'job.failed', jobId: lease.job.id, code: e.code ?? 'WORKER_ERROR', retryable, err: e }, `job ${lease.job.id} failed (${e.code ?? 'WORKER_ERROR'}${retryable ? ', will retry' : ''}): ${e.message}`);
+      log[retryable ? 'warn' : 'info']({ event: 'job.error', jobId: lease.job.id, code: e.code ?? 'WORKER_ERROR', retryable, err: e }, `job ${lease.job.id} failed (${e.code ?? 'WORKER_ERROR'}${retryable ? ', will retry' : ''}): ${e.message}`);
       return finish(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code: e.code ?? 'WORKER_ERROR', message: e.message, retryable }));
     };
 
