@@ -140,6 +140,14 @@ describe('OpenAI-compatible routes', () => {
     const noFile = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, { method: 'POST', headers: bearer(), body: form });
     expect(noFile.status).toBe(400);
     expect(await noFile.json()).toEqual({ error: { message: expect.stringContaining('file'), type: 'invalid_request_error', param: 'file', code: null } });
+    // a second file is refused, not dropped unseen
+    const two = new FormData();
+    two.set('model', 'whisper-1');
+    two.append('file', new Blob([new Uint8Array(wavBytes(speech('one')))]), 'one.wav');
+    two.append('file', new Blob([new Uint8Array(wavBytes(speech('two')))]), 'two.wav');
+    const twoFiles = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, { method: 'POST', headers: bearer(), body: two });
+    expect(twoFiles.status).toBe(413);
+    expect(await twoFiles.json()).toMatchObject({ error: { code: 'input_too_large', message: expect.stringContaining('more than 1 file') } });
     const notMultipart = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, { method: 'POST', headers: { ...bearer(), 'content-type': 'application/json' }, body: '{}' });
     expect(notMultipart.status).toBe(400);
     // nothing refused was kept: every upload above is gone (the earlier tests' jobs are done, and their audio with them)

@@ -193,9 +193,9 @@ function corpus(): Case[] {
     { name: 'a map through __proto__', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: '{"0":["__proto__.polluted"]}' }, { name: '0', value: good, filename: 'a.wav' }]), MULTIPART), code: 'BAD_USER_INPUT' },
     { name: 'a map naming a file that never comes', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: MAP }]), MULTIPART), code: 'BAD_USER_INPUT' },
     { name: 'files before the map', send: raw(multipart([{ name: '0', value: good, filename: 'a.wav' }, { name: 'operations', value: OPS }, { name: 'map', value: MAP }]), MULTIPART), code: 'BAD_USER_INPUT' },
-    { name: '17 files in one request', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: JSON.stringify(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [String(i), ['variables.file']]))) }, ...Array.from({ length: 17 }, (_, i) => ({ name: String(i), value: good, filename: `${i}.wav` }))]), MULTIPART), code: 'BAD_USER_INPUT' },
+    { name: '17 files in one request', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: JSON.stringify(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [String(i), ['variables.file']]))) }, ...Array.from({ length: 17 }, (_, i) => ({ name: String(i), value: good, filename: `${i}.wav` }))]), MULTIPART), code: 'INPUT_TOO_LARGE' },
     { name: 'a field over 1 MB', send: raw(multipart([{ name: 'operations', value: JSON.stringify({ query: OPS, pad: 'x'.repeat(1.5 * (1 << 20)) }) }, { name: 'map', value: MAP }, { name: '0', value: good, filename: 'a.wav' }]), MULTIPART), code: 'INPUT_TOO_LARGE' },
-    { name: '30 extra fields', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: MAP }, ...Array.from({ length: 30 }, (_, i) => ({ name: `f${i}`, value: 'x' }))]), MULTIPART), code: 'BAD_USER_INPUT' },
+    { name: '30 extra fields', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: MAP }, ...Array.from({ length: 30 }, (_, i) => ({ name: `f${i}`, value: 'x' }))]), MULTIPART), code: 'INPUT_TOO_LARGE' },
     // Slow clients
     { name: 'an upload that stops sending', send: stalled(), code: 'UPLOAD_STALLED' },
     // Hostile URLs

@@ -3,7 +3,7 @@
 // transcripts written where asked, a non-zero exit when a file fails, and no
 // file transcribed twice when the same command runs again.
 import { execFile } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,9 +52,14 @@ describe('murmur submit', () => {
     const jobs = await jobCount();
     expect(jobs).toBe(2);
 
+    const sentBefore = server.events.length;
     const again = await cli(['submit', join(folder, 'talks'), '--format', 'srt', '--language', 'en']);
     expect(again.code).toBe(0);
     expect(await jobCount()).toBe(jobs);
+    // nor sent again: no request of the re-run carried a file (the server's log of each request and its size)
+    const sizes = server.events.slice(sentBefore).filter((e) => e.event === 'request' && e.method === 'POST').map((e) => (e.bytes as number | undefined) ?? 0);
+    expect(sizes.length).toBeGreaterThan(0);
+    expect(Math.max(...sizes)).toBeLessThan(statSync(join(folder, 'talks', 'first.wav')).size);
     expect(readFileSync(join(folder, 'talks', 'first.srt'), 'utf8')).toBe(srt);
     // other options are another job
     await cli(['submit', join(folder, 'talks', 'first.wav'), '--task', 'translate', '--out', join(folder, 'translated')]);

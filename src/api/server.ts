@@ -196,7 +196,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
- * One line a request, when it ends: at info for clients, at debug for workers' polls and heartbeats
+ * One line a request, when it ends (with the body's declared `bytes`): at info for clients, at debug for workers' polls and heartbeats
  * and for probes (they would drown the rest), at error for a 5xx. The path only: a query string may
  * hold a key (GraphiQL's and the dashboard's `?key=`).
  */
@@ -204,7 +204,8 @@ function accessLine(log: Logger, req: IncomingMessage, res: ServerResponse, requ
   const path = (req.url ?? '').split('?')[0];
   const status = res.writableFinished ? res.statusCode : 0;
   const level = status >= 500 ? 'error' : worker || PROBES.has(path) ? 'debug' : 'info';
-  log[level]({ event: 'request', requestId, method: req.method, path, status, ms: Math.round(ms * 10) / 10, ...(worker && { worker }) }, `${req.method} ${path} ${status || 'hung up'} ${ms.toFixed(0)} ms`);
+  const bytes = Number(req.headers['content-length'] ?? 0) || undefined;
+  log[level]({ event: 'request', requestId, method: req.method, path, status, ms: Math.round(ms * 10) / 10, ...(bytes && { bytes }), ...(worker && { worker }) }, `${req.method} ${path} ${status || 'hung up'} ${ms.toFixed(0)} ms`);
 }
 
 /**

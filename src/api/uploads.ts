@@ -101,6 +101,11 @@ export async function readMultipart(
     throw inputError(`malformed multipart request: ${(err as Error).message}`);
   }
 
+  // busboy drops what is over a count silently: refuse the request instead (a second audio file sent to
+  // the OpenAI route would otherwise vanish unseen).
+  parser.on('filesLimit', () => (failure ??= requestError('INPUT_TOO_LARGE', `more than ${parts.files} file(s) in one request`, 413)));
+  parser.on('fieldsLimit', () => (failure ??= requestError('INPUT_TOO_LARGE', `more than ${parts.fields} field(s) in one request`, 413)));
+  parser.on('partsLimit', () => (failure ??= requestError('INPUT_TOO_LARGE', `more than ${parts.parts} parts in one request`, 413)));
   parser.on('field', (name, value, info) => {
     if (info.valueTruncated) failure ??= requestError('INPUT_TOO_LARGE', `the multipart field "${name}" is over 1 MB`, 413);
     else fields.push([name, value]);

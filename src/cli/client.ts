@@ -4,7 +4,7 @@
 // overall (plain lines when stdout is not a terminal), writes each transcript
 // next to its file or into --out, and ends with a summary; a file is sent with
 // an idempotency key made from its content and options, so running the same
-// command again does not transcribe it twice.
+// command again neither sends nor transcribes it twice.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
@@ -228,9 +228,11 @@ async function submit(paths: string[], o: SubmitOptions): Promise<number> {
 }
 
 async function submitOne(t: Target, ws: Client | null, path: string, o: SubmitOptions, shown: ReturnType<Display['start']>): Promise<Outcome> {
-  // Same content, same options: the same job (the server answers the existing one).
+  // Same content, same options: the same job. Asked for first, so a file sent before is not sent again
+  // (were two runs to race, the server still answers the second upload with the first's job).
   const idempotencyKey = `murmur-submit:${await contentHash(path)}:${o.task}:${o.language ?? 'auto'}`;
-  const job = await upload(t, path, { idempotencyKey, task: o.task === 'translate' ? 'TRANSLATE' : 'TRANSCRIBE', ...(o.language && { language: o.language }) }, shown.uploaded);
+  const known = (await gql<{ jobByIdempotencyKey: { id: string } | null }>(t, `query ($key: String!) { jobByIdempotencyKey(key: $key) { id } }`, { key: idempotencyKey })).jobByIdempotencyKey;
+  const job = known ?? (await upload(t, path, { idempotencyKey, task: o.task === 'translate' ? 'TRANSLATE' : 'TRANSCRIBE', ...(o.language && { language: o.language }) }, shown.uploaded));
   shown.queued(job.id);
   if (!ws) return { path, status: 'SUBMITTED', id: job.id };
   const final = await new Promise<any>((resolveJob, reject) => {

@@ -194,6 +194,13 @@ builder.queryFields((t) => ({
     description: 'null for an unknown id, and for another tenant\'s job',
     resolve: async (_root, { id }, ctx) => (await ctx.queue.get(String(id), tenantOf(ctx))) ?? null,
   }),
+  jobByIdempotencyKey: t.field({
+    type: JobRef,
+    nullable: true,
+    args: { key: t.arg.string({ required: true }) },
+    description: 'the job createJob made with this idempotencyKey for the caller\'s tenant (keys are per tenant), or null: ask before sending a file again',
+    resolve: async (_root, { key }, ctx) => (await ctx.queue.findByIdempotencyKey(key, ownerOf(ctx).tenant)) ?? null,
+  }),
   webhookSecret: t.string({
     description: 'The secret your tenant\'s webhooks are signed with (whsec_…, as Standard Webhooks libraries take it)',
     resolve: (_root, _args, ctx) => tenantSecret(ctx.webhookMaster, ownerOf(ctx).tenant),
