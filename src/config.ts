@@ -3,9 +3,21 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
-import { logVariables, type LogSettings } from './log.ts';
 
 const seconds = z.coerce.number().nonnegative();
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+/** Read by every program (readConfig for the server, readLogSettings for the commands that read nothing else). */
+const logVariables = {
+  MURMUR_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  MURMUR_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
+};
+
+export interface LogSettings {
+  level: (typeof LOG_LEVELS)[number];
+  /** auto: readable on a terminal, JSON lines otherwise. */
+  format: 'auto' | 'json' | 'pretty';
+}
 const count = z.coerce.number().int().nonnegative();
 
 const schema = z.object({
@@ -140,13 +152,20 @@ export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
 }
 
+/** The variables `shape` reads from `env` (unset when empty), or a ConfigError naming each bad one. */
+function parse<T extends z.ZodRawShape>(shape: z.ZodObject<T>, env: NodeJS.ProcessEnv): z.infer<z.ZodObject<T>> {
+  const parsed = shape.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
+  if (!parsed.success) throw new ConfigError(`bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return parsed.data;
+}
+
+export function readLogSettings(env: NodeJS.ProcessEnv = process.env): LogSettings {
+  const e = parse(z.object(logVariables), env);
+  return { level: e.MURMUR_LOG_LEVEL, format: e.MURMUR_LOG_FORMAT };
+}
+
 export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = schema.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`bad configuration: ${lines.join('; ')}`);
-  }
-  const e = parsed.data;
+  const e = parse(schema, env);
   if (e.MURMUR_AUTH === 'none' && !isLoopback(e.HOST)) {
     throw new ConfigError(`MURMUR_AUTH=none turns authentication off, so it is refused unless the server listens on loopback only (HOST=127.0.0.1 or ::1), not on ${e.HOST}`);
   }

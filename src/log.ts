@@ -7,29 +7,9 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { isatty } from 'node:tty';
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import { z } from 'zod';
+import type { LogSettings } from './config.ts';
 
 export type { Logger };
-
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-
-/** The two variables, validated with the rest of the configuration (config.ts) and by programs that read no other. */
-export const logVariables = {
-  MURMUR_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
-  MURMUR_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
-};
-
-export interface LogSettings {
-  level: (typeof LOG_LEVELS)[number];
-  /** auto: readable on a terminal, JSON lines otherwise. */
-  format: 'auto' | 'json' | 'pretty';
-}
-
-export function logSettings(env: NodeJS.ProcessEnv): LogSettings {
-  const parsed = z.object(logVariables).safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
-  if (!parsed.success) throw Object.assign(new Error(`bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`), { code: 'CONFIG_INVALID' });
-  return { level: parsed.data.MURMUR_LOG_LEVEL, format: parsed.data.MURMUR_LOG_FORMAT };
-}
 
 /** The HTTP request being handled, so every line written on its behalf carries its id. */
 const request = new AsyncLocalStorage<string>();

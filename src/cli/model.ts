@@ -6,7 +6,8 @@ import { DTYPE_SUFFIXES } from '../../worker/whisper/modelFolder.ts';
 import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
 import { DEFAULT_HUB, downloadModel, repoOf } from '../models/download.ts';
 import { integer } from './args.ts';
-import { createLogger, logSettings } from '../log.ts';
+import { readLogSettings } from '../config.ts';
+import { createLogger } from '../log.ts';
 
 export function modelCommand(): Command {
   const model = new Command('model').description('model folders');
@@ -60,7 +61,7 @@ export function modelCommand(): Command {
         revision: opts.revision,
         dtypes: String(opts.dtypes).split(',').map((d) => d.trim()),
         token: process.env.HF_TOKEN,
-        log: createLogger(logSettings(process.env), 2),
+        log: createLogger(readLogSettings(), 2),
       });
       console.log(`${out}: ${files.length} files. Use it with MURMUR_MODEL_DIR=${out}`);
     });

@@ -5,7 +5,8 @@ import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts
 import { transcribeMany } from '../../worker/whisper/longAudio.ts';
 import { WhisperModel } from '../../worker/whisper/index.ts';
 import { integer } from './args.ts';
-import { createLogger, logSettings } from '../log.ts';
+import { readLogSettings } from '../config.ts';
+import { createLogger } from '../log.ts';
 
 function temperatureList(value: string): number[] {
   const list = value.split(',').map((v) => Number(v.trim()));
@@ -37,7 +38,7 @@ export function transcribeCommand(): Command {
     .action(async (audioPath: string, opts) => {
       const audio = await decodeAudioFile(audioPath);
       // stdout is the transcript: the log goes to stderr.
-      const log = createLogger(logSettings(process.env), 2);
+      const log = createLogger(readLogSettings(), 2);
       const model = await WhisperModel.load(opts.model, { dtype: opts.dtype, providers: opts.providers, threads: opts.threads, log });
       try {
         if (model.folder.synthetic) log.warn({ event: 'model.synthetic', dir: opts.model }, 'this model has random weights (a generated test model): its transcripts are meaningless');

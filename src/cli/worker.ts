@@ -1,7 +1,8 @@
 // `murmur worker`: the worker program, here or on any machine that reaches the API.
 import { Command, Option } from 'commander';
 import { Worker } from '../../worker/worker.ts';
-import { createLogger, logSettings } from '../log.ts';
+import { readLogSettings } from '../config.ts';
+import { createLogger } from '../log.ts';
 import { integer } from './args.ts';
 
 const seconds = (name: string) => (value: string) => {
@@ -46,7 +47,7 @@ export function workerCommand(): Command {
         dtype: opts.dtype,
         threads: opts.threads,
         segmentation: opts.segmentation,
-        log: createLogger(logSettings(process.env)),
+        log: createLogger(readLogSettings()),
       });
       // Stop: claim nothing more and finish the batch in hand; past --shutdown-seconds, hand its jobs back and exit.
       const stop = () => {
