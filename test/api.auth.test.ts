@@ -5,7 +5,7 @@
 // each answer is the same whatever order the cases run in.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { murmur, startServer, wavBytes, WORKER_TOKEN, type Server } from './helpers/service.ts';
 
 type Who = 'none' | 'wrong' | 'revoked' | 'a' | 'b' | 'admin' | 'worker';
@@ -122,6 +122,9 @@ describe('the authorization matrix', () => {
     else forbidden(r);
   };
   const own = (who: Who) => (who === 'b' ? 'b' : 'a');
+  const keyedJobs: Partial<Record<'a' | 'b', Promise<string>>> = {};
+  const keyed = (w: 'a' | 'b') =>
+    (keyedJobs[w] ??= server.upload(audio, `${w}-keyed.wav`, { idempotencyKey: 'matrix-key' }, 'id', auth(w)).then((r) => r.data.createJob.id as string));
   const secrets: Record<string, string> = {};
   const other = (who: Who) => (who === 'b' ? 'a' : 'b');
 
@@ -198,6 +201,50 @@ describe('the authorization matrix', () => {
     signOff: async (who) => workerOnly(who, await gql(who, `mutation { signOff(workerId: "nobody") }`)),
     // maxJobs 0 is refused as BAD_USER_INPUT once the caller is let in: nothing is claimed, so the other cases keep their pending jobs.
     claimJobs: async (who) => workerOnly(who, await gql(who, `mutation { claimJobs(input: { workerId: "matrix", pool: CPU, maxJobs: 0, maxSeconds: 30, waitSeconds: 0 }) { leaseToken } }`)),
+    jobByIdempotencyKey: async (who) => {
+      // The same key used by both tenants: each its own job, and each sees only its own.
+      const made = { a: await keyed('a'), b: await keyed('b') };
+      expect(made.a).not.toBe(made.b);
+      const r = await gql(who, `{ jobByIdempotencyKey(key: "matrix-key") { id tenant } }`);
+      clientOnly(who, r, () => expect(r.data.jobByIdempotencyKey).toEqual(who === 'admin' ? null : { id: made[who as 'a' | 'b'], tenant: `tenant-${who}` }));
+    },
+    jobsChanged: async (who) => {
+      const client = server.ws(auth(who));
+      const seen: { id: string; tenant: string }[] = [];
+      let refused: string | undefined;
+      client.subscribe(
+        { query: 'subscription { jobsChanged { id tenant } }' },
+        {
+          next: (v) => void (v.errors ? (refused = String(v.errors[0].extensions?.code)) : seen.push((v.data as any).jobsChanged)),
+          error: (e) => void (refused = String((Array.isArray(e) ? e[0] : (e as any))?.extensions?.code)),
+          complete: () => {},
+        },
+      );
+      const make = async (w: 'a' | 'b') => (await server.upload(audio, `${w}-changed.wav`, {}, 'id', auth(w))).data.createJob.id as string;
+      try {
+        if (UNKNOWN.includes(who) || who === 'worker') {
+          await vi.waitFor(() => expect(refused).toBe(who === 'worker' ? 'FORBIDDEN' : 'UNAUTHENTICATED'));
+          return;
+        }
+        // Listening once one of its own new jobs comes through (a subscription is set up asynchronously).
+        await vi.waitFor(
+          async () => {
+            const id = await make(own(who));
+            await new Promise((r) => setTimeout(r, 100));
+            expect(seen.map((j) => j.id)).toContain(id);
+          },
+          { timeout: 10_000, interval: 0 },
+        );
+        // Events come in order: by the time its own next job arrives, the other tenant's made before it would have.
+        const theirs = await make(other(who));
+        const mine = await make(own(who));
+        await vi.waitFor(() => expect(seen.map((j) => j.id)).toContain(mine));
+        expect(seen.some((j) => j.id === theirs)).toBe(who === 'admin');
+        expect([...new Set(seen.map((j) => j.tenant))].sort()).toEqual(who === 'admin' ? ['tenant-a', 'tenant-b'] : [`tenant-${who}`]);
+      } finally {
+        await client.dispose();
+      }
+    },
     jobUpdated: async (who) => {
       const client = server.ws(auth(who));
       try {

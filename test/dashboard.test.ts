@@ -6,9 +6,9 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { speechFile } from './helpers/audio.ts';
+import { speech, speechFile } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
-import { startServer, type Server } from './helpers/service.ts';
+import { startServer, wavBytes, type Server } from './helpers/service.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = new URL('./artifacts/', import.meta.url).pathname;
@@ -48,7 +48,8 @@ async function offlinePage(): Promise<{ page: Page; blocked: string[]; bytes: ()
   return { page, blocked, bytes: () => bytes };
 }
 
-const statusOf = (page: Page, filename: string) => page.locator('#jobs tbody tr', { hasText: filename }).locator('.status').innerText().catch(() => '');
+// A short wait of its own: playwright's default (30 s) would outlast expect.poll's timeout.
+const statusOf = (page: Page, filename: string) => page.locator('#jobs tbody tr', { hasText: filename }).locator('.status').innerText({ timeout: 250 }).catch(() => '');
 
 describe('the dashboard', () => {
   it('asks for the key, shows the queue, takes a dropped file, follows it to DONE and downloads its SRT', async () => {
@@ -73,17 +74,21 @@ describe('the dashboard', () => {
     const [download] = await Promise.all([page.waitForEvent('download'), page.locator('#detail a', { hasText: 'SRT' }).click()]);
     expect(download.suggestedFilename()).toBe('speech.srt');
     expect(readFileSync((await download.path())!, 'utf8')).toMatch(/^1\n00:00:\d\d,\d{3} --> 00:00:\d\d,\d{3}\n\S/);
-    // the queue's counts are read again every 3 s
+    // the queue's counts are read again when a job changes status
     await expect.poll(() => page.locator('dd[data-count="done"]').innerText(), { timeout: 10_000 }).toBe('1');
     expect(blocked).toEqual([]);
   });
 
   it('cancels a job that waits and retries it', async () => {
-    const { base, key } = await serverWithKey({ MURMUR_MAX_WORKERS: '0' });
+    const { server, base, key } = await serverWithKey({ MURMUR_MAX_WORKERS: '0' });
     const { page } = await offlinePage();
     await page.goto(`${base}/?key=${key}`);
     await page.setInputFiles('#file', speechFile('a job nobody takes'));
     await expect.poll(() => statusOf(page, 'speech.wav'), { timeout: 15_000 }).toBe('PENDING');
+    // a job created elsewhere comes into the list as it is made (jobsChanged; the page reads the list itself every 15 s only)
+    const made = await server.upload(wavBytes(speech('made elsewhere')), 'elsewhere.wav', {}, 'id', { authorization: `Bearer ${key}` });
+    expect(made.errors).toBeUndefined();
+    await expect.poll(() => statusOf(page, 'elsewhere.wav'), { timeout: 5_000 }).toBe('PENDING');
     await page.locator('#jobs tbody tr', { hasText: 'speech.wav' }).click();
     await page.locator('#detail button', { hasText: 'Cancel' }).click();
     await expect.poll(() => statusOf(page, 'speech.wav'), { timeout: 10_000 }).toBe('CANCELLED');

@@ -1,6 +1,7 @@
 // murmur's dashboard: the queue at a glance, recent jobs updating live over
-// graphql-ws, uploads with their progress, a job's transcript with downloads,
-// cancel and retry. Plain JavaScript served as it is (no build step); the only
+// graphql-ws (jobsChanged for the list, jobUpdated for each job in flight),
+// uploads with their progress, a job's transcript with downloads, cancel and
+// retry. Plain JavaScript served as it is (no build step); the only
 // other script is graphql-ws's own browser build, served from this server.
 const ENDPOINT = new URL('/graphql', location.href).href;
 const TERMINAL = new Set(['DONE', 'FAILED', 'CANCELLED']);
@@ -48,7 +49,9 @@ $('#key-form').addEventListener('submit', () => {
 });
 $('#change-key').addEventListener('click', () => askForKey());
 
-// One graphql-ws connection follows every job in flight on the page.
+const JOB = 'id status progress attempts createdAt input { filename durationSeconds } error { code message }';
+
+// One graphql-ws connection follows every job in flight on the page, and the list's changes.
 let ws = null;
 const following = new Map();
 function reconnect() {
@@ -56,10 +59,11 @@ function reconnect() {
   following.clear();
   ws?.dispose();
   ws = graphqlWs.createClient({ url: ENDPOINT.replace(/^http/, 'ws'), connectionParams: () => auth(), lazy: true, retryAttempts: Infinity });
+  // Jobs created or changed elsewhere (another tab, an app, the CLI) come into the list as they change status.
+  ws.subscribe({ query: `subscription { jobsChanged { ${JOB} } }` }, { next: ({ data }) => data && show(data.jobsChanged), error: () => {}, complete: () => {} });
 }
 reconnect();
 
-const JOB = 'id status progress attempts createdAt input { filename durationSeconds } error { code message }';
 const jobs = new Map();
 
 function follow(id) {
@@ -246,4 +250,5 @@ async function openJob(id) {
 }
 
 refresh();
-setInterval(refresh, 3000);
+// The list and the counts come live; read again now and then for what no event tells (the oldest job's age, changes missed while reconnecting).
+setInterval(refresh, 15_000);

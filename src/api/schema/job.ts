@@ -279,6 +279,35 @@ builder.mutationFields((t) => ({
   }),
 }));
 
+builder.subscriptionField('jobsChanged', (t) =>
+  t.field({
+    type: JobRef,
+    description:
+      'Every job of the key\'s tenant (an admin key: of every tenant) each time its status changes: created, claimed, finished, cancelled, queued again. ' +
+      'Progress alone is not sent: follow one job\'s with jobUpdated. Changes made while the connection was down are not replayed: read `jobs` after reconnecting.',
+    subscribe: (_root, _args, ctx) => {
+      const tenant = tenantOf(ctx);
+      return new Repeater<Job>(async (push, stop) => {
+        // The status last sent for each job not yet finished (a finished job's entry is dropped).
+        const sent = new Map<string, Job['status']>();
+        const onJob = (job: Job) => {
+          if ((tenant !== undefined && job.tenant !== tenant) || sent.get(job.id) === job.status) return;
+          if (isTerminal(job)) sent.delete(job.id);
+          else sent.set(job.id, job.status);
+          void push(job);
+        };
+        const onDrain = () => stop();
+        ctx.queue.events.on('job', onJob);
+        ctx.draining.addEventListener('abort', onDrain, { once: true });
+        await stop;
+        ctx.queue.events.off('job', onJob);
+        ctx.draining.removeEventListener('abort', onDrain);
+      });
+    },
+    resolve: (job) => job,
+  }),
+);
+
 builder.subscriptionField('jobUpdated', (t) =>
   t.field({
     type: JobRef,
