@@ -58,7 +58,14 @@ function reconnect() {
   for (const stop of following.values()) stop();
   following.clear();
   ws?.dispose();
-  ws = graphqlWs.createClient({ url: ENDPOINT.replace(/^http/, 'ws'), connectionParams: () => auth(), lazy: true, retryAttempts: Infinity });
+  ws = graphqlWs.createClient({
+    url: ENDPOINT.replace(/^http/, 'ws'),
+    connectionParams: () => auth(),
+    lazy: true,
+    retryAttempts: Infinity,
+    // What changed while the socket was down is not replayed: read the list again once it is back.
+    on: { connected: (_socket, _payload, wasRetry) => wasRetry && refresh() },
+  });
   // Jobs created or changed elsewhere (another tab, an app, the CLI) come into the list as they change status.
   ws.subscribe({ query: `subscription { jobsChanged { ${JOB} } }` }, { next: ({ data }) => data && show(data.jobsChanged), error: () => {}, complete: () => {} });
 }
