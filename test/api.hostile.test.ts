@@ -232,7 +232,8 @@ describe('at start and in workers', () => {
     await new Promise((r) => gone.once('exit', r));
     const orphan = join(tmpdir(), `murmur-audio-${gone.pid}-test`);
     mkdirSync(orphan, { recursive: true });
-    const worker = startWorker(server.url, model, ['--exit-after', '1']);
+    // No API to reach (nothing to claim, so nothing else to wait for): the sweep comes first, at start.
+    const worker = startWorker('http://127.0.0.1:1/graphql', model, ['--exit-after', '1']);
     await new Promise((r) => worker.process.once('exit', r));
     expect(existsSync(orphan)).toBe(false);
   });

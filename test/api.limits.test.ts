@@ -129,7 +129,7 @@ describe('GraphQL limits', () => {
 
 describe('slow clients', () => {
   it('an upload trickled a byte at a time is cut off at MURMUR_REQUEST_TIMEOUT_SECONDS, though no pause is long', async () => {
-    const slow = await startServer({ MURMUR_REQUEST_TIMEOUT_SECONDS: '3', MURMUR_UPLOAD_IDLE_SECONDS: '2' });
+    const slow = await startServer({ MURMUR_REQUEST_TIMEOUT_SECONDS: '3', MURMUR_UPLOAD_IDLE_SECONDS: '2', MURMUR_MAX_WORKERS: '0' });
     try {
       const { port, hostname } = new URL(slow.url);
       const { connect } = await import('node:net');
