@@ -16,7 +16,7 @@ import { authenticate, tenantOf, type Caller } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { clientError } from './errors.ts';
 import { createJob } from './ingest.ts';
-import { readMultipart, type StoredUpload } from './uploads.ts';
+import { discardUnkept, readMultipart, type StoredUpload } from './uploads.ts';
 
 /** The name OpenAI's clients send; the configured model's own name is accepted too. */
 export const OPENAI_MODEL = 'whisper-1';
@@ -136,9 +136,7 @@ async function transcribe(services: Services, route: Route, req: IncomingMessage
     res.setHeader('x-murmur-job-id', job.id);
     answer(res, ended, request, route);
   } finally {
-    for (const upload of stored) {
-      if (!upload.kept) store.delete(upload.key).catch((err) => log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`));
-    }
+    discardUnkept(store, stored, log);
   }
 }
 

@@ -46,11 +46,16 @@ export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log:
       });
     },
     onResponse({ request }) {
-      for (const upload of uploads.get(request) ?? []) {
-        if (!upload.kept) store.delete(upload.key).catch((err) => log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`));
-      }
+      discardUnkept(store, uploads.get(request) ?? [], log);
     },
   };
+}
+
+/** Once the response is out: every upload of the request that no job kept is removed. */
+export function discardUnkept(store: BlobStore, stored: StoredUpload[], log: Logger): void {
+  for (const upload of stored) {
+    if (!upload.kept) store.delete(upload.key).catch((err) => log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`));
+  }
 }
 
 /** A multipart body to read: from yoga's Request or from Node's own request (the OpenAI-compatible routes). */

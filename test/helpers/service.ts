@@ -105,7 +105,8 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
 function readOutput(child: ChildProcess, tag: string) {
   const lines: string[] = [];
   const events: LogEntry[] = [];
-  const waiters = new Set<() => boolean>();
+  // Each waiter looks at what arrives, once: a long run (the chaos test) is not scanned again at every line.
+  const waiters = new Set<(item: string | LogEntry) => boolean>();
   for (const stream of [child.stdout!, child.stderr!]) {
     createInterface({ input: stream }).on('line', (line) => {
       if (process.env.MURMUR_TEST_LOG) console.log(`${tag}${line}`);
@@ -115,33 +116,39 @@ function readOutput(child: ChildProcess, tag: string) {
       } catch {
         // not a log entry
       }
-      if (entry && typeof entry.level === 'number') events.push(entry);
-      else lines.push(line);
-      for (const check of [...waiters]) if (check()) waiters.delete(check);
+      const item = entry && typeof entry.level === 'number' ? entry : line;
+      if (typeof item === 'string') lines.push(item);
+      else events.push(item);
+      for (const check of [...waiters]) if (check(item)) waiters.delete(check);
     });
   }
-  const waitFor = <T>(find: () => T | undefined, what: string, timeoutMs: number) =>
+  /** The first of what came (`past`) or comes that `pick` gives a value for. */
+  const waitFor = <T>(past: (string | LogEntry)[], pick: (item: string | LogEntry) => T | undefined, what: string, timeoutMs: number) =>
     new Promise<T>((resolve, reject) => {
+      for (const item of past) {
+        const found = pick(item);
+        if (found !== undefined) return resolve(found);
+      }
       const timer = setTimeout(() => {
         waiters.delete(check);
         reject(new Error(`no ${what} in ${timeoutMs} ms; output:\n${lines.join('\n')}\n${events.map((e) => JSON.stringify(e)).join('\n')}`));
       }, timeoutMs);
-      const check = () => {
-        const found = find();
+      const check = (item: string | LogEntry) => {
+        const found = pick(item);
         if (found === undefined) return false;
         clearTimeout(timer);
         resolve(found);
         return true;
       };
-      if (!check()) waiters.add(check);
+      waiters.add(check);
     });
   return {
     lines,
     events,
     waitForLine: (pattern: RegExp, timeoutMs = 60_000) =>
-      waitFor(() => lines.map((l) => l.match(pattern)).find((m) => m !== null) ?? undefined, `printed line matching ${pattern}`, timeoutMs),
+      waitFor(lines, (item) => (typeof item === 'string' ? (item.match(pattern) ?? undefined) : undefined), `printed line matching ${pattern}`, timeoutMs),
     waitForEvent: (event: string, match: (e: LogEntry) => boolean = () => true, timeoutMs = 60_000) =>
-      waitFor(() => events.find((e) => e.event === event && match(e)), `log event ${event} (as asked)`, timeoutMs),
+      waitFor(events, (item) => (typeof item !== 'string' && item.event === event && match(item) ? item : undefined), `log event ${event} (as asked)`, timeoutMs),
   };
 }
 
