@@ -69,6 +69,11 @@ const schema = z.object({
   MURMUR_KEY_JOBS_PER_MINUTE: count.default(600),
   MURMUR_KEY_MAX_PENDING: count.default(10_000),
   MURMUR_KEY_AUDIO_HOURS_PER_DAY: seconds.default(0),
+  MURMUR_SUBSCRIBER_BACKLOG: z.coerce.number().int().min(1).default(1000),
+  MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION: z.coerce.number().int().min(1).default(100),
+  MURMUR_MAX_SUBSCRIPTIONS_PER_KEY: z.coerce.number().int().min(1).default(500),
+  MURMUR_STREAM_RECHECK_SECONDS: z.coerce.number().positive().default(5),
+  MURMUR_WS_AUTH_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_CORS_ORIGINS: z
     .string()
     .default('')
@@ -144,6 +149,12 @@ export interface Config {
   shutdownSeconds: number;
   /** `keys`: every client request needs an API key. `none`: nobody is asked (loopback only). */
   auth: 'keys' | 'none';
+  /**
+   * Subscriptions: jobs one may hold unsent before its reader is dropped, how many a connection and a key
+   * (on one instance) may hold, how often their keys are checked again, and how long a WebSocket may stay
+   * open without a valid key.
+   */
+  streams: { backlog: number; perConnection: number; perKey: number; recheckSeconds: number; wsAuthTimeoutSeconds: number };
   /** Per API key; 0 = no limit. */
   keyLimits: { jobsPerMinute: number; maxPending: number; audioHoursPerDay: number };
 }
@@ -213,6 +224,13 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecret: e.MURMUR_WEBHOOK_SECRET,
     webhook: { concurrency: e.MURMUR_WEBHOOK_CONCURRENCY, timeoutSeconds: e.MURMUR_WEBHOOK_TIMEOUT_SECONDS, retryHours: e.MURMUR_WEBHOOK_RETRY_HOURS },
     auth: e.MURMUR_AUTH,
+    streams: {
+      backlog: e.MURMUR_SUBSCRIBER_BACKLOG,
+      perConnection: e.MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+      perKey: e.MURMUR_MAX_SUBSCRIPTIONS_PER_KEY,
+      recheckSeconds: e.MURMUR_STREAM_RECHECK_SECONDS,
+      wsAuthTimeoutSeconds: e.MURMUR_WS_AUTH_TIMEOUT_SECONDS,
+    },
     keyLimits: { jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE, maxPending: e.MURMUR_KEY_MAX_PENDING, audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY },
   };
 }

@@ -31,7 +31,6 @@ describe('refused uploads', () => {
   const cases: [string, () => Uint8Array, string, Record<string, unknown>?][] = [
     ['a file that is not audio', () => new TextEncoder().encode('%PDF-1.7 this is not a recording at all'), 'AUDIO_UNDECODABLE'],
     ['an empty file', () => new Uint8Array(0), 'AUDIO_EMPTY'],
-    ['a truncated WAV', () => good.subarray(0, Math.floor(good.length / 2)), 'AUDIO_UNDECODABLE'],
     ['a WAV with a header and no samples', () => wavBytes(new Float32Array(0)), 'AUDIO_EMPTY'],
     ['an upload over the size limit', () => wavBytes(new Float32Array(16000 * 20)), 'INPUT_TOO_LARGE'],
     ['audio over the duration limit', () => wavBytes(new Float32Array(8000 * 26)), 'AUDIO_TOO_LONG'],

@@ -6,6 +6,7 @@ import type { JobQueue } from '../queue/jobQueue.ts';
 import type { BlobStore } from '../storage/blobStore.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
+import type { StreamRegistry, Transport } from './streams.ts';
 
 export interface Services {
   config: Config;
@@ -18,6 +19,8 @@ export interface Services {
   modelDir: string;
   /** The secret webhook signatures derive from (webhooks.ts). */
   webhookMaster: string;
+  /** The subscriptions open on this instance (streams.ts). */
+  streams: StreamRegistry;
   /** Aborted when this instance starts shutting down: new work is refused (SHUTTING_DOWN), waiting claims and subscriptions end. */
   draining: AbortSignal;
 }
@@ -29,6 +32,8 @@ export interface Context extends Services {
   lateArrival: boolean;
   /** Where the caller reached the API, for the audio URLs handed to workers. */
   origin: string;
+  /** The connection a subscription runs on (graphql-ws or SSE), to drop a reader that stopped reading. */
+  transport?: Transport;
   /** Aborted when the caller hangs up. */
   signal?: AbortSignal;
 }

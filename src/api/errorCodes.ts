@@ -20,12 +20,13 @@ export const ERROR_CODES = {
   // Who is asking
   UNAUTHENTICATED: 'no API key (or worker token), or one that is unknown or revoked (401)',
   FORBIDDEN: 'a valid key that may not do this: a client key asking for the queue, a key running worker operations, the worker token running client ones',
+  TOO_MANY_SUBSCRIPTIONS: 'a connection or key over MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION or MURMUR_MAX_SUBSCRIPTIONS_PER_KEY open subscriptions',
   RATE_LIMITED: 'the key is over one of its limits; extensions.retryAfterSeconds says when to try again (429)',
   // Jobs and their audio
   UNKNOWN_LANGUAGE: 'a language Whisper does not know',
   INVALID_OPTIONS: 'options the model cannot honour',
   UPLOAD_NOT_FOUND: 'an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store',
-  UPLOAD_ALREADY_USED: 'an uploadKey another job took',
+  UPLOAD_ALREADY_USED: 'an uploadKey another job took, or an uploaded file that another createJob of the same request took',
   UPLOADS_UNSUPPORTED: 'createUpload on a blob store that cannot presign (the local folder)',
   URL_FORBIDDEN: 'createJob({ url }) aimed at a scheme or an address the server does not fetch from',
   URL_UNREACHABLE: 'the URL did not answer, answered an error, redirected too often, or stalled',

@@ -101,6 +101,12 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
   }
   if (owner.apiKeyId) await checkJobLimits(queue, config, owner.apiKeyId);
 
+  // One stored upload is one job's: a multipart map (or a variable) that hands one file to two createJobs is refused
+  // for the second, which would otherwise fail on a blob the first one's end deletes.
+  if (input.file) {
+    if (input.file.taken) throw new ApiError('UPLOAD_ALREADY_USED', `the uploaded file "${input.file.filename}" is already another job's in this request: send it once for each job`);
+    input.file.taken = true;
+  }
   const audio = input.file ? multipart(input.file) : input.uploadKey ? await presigned(services, input.uploadKey) : await fetched(services, input.url!);
   let facts;
   try {

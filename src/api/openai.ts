@@ -15,7 +15,9 @@ import { toSrt, toVtt } from '../transcript/formats.ts';
 import { authenticate, tenantOf, type Caller } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { clientError } from './errors.ts';
+import { followJob } from './follow.ts';
 import { createJob } from './ingest.ts';
+import { Stream } from './streams.ts';
 import { discardUnkept, readMultipart, type StoredUpload } from './uploads.ts';
 
 /** The name OpenAI's clients send; the configured model's own name is accepted too. */
@@ -59,7 +61,12 @@ export async function openAiRoute(services: Services, req: IncomingMessage, res:
       await caller(services, req);
       const models = modelList(services);
       if (path === '/v1/models') return json(res, 200, { object: 'list', data: models });
-      const name = decodeURIComponent(path.slice('/v1/models/'.length));
+      let name: string;
+      try {
+        name = decodeURIComponent(path.slice('/v1/models/'.length));
+      } catch {
+        throw invalid('the model name in the path is not valid percent-encoding');
+      }
       const model = models.find((m) => m.id === name);
       if (!model) throw new OpenAiError(404, `The model '${name}' does not exist`, 'model', 'model_not_found');
       return json(res, 200, model);
@@ -180,34 +187,30 @@ function readFields(route: Route, fields: [string, string][], file: StoredUpload
 }
 
 /** The job once it has ended, or why the wait stopped: the client went away, the time ran out, the instance is stopping. */
-function settled({ queue, draining }: Services, job: Job, signal: AbortSignal, timeoutMs: number): Promise<Job | 'gone' | 'timeout' | 'draining'> {
-  return new Promise((resolve, reject) => {
-    const done = (outcome: Job | 'gone' | 'timeout' | 'draining') => {
-      clearTimeout(timer);
-      queue.events.off('job', onJob);
-      queue.events.off('resync', onResync);
-      queue.events.off('deleted', onDeleted);
-      signal.removeEventListener('abort', onGone);
-      draining.removeEventListener('abort', onDrain);
-      resolve(outcome);
-    };
-    const onJob = (j: Job) => j.id === job.id && isTerminal(j) && done(j);
-    const read = () => queue.get(job.id).then((j) => j && isTerminal(j) && done(j), reject);
-    // Events may have been missed (the database connection was lost): read the job again.
-    const onResync = () => void read();
-    const onDeleted = (id: string) => id === job.id && reject(new OpenAiError(410, `job ${job.id} was deleted before it finished`));
-    const onGone = () => done('gone');
-    const onDrain = () => done('draining');
-    const timer = setTimeout(() => done('timeout'), timeoutMs);
-    queue.events.on('job', onJob);
-    queue.events.on('resync', onResync);
-    queue.events.on('deleted', onDeleted);
-    signal.addEventListener('abort', onGone, { once: true });
-    draining.addEventListener('abort', onDrain, { once: true });
-    if (draining.aborted) onDrain();
-    // Read after listening, so an end between the creation and now is not missed.
-    void read();
-  });
+async function settled(services: Services, job: Job, signal: AbortSignal, timeoutMs: number): Promise<Job | 'gone' | 'timeout' | 'draining'> {
+  let deleted = false;
+  // Only the latest state matters here: a buffer of one, which never overflows.
+  const stream = followJob(services, job.id, new Stream<Job>(1, () => {}), () => (deleted = true));
+  let outcome: 'gone' | 'timeout' | undefined;
+  const end = (why: 'gone' | 'timeout') => {
+    outcome ??= why;
+    void stream.return();
+  };
+  const timer = setTimeout(() => end('timeout'), timeoutMs);
+  const onGone = () => end('gone');
+  signal.addEventListener('abort', onGone, { once: true });
+  if (signal.aborted) onGone();
+  let last: Job | undefined;
+  try {
+    for await (const state of stream) last = state;
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onGone);
+  }
+  if (outcome) return outcome;
+  if (last && isTerminal(last)) return last;
+  if (deleted) throw new OpenAiError(410, `job ${job.id} was deleted before it finished`);
+  return 'draining';
 }
 
 function answer(res: ServerResponse, job: Job, request: AudioRequest, route: Route): void {

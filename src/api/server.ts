@@ -2,6 +2,7 @@
 // graphql-ws on the same port and path, SSE subscriptions through yoga, and
 // /audio/:id, where workers fetch a job's upload with the worker token.
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -11,13 +12,13 @@ import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { useServer } from 'graphql-ws/use/ws';
 import { GraphQLError } from 'graphql';
 import { createYoga } from 'graphql-yoga';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { currentRequestId, inRequest, type Logger } from '../log.ts';
 import { DTYPE_SUFFIXES, parseDtype } from '../../worker/whisper/modelFolder.ts';
 import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
-import { maskError } from './errors.ts';
+import { ApiError, maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { isOpenAiPath, openAiRoute } from './openai.ts';
 import { isDashboardPath, serveDashboard } from './dashboard.ts';
@@ -25,6 +26,7 @@ import { schema } from './schema/index.ts';
 import { useQueryLimits } from './queryLimits.ts';
 import { useRequestPolicy } from './requestPolicy.ts';
 import { useStreamingUploads } from './uploads.ts';
+import { CLOSE_CODES, StreamRegistry, type Transport } from './streams.ts';
 
 export interface ApiServer {
   http: Server;
@@ -40,11 +42,15 @@ function headerIn(headers: unknown, name: string): unknown {
   return Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
 }
 
-export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): ApiServer {
+export function createApiServer(base: Omit<Services, 'metrics' | 'draining' | 'streams'>): ApiServer {
   const draining = new AbortController();
-  const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal };
+  // Every subscription and waiting request listens for the drain: hundreds are normal (Node warns past 10).
+  setMaxListeners(0, draining.signal);
+  const { backlog, perConnection, perKey, recheckSeconds, wsAuthTimeoutSeconds } = base.config.streams;
+  const streams = new StreamRegistry(base.queue.keys, { backlog, perConnection, perKey, recheckMs: recheckSeconds * 1000 }, base.log);
+  const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal, streams };
   const { config, log } = services;
-  const yoga = createYoga<{ req?: IncomingMessage }, Context>({
+  const yoga = createYoga<{ req?: IncomingMessage; res?: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
@@ -65,8 +71,9 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
     maxRequestBodySize: false,
     cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
     plugins: [useQueryLimits(), useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
-    context: ({ request }) => ({
+    context: ({ request, req, res }) => ({
       ...services,
+      transport: req && res && httpTransport(req, res),
       caller: callerOf(request),
       lateArrival: arrivedDraining(request),
       origin: new URL(request.url).origin,
@@ -122,12 +129,30 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
   };
 
   const wss = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
+  const authenticated = new WeakSet<WebSocket>();
   // The key comes in the connection parameters, the subscribe message's extensions.headers (GraphiQL), or the
   // upgrade request's header, and is checked at every
   // subscribe, so a key revoked meanwhile stops working; a connection without a valid key stays open, and
   // each of its subscriptions is refused with the reason.
   const ws = useServer(
     {
+      // A socket that has not presented a valid key within MURMUR_WS_AUTH_TIMEOUT_SECONDS is closed (4401).
+      onConnect: (ctx) => {
+        const socket = ctx.extra.socket;
+        const timer = setTimeout(() => {
+          if (!authenticated.has(socket)) socket.close(CLOSE_CODES.revoked, `no valid API key within ${wsAuthTimeoutSeconds} s`);
+        }, wsAuthTimeoutSeconds * 1000);
+        timer.unref();
+        socket.once('close', () => clearTimeout(timer));
+        return true;
+      },
+      // Errors a stream ends with (a revoked key: UNAUTHENTICATED) keep their code; graphql-ws would drop it.
+      onError: (_ctx, _id, _payload, errors) =>
+        errors.map((e) => {
+          const original = e.originalError;
+          if (!(original instanceof ApiError) || e.extensions?.code) return e.toJSON();
+          return { message: original.message, extensions: { code: original.code, ...original.details.extensions } };
+        }),
       execute: (args: any) => args.rootValue.execute(args),
       subscribe: (args: any) => args.rootValue.subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
@@ -141,6 +166,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
           const e = err as GraphQLError;
           return [new GraphQLError(e.message, { extensions: { code: e.extensions?.code } })];
         }
+        authenticated.add(ctx.extra.socket);
         const { schema, execute, subscribe, parse, validate } = yoga.getEnveloped({ req });
         // A query that does not parse fails this subscription only; thrown, it would close the socket (4500) and every other one on it.
         let document;
@@ -154,7 +180,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
           operationName: params.operationName,
           document,
           variableValues: params.variables,
-          contextValue: { ...services, caller, lateArrival: services.draining.aborted, origin: `http://${req.headers.host}` } satisfies Context,
+          contextValue: { ...services, caller, lateArrival: services.draining.aborted, origin: `http://${req.headers.host}`, transport: wsTransport(ctx.extra.socket) } satisfies Context,
           rootValue: { execute, subscribe },
         };
         // The query limits (queryLimits.ts) throw their refusal from validation: answer it, as a parse error is.
@@ -176,6 +202,7 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
     drain: () => draining.abort(),
     async close(graceMs = 0) {
       draining.abort();
+      streams.stop();
       // No new connections; idle keep-alive ones close now, busy ones once their request is answered.
       const closed = new Promise<void>((resolve) => http.close(() => resolve()));
       http.closeIdleConnections();
@@ -189,6 +216,32 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining'>): A
       await new Promise<void>((resolve) => wss.close(() => resolve()));
       http.closeAllConnections();
       await closed;
+    },
+  };
+}
+
+const wsTransports = new WeakMap<WebSocket, Transport>();
+/** A graphql-ws socket: one per connection, closed with a code the client acts on. */
+function wsTransport(socket: WebSocket): Transport {
+  let transport = wsTransports.get(socket);
+  if (!transport) {
+    transport = { connection: socket, unsent: () => socket.bufferedAmount, drop: (why, reason) => socket.close(CLOSE_CODES[why], reason.slice(0, 120)) };
+    wsTransports.set(socket, transport);
+  }
+  return transport;
+}
+
+/**
+ * An SSE response: a reader too slow to catch up is cut off at once (it reads nothing more anyway); after a
+ * revocation the stream's error event gets two seconds to go out first.
+ */
+function httpTransport(req: IncomingMessage, res: ServerResponse): Transport {
+  return {
+    connection: req.socket,
+    unsent: () => res.writableLength + req.socket.writableLength,
+    drop: (why) => {
+      if (why === 'slow') req.socket.destroy();
+      else setTimeout(() => res.writableFinished || req.socket.destroy(), 2000).unref();
     },
   };
 }

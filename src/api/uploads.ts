@@ -17,6 +17,8 @@ import { requestError } from './errors.ts';
 export class StoredUpload {
   /** Set by whoever keeps the blob (createJob, once its job is committed). */
   kept = false;
+  /** Set by the createJob that took it, so no second one in the same request takes it too. */
+  taken = false;
   constructor(
     readonly key: string,
     readonly filename: string,

@@ -41,6 +41,8 @@ export interface KeyStore {
   revoke(which: string): Promise<ApiKey>;
   /** The live (not revoked) key with this secret. */
   find(secret: string): Promise<ApiKey | undefined>;
+  /** The keys with these ids as they are now, revoked ones included (open streams are checked against them). */
+  byIds(ids: string[]): Promise<ApiKey[]>;
   /** Records a use (callers throttle it). */
   touch(id: string, at: number): Promise<void>;
 }

@@ -23,5 +23,5 @@ export function queueOptions(config: Config): QueueOptions {
 export async function openQueue(config: Config, log: Logger): Promise<JobQueue> {
   const options = queueOptions(config);
   if (config.databaseUrl) return PostgresQueue.open(config.databaseUrl, { ...options, waitMs: config.databaseWaitSeconds * 1000, log });
-  return new SqliteQueue(openDatabase(join(config.dataDir, 'murmur.sqlite')), options);
+  return new SqliteQueue(openDatabase(join(config.dataDir, 'murmur.sqlite')), options, log);
 }

@@ -11,7 +11,7 @@ import { SAMPLE_RATE } from '../whisper/features.ts';
 import { AudioError } from './errors.ts';
 import { ffmpegAvailable, ffmpegDecode, ffprobe } from './ffmpeg.ts';
 import { flacDeclaredSeconds, JS_FORMATS, mp3DeclaredSeconds, oggComplete, sniffFormat, type AudioFormat } from './formats.ts';
-import { wavDataShortfall, wavFacts } from './wav.ts';
+import { wavFacts } from './wav.ts';
 import { countWithJs, decodeWithJs } from './jsDecoders.ts';
 import { mixToMono, resampleTo16k } from './resample.ts';
 
@@ -61,16 +61,13 @@ export function probeHead(head: Uint8Array, size: number, name: string, options:
   const format = sniffHead(head, size, name);
   // A WAV's header says it all once its size checks out: probing it needs no decoder, no process
   // (the API's createJob went from 188 to 8 requests a second when every WAV went through ffmpeg).
-  return format === 'wav' ? factsOf(format, wavFacts(head, name), name, options) : null;
+  return format === 'wav' ? factsOf(format, wavFacts(head, name, size), name, options) : null;
 }
 
 function sniffHead(head: Uint8Array, size: number, name: string): AudioFormat {
   if (size === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
   const format = sniffFormat(head);
   if (!format) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio murmur reads (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM)`);
-  // Cut files that decoders take for shorter recordings, told from the container itself.
-  const shortfall = format === 'wav' ? wavDataShortfall(head, size) : 0;
-  if (shortfall > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: its data chunk is ${shortfall} bytes shorter than its header says`);
   return format;
 }
 
@@ -95,7 +92,7 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   }
   const format = sniffHead(head, size, name);
   // A WAV header the decoders cannot read is refused here too, before any decoder tries.
-  if (format === 'wav') wavFacts(head, name);
+  if (format === 'wav') wavFacts(head, name, size);
   if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536)))) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
   const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
 

@@ -23,8 +23,7 @@ const SCALE: Record<string, { offset: number; scale: number }> = {
 
 export function readWav(bytes: Uint8Array, name = 'input'): PcmChannels {
   if (bytes.length === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
-  const cut = wavDataShortfall(bytes, bytes.length);
-  if (cut > 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is truncated: its data chunk is ${cut} bytes shorter than its header says`);
+  bytes = withRealSizes(bytes, name);
   let file: InstanceType<typeof wavefile.WaveFile>;
   try {
     file = new wavefile.WaveFile(bytes);
@@ -46,15 +45,14 @@ export function readWav(bytes: Uint8Array, name = 'input'): PcmChannels {
 }
 
 /**
- * Bytes the `data` chunk lacks against its declared size (0 when whole),
- * from the RIFF header alone: a file cut short decodes without complaint in
- * most decoders, as a shorter recording.
+ * The bytes of the `data` chunk that are really there. Tools writing to a pipe cannot go back to fill
+ * in sizes: ffmpeg writes 0xFFFFFFFF, sox 0x7ffff000, others 0; a size of one of those, or one past
+ * the end of the file, means "to the end of the file", as ffmpeg and sox read it. The duration then
+ * follows the file's real size, so a small file cannot claim hours.
  */
-export function wavDataShortfall(head: Uint8Array, fileSize: number): number {
-  for (const { id, at, size } of riffChunks(head)) {
-    if (id === 'data') return size === 0xffffffff || size === 0 ? 0 : Math.max(0, at + 8 + size - fileSize);
-  }
-  return 0;
+export function wavDataBytes(at: number, declared: number, fileSize: number): number {
+  const there = Math.max(0, fileSize - (at + 8));
+  return declared === 0 || declared === 0xffffffff || declared > there ? there : declared;
 }
 
 /** The RIFF chunks whose headers lie within `head`: id, offset of the chunk header, declared size. */
@@ -67,6 +65,27 @@ function* riffChunks(head: Uint8Array): Generator<{ id: string; at: number; size
   }
 }
 
+/** The file with its RIFF and data sizes set to what it holds (whole frames), when its header says otherwise. */
+function withRealSizes(bytes: Uint8Array, name: string): Uint8Array {
+  const facts = wavFacts(bytes.subarray(0, Math.min(bytes.length, 1 << 16)), name, bytes.length);
+  for (const { id, at, size } of riffChunks(bytes.subarray(0, Math.min(bytes.length, 1 << 16)))) {
+    if (id !== 'data') continue;
+    const real = (facts.frames * wavBlockAlign(bytes)) >>> 0;
+    if (real === size && bytes.length >= 8 && new DataView(bytes.buffer, bytes.byteOffset).getUint32(4, true) === bytes.length - 8) return bytes;
+    const copy = bytes.slice(0, at + 8 + real);
+    const view = new DataView(copy.buffer, copy.byteOffset, copy.byteLength);
+    view.setUint32(4, copy.length - 8, true);
+    view.setUint32(at + 4, real, true);
+    return copy;
+  }
+  return bytes;
+}
+
+function wavBlockAlign(bytes: Uint8Array): number {
+  for (const { id, at, view } of riffChunks(bytes.subarray(0, Math.min(bytes.length, 1 << 16)))) if (id === 'fmt ') return view.getUint16(at + 20, true);
+  return 1;
+}
+
 /** What murmur decodes: outside these a header is refused at once (the decoders fail on it later, or make nonsense). */
 export const WAV_LIMITS = { maxChannels: 8, minRate: 4000, maxRate: 384_000 };
 
@@ -76,7 +95,7 @@ export const WAV_LIMITS = { maxChannels: 8, minRate: 4000, maxRate: 384_000 };
  * 0 or more than WAV_LIMITS.maxChannels channels, a rate outside WAV_LIMITS, a block size that
  * does not match.
  */
-export function wavFacts(head: Uint8Array, name: string): { frames: number; sampleRate: number; channels: number } {
+export function wavFacts(head: Uint8Array, name: string, fileSize: number): { frames: number; sampleRate: number; channels: number } {
   let fmt: { codec: number; channels: number; sampleRate: number; blockAlign: number; bits: number } | null = null;
   for (const { id, at, size, view } of riffChunks(head)) {
     if (id === 'fmt ' && at + 24 <= head.length) {
@@ -88,7 +107,7 @@ export function wavFacts(head: Uint8Array, name: string): { frames: number; samp
     if (id === 'data') {
       if (!fmt) break;
       checkFormat(fmt, name);
-      return { frames: Math.floor(size / fmt.blockAlign), sampleRate: fmt.sampleRate, channels: fmt.channels };
+      return { frames: Math.floor(wavDataBytes(at, size, fileSize) / fmt.blockAlign), sampleRate: fmt.sampleRate, channels: fmt.channels };
     }
   }
   throw new AudioError('AUDIO_UNDECODABLE', `${name} is not a WAV file this decoder reads: no format and data chunks in its header`);

@@ -1,6 +1,5 @@
 // Jobs as clients see them: the Job type, the queries that read jobs, the
 // mutations that create, cancel and retry them, and the jobUpdated subscription.
-import { Repeater } from 'graphql-yoga';
 import { isTerminal, type Job } from '../../queue/jobQueue.ts';
 import type { Transcript, Word } from '../../transcript/transcript.ts';
 import { QueueError } from '../../queue/errors.ts';
@@ -11,6 +10,7 @@ import { ERROR_CODES, JOB_ERROR_CODES, isJobErrorCode, type ErrorCode } from '..
 import { ApiError } from '../errors.ts';
 import { createJob } from '../ingest.ts';
 import { tenantSecret } from '../../webhooks/webhooks.ts';
+import { followJob } from '../follow.ts';
 
 export const JobStatus = builder.enumType('JobStatus', {
   values: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] as const,
@@ -284,25 +284,27 @@ builder.subscriptionField('jobsChanged', (t) =>
     type: JobRef,
     description:
       'Every job of the key\'s tenant (an admin key: of every tenant) each time its status changes: created, claimed, finished, cancelled, queued again. ' +
-      'Progress alone is not sent: follow one job\'s with jobUpdated. Changes made while the connection was down are not replayed: read `jobs` after reconnecting.',
+      'Progress alone is not sent: follow one job\'s with jobUpdated. A reader that falls behind gets each job\'s latest state once, and one that falls over MURMUR_SUBSCRIBER_BACKLOG jobs behind is disconnected. ' +
+      'Changes made while the connection was down are not replayed: read `jobs` after reconnecting.',
     subscribe: (_root, _args, ctx) => {
       const tenant = tenantOf(ctx);
-      return new Repeater<Job>(async (push, stop) => {
-        // The status last sent for each job not yet finished (a finished job's entry is dropped).
-        const sent = new Map<string, Job['status']>();
-        const onJob = (job: Job) => {
-          if ((tenant !== undefined && job.tenant !== tenant) || sent.get(job.id) === job.status) return;
-          if (isTerminal(job)) sent.delete(job.id);
-          else sent.set(job.id, job.status);
-          void push(job);
-        };
-        const onDrain = () => stop();
-        ctx.queue.events.on('job', onJob);
-        ctx.draining.addEventListener('abort', onDrain, { once: true });
-        await stop;
+      const stream = ctx.streams.create<Job>(ctx.caller, ctx.transport, 'jobsChanged');
+      // The status last sent for each job not yet finished (a finished job's entry is dropped).
+      const sent = new Map<string, Job['status']>();
+      const onJob = (job: Job) => {
+        if ((tenant !== undefined && job.tenant !== tenant) || sent.get(job.id) === job.status) return;
+        if (isTerminal(job)) sent.delete(job.id);
+        else sent.set(job.id, job.status);
+        stream.put(job.id, job);
+      };
+      const onDrain = () => stream.end();
+      ctx.queue.events.on('job', onJob);
+      ctx.draining.addEventListener('abort', onDrain, { once: true });
+      stream.onClose(() => {
         ctx.queue.events.off('job', onJob);
         ctx.draining.removeEventListener('abort', onDrain);
       });
+      return stream;
     },
     resolve: (job) => job,
   }),
@@ -311,41 +313,13 @@ builder.subscriptionField('jobsChanged', (t) =>
 builder.subscriptionField('jobUpdated', (t) =>
   t.field({
     type: JobRef,
-    description: 'The job as it is now, then again at every change of status or progress; ends when the job finishes (or is deleted).',
+    description: 'The job as it is now, then again at every change of status or progress (a reader that falls behind gets the latest state); ends when the job finishes (or is deleted).',
     args: { id: t.arg.id({ required: true }) },
     subscribe: async (_root, { id }, ctx) => {
       const current = await ctx.queue.get(String(id), tenantOf(ctx));
       if (!current) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
-      return new Repeater<Job>(async (push, stop) => {
-        // Never step back to an older state, nor send the same one twice (a re-read after a resync).
-        let last: Job | null = null;
-        const forward = (job: Job | undefined) => {
-          if (!job || (last && (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.status === last.status && job.progress === last.progress)))) return;
-          last = job;
-          void push(job);
-          if (isTerminal(job)) stop();
-        };
-        const onJob = (job: Job) => {
-          if (job.id === current.id) forward(job);
-        };
-        // Events may have been missed (the database connection was lost): read the job again.
-        const onResync = () => void ctx.queue.get(current.id).then(forward, () => {});
-        ctx.queue.events.on('job', onJob);
-        ctx.queue.events.on('resync', onResync);
-        // A stopping instance ends its subscriptions: clients subscribe again elsewhere (or here once restarted).
-        const onDrain = () => stop();
-        // A deleted job has nothing more to tell: the subscription ends.
-        const onDeleted = (id: string) => id === current.id && stop();
-        ctx.queue.events.on('deleted', onDeleted);
-        ctx.draining.addEventListener('abort', onDrain, { once: true });
-        // Read again after listening, so a change between the first read and now is not missed.
-        forward(await ctx.queue.get(current.id));
-        await stop;
-        ctx.queue.events.off('job', onJob);
-        ctx.queue.events.off('resync', onResync);
-        ctx.draining.removeEventListener('abort', onDrain);
-        ctx.queue.events.off('deleted', onDeleted);
-      });
+      const stream = followJob(ctx, current.id, ctx.streams.create<Job>(ctx.caller, ctx.transport, 'jobUpdated'));
+      return stream;
     },
     resolve: (job) => job,
   }),

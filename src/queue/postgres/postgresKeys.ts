@@ -1,6 +1,6 @@
 // API keys in PostgreSQL (the store's contract: src/auth/keys.ts).
 import { randomUUID } from 'node:crypto';
-import { and, asc, eq, isNull, or, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import { DEFAULT_TENANT, FIRST_KEY_ID, KeyError, hashSecret, newKeyRow, toApiKey, type ApiKey, type KeyStore, type NewKey } from '../../auth/keys.ts';
 import type { PgDb } from './database.ts';
 import { apiKeys } from './schema.ts';
@@ -44,6 +44,10 @@ export class PostgresKeys implements KeyStore {
   async find(secret: string): Promise<ApiKey | undefined> {
     const [row] = await this.db.select().from(apiKeys).where(and(eq(apiKeys.hash, hashSecret(secret)), isNull(apiKeys.revokedAt)));
     return row && toApiKey(row);
+  }
+
+  async byIds(ids: string[]): Promise<ApiKey[]> {
+    return ids.length ? (await this.db.select().from(apiKeys).where(inArray(apiKeys.id, ids))).map(toApiKey) : [];
   }
 
   async touch(id: string, at: number): Promise<void> {

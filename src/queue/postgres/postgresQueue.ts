@@ -5,7 +5,6 @@
 // instance made it: a subscriber on one instance sees what a worker reported
 // to another, and a long-poll claim is woken by a job created anywhere.
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { silentLogger, type Logger } from '../../log.ts';
@@ -14,6 +13,7 @@ import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStat
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';
+import { QueueEventEmitter } from '../events.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
 import { Listener, deletions, notices, type Notice } from './notifications.ts';
@@ -22,7 +22,7 @@ import { jobCounts, jobs, settings, workers } from './schema.ts';
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
 export class PostgresQueue implements JobQueue {
-  readonly events = new EventEmitter<QueueEvents>();
+  readonly events: QueueEventEmitter;
   readonly keys: PostgresKeys;
   private readonly now: () => number;
   private readonly listener: Listener;
@@ -45,7 +45,7 @@ export class PostgresQueue implements JobQueue {
   ) {
     this.now = options.now ?? Date.now;
     this.keys = new PostgresKeys(db, this.now);
-    this.events.setMaxListeners(0);
+    this.events = new QueueEventEmitter(log);
     this.listener = new Listener(url, {
       notice: (n) => this.noticed(n),
       reconnected: () => {

@@ -1,6 +1,6 @@
 // API keys in the SQLite file (the store's contract: src/auth/keys.ts).
 import { randomUUID } from 'node:crypto';
-import { asc, eq, or, and, isNull } from 'drizzle-orm';
+import { asc, eq, or, and, inArray, isNull } from 'drizzle-orm';
 import { FIRST_KEY_ID, DEFAULT_TENANT, KeyError, hashSecret, newKeyRow, toApiKey, type ApiKey, type KeyStore, type NewKey } from '../../auth/keys.ts';
 import type { Db } from './database.ts';
 import { apiKeys } from './schema.ts';
@@ -41,6 +41,10 @@ export class SqliteKeys implements KeyStore {
   async find(secret: string): Promise<ApiKey | undefined> {
     const row = this.db.select().from(apiKeys).where(and(eq(apiKeys.hash, hashSecret(secret)), isNull(apiKeys.revokedAt))).get();
     return row && toApiKey(row);
+  }
+
+  async byIds(ids: string[]): Promise<ApiKey[]> {
+    return ids.length ? this.db.select().from(apiKeys).where(inArray(apiKeys.id, ids)).all().map(toApiKey) : [];
   }
 
   async touch(id: string, at: number): Promise<void> {

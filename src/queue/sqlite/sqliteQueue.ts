@@ -5,7 +5,6 @@
 // run under BEGIN IMMEDIATE so two claimers never read the same rows. Events
 // come straight from the committing call: only this process writes the file.
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
@@ -13,23 +12,26 @@ import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStat
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { SqliteKeys } from './sqliteKeys.ts';
 import * as step from '../transitions.ts';
+import { QueueEventEmitter } from '../events.ts';
+import type { Logger } from '../../log.ts';
 import type { Db } from './database.ts';
 import { jobCounts, jobs, settings, workers } from './schema.ts';
 
 const IMMEDIATE = { behavior: 'immediate' } as const;
 
 export class SqliteQueue implements JobQueue {
-  readonly events = new EventEmitter<QueueEvents>();
+  readonly events: QueueEventEmitter;
   readonly keys: SqliteKeys;
   private readonly now: () => number;
 
   constructor(
     private readonly db: Db,
     readonly options: QueueOptions,
+    log?: Logger,
   ) {
     this.now = options.now ?? Date.now;
     this.keys = new SqliteKeys(db, this.now);
-    this.events.setMaxListeners(0);
+    this.events = new QueueEventEmitter(log);
   }
 
   async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
