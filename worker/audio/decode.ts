@@ -92,7 +92,8 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   }
   const format = sniffHead(head, size, name);
   // A WAV header the decoders cannot read is refused here too, before any decoder tries.
-  if (format === 'wav') wavFacts(head, name, size);
+  // Its length from its own sizes, read to the end of the file where they say more (ffprobe takes a pipe's 0xFFFFFFFF at its word).
+  const wav = format === 'wav' ? wavFacts(head, name, size) : null;
   if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536)))) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
   const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
 
@@ -103,13 +104,15 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
 
   if (useFfmpeg && !inProcess) {
     const probe = await ffprobe(path, name, format);
+    if (wav) probe.declaredSeconds = wav.frames / wav.sampleRate;
     if (probe.declaredSeconds !== null) tooLong(probe.declaredSeconds, name, options);
     // The time limit follows the declared length, or the most the file may hold when it declares none.
     const bound = probe.declaredSeconds ?? options.maxSeconds ?? 4 * 3600;
     const { samples, count, warnings } = await ffmpegDecode(path, name, format, keep, (probe.declaredSeconds ?? 0) * SAMPLE_RATE, bound);
     if (count === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
     const seconds = count / SAMPLE_RATE;
-    truncated(name, seconds, probe.declaredSeconds, warnings);
+    // A WAV's last partial frame draws "Packet corrupt" from ffmpeg: it is read for what it holds.
+    if (!wav) truncated(name, seconds, probe.declaredSeconds, warnings);
     tooLong(seconds, name, options);
     return { format, sampleRate: probe.sampleRate, channels: probe.channels, durationSeconds: seconds, ...(keep && { samples }) };
   }
