@@ -170,6 +170,30 @@ describe('one upload, one job', () => {
 });
 
 describe('bad paths', () => {
+  it('a chunked JSON body over MURMUR_MAX_REQUEST_BYTES is answered 413 INPUT_TOO_LARGE, not cut off', async () => {
+    const url = new URL(server.url);
+    const { answer, failed } = await new Promise<{ answer: string; failed?: Error }>((resolve) => {
+      let answer = '';
+      const socket = connect(Number(url.port), url.hostname, async () => {
+        socket.write(`POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer ${secret.admin}\r\nConnection: close\r\n\r\n`);
+        const chunk = Buffer.alloc(64 << 10, 'a');
+        const body = [Buffer.from('{"query":"{ __typename }","variables":{"x":"'), ...Array.from({ length: 48 }, () => chunk), Buffer.from('"}}')];
+        for (const part of body) {
+          if (socket.destroyed) return;
+          if (!socket.write(`${part.length.toString(16)}\r\n`) || !socket.write(part) || !socket.write('\r\n')) await new Promise((r) => socket.once('drain', r));
+        }
+        socket.write('0\r\n\r\n');
+      });
+      socket.on('data', (d) => (answer += d));
+      socket.on('error', (err) => resolve({ answer, failed: err }));
+      socket.on('close', () => resolve({ answer }));
+    });
+    expect(failed).toBeUndefined();
+    expect(answer).toMatch(/^HTTP\/1\.1 413/);
+    expect(answer).toContain('"INPUT_TOO_LARGE"');
+  });
+
+
   it('a model name that is not valid percent-encoding is a 400', async () => {
     const res = await fetch(server.url.replace(/\/graphql$/, '/v1/models/%E0%A4%A'), { headers: bearer(secret.admin) });
     expect(res.status).toBe(400);

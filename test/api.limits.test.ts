@@ -1,6 +1,7 @@
 // Per-key limits (jobs a minute, jobs not finished, audio hours a day) and the
 // GraphQL abuse limits, against a real server with real keys.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freshDatabase } from './helpers/postgres.ts';
 import { murmur, startServer, wavBytes, type Server } from './helpers/service.ts';
 
 let server: Server;
@@ -22,12 +23,12 @@ beforeAll(async () => {
 
 afterAll(() => server?.stop());
 
-async function create(key: string, seconds: number, input: Record<string, unknown> = {}) {
+async function create(key: string, seconds: number, input: Record<string, unknown> = {}, url = server.url) {
   const form = new FormData();
   form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`, variables: { input: { ...input, file: null } } }));
   form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
   form.set('0', new Blob([new Uint8Array(clip(seconds))]), 'clip.wav');
-  const res = await fetch(server.url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', authorization: `Bearer ${key}` } });
+  const res = await fetch(url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', authorization: `Bearer ${key}` } });
   const body = (await res.json()) as any;
   return { status: res.status, retryAfter: res.headers.get('retry-after'), id: body.data?.createJob?.id as string | undefined, error: body.errors?.[0] };
 }
@@ -76,6 +77,25 @@ describe('per-key limits', () => {
     expect(over.error.message).toMatch(/h of audio in the last 24 h/);
     expect(over.error.extensions.retryAfterSeconds).toBeGreaterThan(80_000);
     expect((await create(k2, 0.5)).error).toBeUndefined();
+  });
+});
+
+describe.each(['sqlite', 'postgres'])('per-key limits under racing requests on %s', (backend) => {
+  it('50 parallel createJob at a limit of 10 jobs a minute create 10 (two API instances on PostgreSQL)', async () => {
+    const env = { MURMUR_AUTH: 'keys', MURMUR_MAX_WORKERS: '0', MURMUR_KEY_JOBS_PER_MINUTE: '10', ...(backend === 'postgres' && { MURMUR_DATABASE_URL: await freshDatabase() }) };
+    const first = await startServer(env);
+    const instances = backend === 'postgres' ? [first, await startServer(env)] : [first];
+    try {
+      const key = (await murmur(['keys', 'create', '--name', 'racer'], { ...env, MURMUR_DATA_DIR: first.dataDir })).trim();
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => create(key, 0.5, {}, instances[i % instances.length].url)));
+      const made = results.filter((r) => r.id);
+      expect(made).toHaveLength(10);
+      expect(results.filter((r) => r.status === 429 && r.error?.extensions?.code === 'RATE_LIMITED')).toHaveLength(40);
+      const listed = await first.gql(`{ jobs(first: 100) { edges { node { id } } } }`, {}, { authorization: `Bearer ${key}` });
+      expect(listed.data.jobs.edges.map((e: any) => e.node.id).sort()).toEqual(made.map((r) => r.id).sort());
+    } finally {
+      await Promise.all(instances.map((s) => s.stop()));
+    }
   });
 });
 

@@ -419,6 +419,43 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       expect(await queue.usage('k3', 0)).toEqual({ created: 0, seconds: 0, firstCreatedAt: null, pending: 0 });
     });
 
+    it('one blob, one job: creates racing with one blob key on two instances make one job', async () => {
+      const { queue, peer } = await setup();
+      const other = await peer();
+      const results = await Promise.allSettled([queue, other, queue, other].map((q, i) => q.create(job(i, { blobKey: 'uploads/same' }))));
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      for (const r of results.filter((r) => r.status === 'rejected')) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'UPLOAD_ALREADY_USED' });
+      // The idempotent repeat of the winner is still the winner's job.
+      const won = (await queue.findByBlobKey('uploads/same'))!;
+      expect(await other.create(job(9, { blobKey: 'uploads/same', idempotencyKey: 'x' })).catch((e) => e.code)).toBe('UPLOAD_ALREADY_USED');
+      expect((await queue.list({ first: 10 })).jobs.map((j) => j.id)).toEqual([won.id]);
+    });
+
+    it('reservations: racing requests at a limit get at most its places, across instances; filled, released and lapsed places', async () => {
+      const { queue, peer, clock } = await setup();
+      const instances = [queue, await peer(), await peer()];
+      const limits = { perWindow: 10, windowMs: 60_000, maxPending: 0 };
+      const expires = clock.now + 5_000;
+      await queue.create(job(0, { apiKeyId: 'k1' }));
+      const taken = await Promise.all(Array.from({ length: 50 }, (_, i) => instances[i % 3].reserve('k1', limits, clock.now, expires)));
+      const places = taken.flatMap((r) => ('id' in r ? [r.id] : []));
+      expect(places).toHaveLength(9);
+      expect(taken.find((r) => 'refused' in r)).toEqual({ refused: { created: 10, seconds: 0, firstCreatedAt: clock.now, pending: 10 } });
+      // Another key has its own places.
+      expect(await queue.reserve('k2', limits, clock.now, expires)).toHaveProperty('id');
+      // A filled place becomes the job (still one of the ten); a released one is free again.
+      await instances[1].create(job(1, { apiKeyId: 'k1', reservation: places[0] }));
+      expect(await queue.reserve('k1', limits, clock.now, expires)).toHaveProperty('refused.created', 10);
+      await instances[2].unreserve(places[1]);
+      const again = await queue.reserve('k1', limits, clock.now, expires);
+      expect(again).toHaveProperty('id');
+      // Places left behind lapse (a request's process died); the window moves on past the jobs.
+      clock.now = expires;
+      expect(await queue.reserve('k1', limits, clock.now, clock.now + 5_000)).toHaveProperty('id');
+      // Pending jobs: the two jobs still open and the new place count.
+      expect(await queue.reserve('k1', { perWindow: 0, windowMs: 60_000, maxPending: 3 }, clock.now, clock.now + 5_000)).toEqual({ refused: { created: 3, seconds: 0, firstCreatedAt: 1_000_000, pending: 3 } });
+    });
+
     it('keys: made with a secret found by it, listed, revoked; names unique', async () => {
       const { queue, peer } = await setup();
       const { key, secret } = await queue.keys.create({ name: 'app', tenant: 'acme', role: 'client' });

@@ -7,12 +7,12 @@
 import { randomUUID } from 'node:crypto';
 import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
 import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
-import type { Job, Task } from '../queue/jobQueue.ts';
+import type { Job, NewJob, Task } from '../queue/jobQueue.ts';
 import type { DecodingOptions } from '../transcript/transcript.ts';
 import { ownerOf, shuttingDown } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { ApiError } from './errors.ts';
-import { checkAudioLimit, checkJobLimits } from './rateLimits.ts';
+import { checkAudioLimit, reserveJob } from './rateLimits.ts';
 import { uploadFilename } from './presignedUploads.ts';
 import { checkUrl, fetchUrl, limitBody } from './urlFetch.ts';
 import { StoredUpload } from './uploads.ts';
@@ -99,8 +99,19 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     if (input.callbackUrl.length > 2000) throw new ApiError('BAD_USER_INPUT', 'callbackUrl is over 2000 characters');
     await checkUrl(input.callbackUrl, config.allowPrivateUrls);
   }
-  if (owner.apiKeyId) await checkJobLimits(queue, config, owner.apiKeyId);
+  const reservation = owner.apiKeyId ? await reserveJob(queue, config, owner.apiKeyId) : null;
+  try {
+    return await ingest(services, input, { language, decoding, reservation, ...owner });
+  } catch (err) {
+    // A refused request gives its place back; a stored job filled it in create's transaction.
+    if (reservation) await queue.unreserve(reservation).catch((e) => services.log.error({ event: 'reservation.release_failed', err: e }, `could not give back a key's reservation: ${e.message}`));
+    throw err;
+  }
+}
 
+/** Takes in the audio, probes it and stores the job (with the rest of its row in `row`). */
+async function ingest(services: Context, input: CreateJobInput, row: Pick<NewJob, 'language' | 'decoding' | 'reservation' | 'tenant' | 'apiKeyId'>): Promise<Job> {
+  const { queue, store, config } = services;
   // One stored upload is one job's: a multipart map (or a variable) that hands one file to two createJobs is refused
   // for the second, which would otherwise fail on a blob the first one's end deletes.
   if (input.file) {
@@ -114,7 +125,7 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     // A WAV is told from its header (one ranged read of an S3 object); other formats are decoded whole, from a local file.
     const head = audio.bytes === 0 ? Buffer.alloc(0) : await store.readRange(audio.key, 0, HEAD_BYTES);
     facts = probeHead(head, audio.bytes, audio.filename, options) ?? (await store.withLocalFile(audio.key, (path) => probeAudioFile(path, options)));
-    if (owner.apiKeyId) await checkAudioLimit(queue, config, owner.apiKeyId, facts.durationSeconds);
+    if (row.apiKeyId) await checkAudioLimit(queue, config, row.apiKeyId, facts.durationSeconds);
   } catch (err) {
     await audio.discard();
     throw err;
@@ -124,14 +135,12 @@ export async function createJob(services: Context, input: CreateJobInput): Promi
     bytes: audio.bytes,
     ...facts,
     blobKey: audio.key,
-    language,
     task: input.task ?? 'transcribe',
     timestamps: input.timestamps ?? true,
-    decoding,
     priority: input.priority ?? 0,
     idempotencyKey: input.idempotencyKey,
     webhookUrl: input.callbackUrl,
-    ...owner,
+    ...row,
   });
   // When the same idempotency key raced in first, this audio is not the job's.
   if (created) {

@@ -1,8 +1,9 @@
 // Per-key limits on what a client may queue: jobs a minute, jobs not finished
 // yet, and hours of audio a day (MURMUR_KEY_*; 0 turns one off). Counted from
-// the jobs table, so every API instance sees the same usage. Checks and
-// inserts are not one transaction: requests racing at the limit may pass it
-// by as many as are in flight at once.
+// the jobs table, so every API instance sees the same usage. A createJob takes
+// a place under the job limits before it reads any audio (the queue's
+// `reserve`, atomic across instances) and its job fills that place, so
+// requests racing at a limit cannot pass it; a refused request gives its place back.
 import type { Config } from '../config.ts';
 import type { JobQueue } from '../queue/jobQueue.ts';
 import { ApiError } from './errors.ts';
@@ -17,16 +18,24 @@ function limited(message: string, retryAfterSeconds: number): ApiError {
   return new ApiError('RATE_LIMITED', message, { extensions: { retryAfterSeconds: seconds }, status: 429, headers: { 'retry-after': String(seconds) } });
 }
 
-/** Before the audio is taken in: jobs per minute and pending jobs (one query answers both). */
-export async function checkJobLimits(queue: JobQueue, { keyLimits }: Config, apiKeyId: string, now = Date.now()): Promise<void> {
-  if (!keyLimits.jobsPerMinute && !keyLimits.maxPending) return;
-  const usage = await queue.usage(apiKeyId, now - MINUTE);
+/**
+ * Before the audio is taken in: a place under the key's jobs a minute and pending jobs, for `create` to fill
+ * (null when the limits are off); RATE_LIMITED when they are full.
+ */
+export async function reserveJob(queue: JobQueue, { keyLimits, requestTimeoutSeconds }: Config, apiKeyId: string, now = Date.now()): Promise<string | null> {
+  if (!keyLimits.jobsPerMinute && !keyLimits.maxPending) return null;
+  // A place outlives its request only when the process dies mid-request; it lapses when the request would have timed out.
+  const limits = { perWindow: keyLimits.jobsPerMinute, windowMs: MINUTE, maxPending: keyLimits.maxPending };
+  const reservation = await queue.reserve(apiKeyId, limits, now, now + requestTimeoutSeconds * 1000);
+  if ('id' in reservation) return reservation.id;
+  const usage = reservation.refused;
   if (keyLimits.jobsPerMinute && usage.created >= keyLimits.jobsPerMinute) {
     throw limited(`this key created ${usage.created} jobs in the last minute; its limit is ${keyLimits.jobsPerMinute} (MURMUR_KEY_JOBS_PER_MINUTE)`, (usage.firstCreatedAt! + MINUTE - now) / 1000);
   }
   if (keyLimits.maxPending && usage.pending >= keyLimits.maxPending) {
     throw limited(`this key has ${usage.pending} jobs not finished yet; its limit is ${keyLimits.maxPending} (MURMUR_KEY_MAX_PENDING)`, PENDING_RETRY_SECONDS);
   }
+  throw new Error('reserve refused a place under no full limit');
 }
 
 /** Once the audio's length is known: hours of audio a day. */

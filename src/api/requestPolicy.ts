@@ -41,14 +41,29 @@ export function useRequestPolicy(maxJsonBytes: number): Plugin {
   };
 }
 
+/**
+ * How much of an oversize body is read and dropped before the 413 goes out: a client still sending when the server
+ * closes gets a connection reset instead of the answer. Past this (or DRAIN_MS), the connection is cut.
+ */
+const DRAIN_BYTES = 16 << 20;
+const DRAIN_MS = 5000;
+
 async function readLimited(request: Request, max: number): Promise<string> {
   if (!request.body) return '';
   const chunks: Uint8Array[] = [];
   let total = 0;
+  let deadline = 0;
   for await (const chunk of request.body as unknown as AsyncIterable<Uint8Array>) {
     total += chunk.length;
-    if (total > max) throw requestError('INPUT_TOO_LARGE', `the request body is over ${max} bytes`, 413);
-    chunks.push(chunk);
+    if (total <= max) {
+      chunks.push(chunk);
+      continue;
+    }
+    // Chunked bodies declare no length: over the limit, the rest is read and dropped so the client hears the 413.
+    chunks.length = 0;
+    deadline ||= Date.now() + DRAIN_MS;
+    if (total > max + DRAIN_BYTES || Date.now() > deadline) break;
   }
+  if (total > max) throw requestError('INPUT_TOO_LARGE', `the request body is over ${max} bytes`, 413);
   return Buffer.concat(chunks).toString('utf8');
 }

@@ -6,7 +6,8 @@ export type QueueErrorCode =
   | 'JOB_CANCELLED' // the job was cancelled while a worker held it
   | 'NOT_CANCELLABLE' // the job already finished
   | 'NOT_RETRYABLE' // only failed and cancelled jobs can be retried
-  | 'IDEMPOTENCY_CONFLICT'; // the key is taken by a job created with other options
+  | 'IDEMPOTENCY_CONFLICT' // the key is taken by a job created with other options
+  | 'UPLOAD_ALREADY_USED'; // the blob is another job's
 
 export class QueueError extends Error {
   constructor(

@@ -50,7 +50,21 @@ export interface NewJob {
   webhookUrl?: string | null;
   /** The id to give the job; the blob is usually stored under it before the job exists. */
   id?: string;
+  /** The key's reservation (`reserve`) this job fills: given up in the transaction that stores the job. */
+  reservation?: string | null;
 }
+
+/** A key's job limits (0: none). */
+export interface JobLimits {
+  /** Jobs created in the last `windowMs`. */
+  perWindow: number;
+  windowMs: number;
+  /** Jobs pending or processing. */
+  maxPending: number;
+}
+
+/** A place taken under a key's limits, or the usage that refused it (each count includes the places others hold). */
+export type Reservation = { id: string } | { refused: KeyUsage };
 
 export interface Lease {
   job: Job;
@@ -137,7 +151,10 @@ export interface JobQueue {
   /** The API keys, in the same database. */
   readonly keys: KeyStore;
 
-  /** Creates a job, or returns the one its tenant already created with the same idempotency key (`created` false). Durable when it resolves. */
+  /**
+   * Creates a job, or returns the one its tenant already created with the same idempotency key (`created` false).
+   * Durable when it resolves. UPLOAD_ALREADY_USED when another job has its blob (one blob, one job).
+   */
   create(input: NewJob): Promise<{ job: Job; created: boolean }>;
   get(id: string, tenant?: string): Promise<Job | undefined>;
   findByIdempotencyKey(key: string, tenant: string): Promise<Job | undefined>;
@@ -163,6 +180,14 @@ export interface JobQueue {
   setting(name: string, initial: () => string): Promise<string>;
   /** For rate limits: what the key created since `since` (epoch ms), and how many of its jobs are pending or processing. */
   usage(apiKeyId: string, since: number): Promise<KeyUsage>;
+  /**
+   * Takes one place under the key's limits until `expiresAt` (or until `create` fills it or `unreserve` gives it up),
+   * counting its jobs and the places other requests hold, atomically across API instances: N requests racing at a
+   * limit of L get at most L places.
+   */
+  reserve(apiKeyId: string, limits: JobLimits, now: number, expiresAt: number): Promise<Reservation>;
+  /** Gives a place back (the request was refused); nothing when it was filled or has lapsed. */
+  unreserve(reservation: string): Promise<void>;
 
   /** Jobs a worker of `pool` could claim now. */
   claimable(pool: Pool): Promise<number>;

@@ -5,7 +5,7 @@ import { sql } from 'drizzle-orm';
 import { DEFAULT_TENANT } from '../auth/keys.ts';
 import type { Transcript } from '../transcript/transcript.ts';
 import { QueueError } from './errors.ts';
-import { POOLS, retryDelayMs, type Job, type JobFailure, type JobStatus, type LeaseState, type NewJob, type PoolStats, type QueueOptions, type QueueStats, type WorkerInfo } from './jobQueue.ts';
+import { POOLS, retryDelayMs, type Job, type JobFailure, type JobLimits, type JobStatus, type KeyUsage, type LeaseState, type NewJob, type PoolStats, type QueueOptions, type QueueStats, type WorkerInfo } from './jobQueue.ts';
 
 export function newJob(input: NewJob, options: QueueOptions, id: string, now: number) {
   return {
@@ -196,3 +196,15 @@ export function statsOf(
     liveWorkers: live,
   };
 }
+
+/** A key's usage for its job limits: its jobs, and the places other requests hold (each counts as a job created now, not finished). */
+export function heldUsage(recent: { n: number; first: number | null }, open: number, held: { n: number; first: number | null }): KeyUsage {
+  const firsts = [recent.first, held.first].filter((t): t is number => t !== null).map(Number);
+  return { created: recent.n + held.n, seconds: 0, firstCreatedAt: firsts.length ? Math.min(...firsts) : null, pending: open + held.n };
+}
+
+export function overLimits(usage: KeyUsage, limits: JobLimits): boolean {
+  return (limits.perWindow > 0 && usage.created >= limits.perWindow) || (limits.maxPending > 0 && usage.pending >= limits.maxPending);
+}
+
+export const blobTaken = (blobKey: string) => new QueueError('UPLOAD_ALREADY_USED', `the upload ${blobKey} belongs to another job`);

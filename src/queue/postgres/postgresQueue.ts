@@ -9,7 +9,7 @@ import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, ty
 import type { Transcript } from '../../transcript/transcript.ts';
 import { silentLogger, type Logger } from '../../log.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';
@@ -17,9 +17,12 @@ import { QueueEventEmitter } from '../events.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
 import { Listener, deletions, notices, type Notice } from './notifications.ts';
-import { jobCounts, jobs, settings, workers } from './schema.ts';
+import { jobCounts, jobs, keyReservations, settings, workers } from './schema.ts';
 
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
+
+/** A transaction-long lock on one API key's limits. */
+const lockKey = (tx: Tx, apiKeyId: string) => tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${'murmur.key:' + apiKeyId}, 0))`);
 
 export class PostgresQueue implements JobQueue {
   readonly events: QueueEventEmitter;
@@ -58,7 +61,19 @@ export class PostgresQueue implements JobQueue {
 
   async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
     return this.db.transaction(async (tx) => {
+      if (input.reservation) {
+        // Under the key's lock, so a reserve counting at the same time sees the place and the job it becomes as one.
+        await lockKey(tx, input.apiKeyId!);
+        await tx.delete(keyReservations).where(eq(keyReservations.id, input.reservation));
+      }
       // ON CONFLICT DO NOTHING: two instances creating with the same key at once get one job; the loser reads the winner's.
+      // The blob's lock: two requests that name one presigned upload make one job.
+      await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${'murmur.blob:' + input.blobKey}, 0))`);
+      if (input.idempotencyKey) {
+        const existing = await this.findByIdempotencyKey(input.idempotencyKey, input.tenant ?? DEFAULT_TENANT, tx);
+        if (existing) return { job: existing, created: false };
+      }
+      if ((await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.blobKey, input.blobKey)).limit(1)).length) throw step.blobTaken(input.blobKey);
       const [job] = await tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).onConflictDoNothing({ target: [jobs.tenant, jobs.idempotencyKey] }).returning();
       if (!job) return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, input.tenant ?? DEFAULT_TENANT, tx))!, created: false };
       await this.announce(tx, [job], true);
@@ -170,6 +185,27 @@ export class PostgresQueue implements JobQueue {
       .from(jobs)
       .where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])));
     return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first === null ? null : Number(recent.first), pending: open.n };
+  }
+
+  async reserve(apiKeyId: string, limits: JobLimits, now: number, expiresAt: number): Promise<Reservation> {
+    // The key's advisory lock orders the reserves (and fills) of one key across instances; other keys do not wait.
+    return this.db.transaction(async (tx) => {
+      await lockKey(tx, apiKeyId);
+      await tx.delete(keyReservations).where(and(eq(keyReservations.apiKeyId, apiKeyId), lte(keyReservations.expiresAt, now)));
+      const since = now - limits.windowMs;
+      const [held] = await tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(eq(keyReservations.apiKeyId, apiKeyId));
+      const [recent] = await tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since)));
+      const [open] = await tx.select({ n: count() }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])));
+      const usage = step.heldUsage(recent, open.n, held);
+      if (step.overLimits(usage, limits)) return { refused: usage };
+      const id = randomUUID();
+      await tx.insert(keyReservations).values({ id, apiKeyId, createdAt: now, expiresAt });
+      return { id };
+    });
+  }
+
+  async unreserve(reservation: string): Promise<void> {
+    await this.db.delete(keyReservations).where(eq(keyReservations.id, reservation));
   }
 
   async claimable(pool: Pool): Promise<number> {

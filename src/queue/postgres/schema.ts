@@ -103,6 +103,18 @@ export const apiKeys = pgTable('api_keys', {
   lastUsedAt: ms('last_used_at'),
 });
 
+/** A place under a key's job limits while its createJob reads the audio (sqlite/schema.ts tells more). */
+export const keyReservations = pgTable(
+  'key_reservations',
+  {
+    id: text('id').primaryKey(),
+    apiKeyId: text('api_key_id').notNull(),
+    createdAt: ms('created_at').notNull(),
+    expiresAt: ms('expires_at').notNull(),
+  },
+  (t) => [index('key_reservations_key').on(t.apiKeyId, t.expiresAt)],
+);
+
 /** Values every instance shares, made once (the webhook signing secret). */
 export const settings = pgTable('settings', {
   name: text('name').primaryKey(),

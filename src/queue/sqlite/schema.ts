@@ -115,6 +115,21 @@ export const apiKeys = sqliteTable('api_keys', {
   lastUsedAt: integer('last_used_at'),
 });
 
+/**
+ * A place under a key's job limits, taken before a createJob reads its audio and given up when the job
+ * is stored (in the same transaction) or refused; one the request's crash left behind lapses at `expires_at`.
+ */
+export const keyReservations = sqliteTable(
+  'key_reservations',
+  {
+    id: text('id').primaryKey(),
+    apiKeyId: text('api_key_id').notNull(),
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(),
+  },
+  (t) => [index('key_reservations_key').on(t.apiKeyId, t.expiresAt)],
+);
+
 /** Values every instance shares, made once (the webhook signing secret). */
 export const settings = sqliteTable('settings', {
   name: text('name').primaryKey(),

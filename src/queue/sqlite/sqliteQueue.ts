@@ -8,14 +8,14 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { SqliteKeys } from './sqliteKeys.ts';
 import * as step from '../transitions.ts';
 import { QueueEventEmitter } from '../events.ts';
 import type { Logger } from '../../log.ts';
 import type { Db } from './database.ts';
-import { jobCounts, jobs, settings, workers } from './schema.ts';
+import { jobCounts, jobs, keyReservations, settings, workers } from './schema.ts';
 
 const IMMEDIATE = { behavior: 'immediate' } as const;
 
@@ -36,10 +36,12 @@ export class SqliteQueue implements JobQueue {
 
   async create(input: NewJob): Promise<{ job: Job; created: boolean }> {
     const result = this.db.transaction((tx) => {
+      if (input.reservation) tx.delete(keyReservations).where(eq(keyReservations.id, input.reservation)).run();
       if (input.idempotencyKey) {
         const existing = tx.select().from(jobs).where(and(eq(jobs.tenant, input.tenant ?? DEFAULT_TENANT), eq(jobs.idempotencyKey, input.idempotencyKey))).get();
         if (existing) return { job: existing, created: false };
       }
+      if (tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.blobKey, input.blobKey)).get()) throw step.blobTaken(input.blobKey);
       return { job: tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).returning().get(), created: true };
     }, IMMEDIATE);
     if (result.created) this.changed([result.job], true);
@@ -147,6 +149,26 @@ export class SqliteQueue implements JobQueue {
       .where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])))
       .get()!;
     return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first, pending: open.n };
+  }
+
+  async reserve(apiKeyId: string, limits: JobLimits, now: number, expiresAt: number): Promise<Reservation> {
+    // Under BEGIN IMMEDIATE no other writer runs between the count and the insert.
+    return this.db.transaction((tx) => {
+      tx.delete(keyReservations).where(and(eq(keyReservations.apiKeyId, apiKeyId), lte(keyReservations.expiresAt, now))).run();
+      const since = now - limits.windowMs;
+      const held = tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(eq(keyReservations.apiKeyId, apiKeyId)).get()!;
+      const recent = tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since))).get()!;
+      const open = tx.select({ n: count() }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING']))).get()!;
+      const usage = step.heldUsage(recent, open.n, held);
+      if (step.overLimits(usage, limits)) return { refused: usage };
+      const id = randomUUID();
+      tx.insert(keyReservations).values({ id, apiKeyId, createdAt: now, expiresAt }).run();
+      return { id };
+    }, IMMEDIATE);
+  }
+
+  async unreserve(reservation: string): Promise<void> {
+    this.db.delete(keyReservations).where(eq(keyReservations.id, reservation)).run();
   }
 
   async claimable(pool: Pool): Promise<number> {
