@@ -5,6 +5,9 @@ import ort from 'onnxruntime-node';
 import { WhisperError } from './errors.ts';
 import { silentLogger, type Logger } from '../../src/log.ts';
 
+// Read when the first session starts (src/cli/bin.js tells why); here too for programs that use the runtime alone.
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+
 export const KNOWN_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml'] as const;
 export type ProviderName = (typeof KNOWN_PROVIDERS)[number];
 
