@@ -39,7 +39,8 @@ const bearer = () => ({ authorization: `Bearer ${key}` });
 
 async function answer(res: Response): Promise<Answer> {
   const body = (await res.json().catch(() => null)) as any;
-  return { status: res.status, code: body?.errors?.[0]?.extensions?.code };
+  // GraphQL's typed code, or the type of an OpenAI-style error (the /v1 routes).
+  return { status: res.status, code: body?.errors?.[0]?.extensions?.code ?? body?.error?.type };
 }
 
 function form(bytes: Uint8Array, filename: string, input: Record<string, unknown> = {}): FormData {
@@ -60,6 +61,20 @@ const query = (q: string, variables: Record<string, unknown> = {}) => json({ que
 
 const raw = (body: string | Buffer, headers: Record<string, string>) => () =>
   fetch(server.url, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { ...bearer(), ...headers } }).then(answer);
+
+/** A body sent in chunks of 64 kB with no content-length, as a stream is. */
+const chunked = (body: Buffer) => () =>
+  fetch(server.url, {
+    method: 'POST',
+    body: new ReadableStream({
+      start(c) {
+        for (let i = 0; i < body.length; i += 65_536) c.enqueue(new Uint8Array(body.subarray(i, i + 65_536)));
+        c.close();
+      },
+    }),
+    duplex: 'half',
+    headers: { 'content-type': 'application/json', ...bearer() },
+  } as RequestInit).then(answer);
 
 function multipart(parts: { name: string; value: string | Uint8Array; filename?: string }[], boundary = 'xBOUNDARYx'): Buffer {
   return Buffer.concat([
@@ -174,6 +189,8 @@ function corpus(): Case[] {
     { name: 'a query over the cost limit', send: query(aliases(25, 'jobs(first: 100) { edges { node { id status input { filename bytes format } result { text srt vtt segments { start end text } } } } }')), code: 'QUERY_TOO_COMPLEX' },
     { name: 'a batch of two operations', send: json([{ query: '{ __typename }' }, { query: '{ __typename }' }]), code: 'BAD_USER_INPUT' },
     { name: 'a body that is not JSON', send: json('{"query": "{ __typename }"'), code: 'BAD_USER_INPUT' },
+    { name: 'a chunked JSON body over MURMUR_MAX_REQUEST_BYTES (no length declared)', send: chunked(Buffer.from(JSON.stringify({ query: '{ __typename }', variables: { pad: 'x'.repeat(2 << 20) } }))), code: 'INPUT_TOO_LARGE' },
+    { name: 'a model name that is not percent-encoding', send: () => fetch(server.url.replace(/\/graphql$/, '/v1/models/%E0%A4%A'), { headers: bearer() }).then(answer), code: 'invalid_request_error' },
     { name: 'a JSON body over MURMUR_MAX_REQUEST_BYTES', send: json({ query: '{ __typename }', variables: { pad: 'x'.repeat(2 << 20) } }), code: 'INPUT_TOO_LARGE' },
     { name: 'a form-encoded POST', send: raw('query=%7B__typename%7D', { 'content-type': 'application/x-www-form-urlencoded' }), code: 'UNSUPPORTED_MEDIA_TYPE' },
     { name: 'a query that does not parse', send: query('{ jobs { '), code: 'GRAPHQL_PARSE_FAILED' },
