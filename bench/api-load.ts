@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import wav from 'node-wav';
-import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '10' } } });
 const duration = Number(values.seconds);

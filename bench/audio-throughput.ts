@@ -8,8 +8,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { decodeAudioFile } from '../worker/audio/decode.ts';
-import { SileroVad, speechChunksOf } from '../worker/vad/index.ts';
+import { decodeAudioFile } from '../src/audio/decode.ts';
+import { SileroVad, speechChunksOf } from '../src/vad/index.ts';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' } } });
 const seconds = Number(values.minutes) * 60;

@@ -9,7 +9,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { WhisperModel, type SegmentRequest } from '../worker/whisper/index.ts';
+import { WhisperModel, type SegmentRequest } from '../src/whisper/index.ts';
 import { speechSegments, writeTinyModel } from './whisperSetup.ts';
 
 const { values } = parseArgs({

@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { createClient } from 'graphql-ws';
 import wav from 'node-wav';
 import WebSocket from 'ws';
-import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
 import { speechSegments } from './whisperSetup.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '40' } } });

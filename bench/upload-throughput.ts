@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import wav from 'node-wav';
-import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
 import { startS3 } from '../test/helpers/s3.ts';
 
 const { values } = parseArgs({ options: { jobs: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '8' } } });

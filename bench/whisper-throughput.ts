@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { env, pipeline } from '@huggingface/transformers';
-import { WhisperModel } from '../worker/whisper/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
 import { speechSegments, writeTinyModel } from './whisperSetup.ts';
 
 const { values } = parseArgs({

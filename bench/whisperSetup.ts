@@ -3,8 +3,8 @@
 // and real recorded speech looped into segments, each starting elsewhere.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeWav } from '../worker/audio/wav.ts';
-import { syntheticShape, writeSyntheticModel } from '../worker/whisper/synthetic/index.ts';
+import { decodeWav } from '../src/audio/wav.ts';
+import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
 
 export async function writeTinyModel(dir: string, tokensPerWindow: number): Promise<void> {
   console.log(`writing a whisper-tiny-sized model to ${dir} …`);

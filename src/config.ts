@@ -3,21 +3,16 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
+import { LOG_LEVELS, type LogSettings } from './log.ts';
 
 const seconds = z.coerce.number().nonnegative();
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 /** Read by every program (readConfig for the server, readLogSettings for the commands that read nothing else). */
 const logVariables = {
   MURMUR_LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   MURMUR_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
 };
 
-export interface LogSettings {
-  level: (typeof LOG_LEVELS)[number];
-  /** auto: readable on a terminal, JSON lines otherwise. */
-  format: 'auto' | 'json' | 'pretty';
-}
 const count = z.coerce.number().int().nonnegative();
 
 const schema = z.object({

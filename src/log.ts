@@ -7,7 +7,14 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { isatty } from 'node:tty';
 import { pino, type Logger } from 'pino';
 import pretty from 'pino-pretty';
-import type { LogSettings } from './config.ts';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export interface LogSettings {
+  level: (typeof LOG_LEVELS)[number];
+  /** auto: readable on a terminal, JSON lines otherwise. */
+  format: 'auto' | 'json' | 'pretty';
+}
 
 export type { Logger };
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { decodeAudioFile } from '../worker/audio/decode.ts';
+import { decodeAudioFile } from '../src/audio/decode.ts';
 import { tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { startServer, startWorker, wavBytes, wavHeader, WORKER_TOKEN, type Server } from './helpers/service.ts';

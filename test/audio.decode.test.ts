@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { decodeAudioFile, probeAudioFile } from '../worker/audio/decode.ts';
-import { ffmpegDecode } from '../worker/audio/ffmpeg.ts';
+import { decodeAudioFile, probeAudioFile } from '../src/audio/decode.ts';
+import { ffmpegDecode } from '../src/audio/ffmpeg.ts';
 import { POCKETSPHINX, RECORDINGS, speechFile } from './helpers/audio.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'murmur-formats-'));

@@ -87,7 +87,7 @@ describe('chaos', () => {
     // Everything acknowledged finishes.
     const ids = [...acknowledged.values()];
     const deadline = Date.now() + 120_000;
-    let states: { id: string; status: string; attempts: number }[] = [];
+    let states: { id: string; status: string; attempts: number }[];
     for (;;) {
       const page = await server.gql(`{ jobs(first: 100) { nodes { id status attempts } pageInfo { hasNextPage } } queue { done pending processing failed cancelled } }`);
       states = page.data.jobs.nodes;

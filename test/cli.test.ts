@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import wav from 'node-wav';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
 import { POCKETSPHINX, RECORDINGS, recording, speechFile } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 

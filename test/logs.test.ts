@@ -83,7 +83,6 @@ describe('a program\'s log', () => {
   it('writes readable lines on a terminal', async () => {
     const command = `${process.execPath} ${BIN} transcribe ${join(POCKETSPHINX, RECORDINGS[0])} --model ${model} --segmentation fixed`;
     const { stdout } = await run('script', ['-qefc', command, '/dev/null'], { env: { ...process.env, TERM: 'xterm' } });
-    // eslint-disable-next-line no-control-regex
     const text = stdout.replace(/\x1b\[[0-9;]*m/g, '');
     expect(text).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] WARN: this model has random weights.*"event":"model.synthetic"/m);
     expect(text).not.toMatch(/^\{"level"/m);

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
 import { generatedModel } from './helpers/models.ts';
 
 const run = promisify(execFile);

@@ -2,9 +2,9 @@
 // packing of regions into ≤ 30 s chunks, and transcription of the chunks with
 // times on the recording's own timeline.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { chunkAudio, recordingTime, SileroVad, speechChunks, speechChunksOf, speechRegions, type Span } from '../worker/vad/index.ts';
-import { WhisperModel } from '../worker/whisper/index.ts';
-import { transcribeMany } from '../worker/whisper/longAudio.ts';
+import { chunkAudio, recordingTime, SileroVad, speechChunks, speechChunksOf, speechRegions, type Span } from '../src/vad/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
+import { transcribeMany } from '../src/whisper/longAudio.ts';
 import { recording, RECORDINGS, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 

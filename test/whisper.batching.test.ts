@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel, type SegmentRequest } from '../worker/whisper/index.ts';
+import { WhisperModel, type SegmentRequest } from '../src/whisper/index.ts';
 import { RECORDINGS, recording, speech, tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 

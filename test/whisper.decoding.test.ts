@@ -4,9 +4,9 @@
 // confidence figures against log-probabilities recomputed from its logits.
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compressionRatio, FALLBACK_TEMPERATURES, logMelSpectrogram, WhisperModel } from '../worker/whisper/index.ts';
-import { advanceBeams, beamGroup, bestCandidate, type DecodeRow } from '../worker/whisper/decoding.ts';
-import { transcribeMany } from '../worker/whisper/longAudio.ts';
+import { compressionRatio, FALLBACK_TEMPERATURES, logMelSpectrogram, WhisperModel } from '../src/whisper/index.ts';
+import { advanceBeams, beamGroup, bestCandidate, type DecodeRow } from '../src/whisper/decoding.ts';
+import { transcribeMany } from '../src/whisper/longAudio.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';

@@ -4,8 +4,8 @@
 // timestamps) a timestamp first. Language detection is compared separately
 // (transformers.js does none).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
-import type { SyntheticShape } from '../worker/whisper/synthetic/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
+import type { SyntheticShape } from '../src/whisper/synthetic/index.ts';
 import { RECORDINGS, recording, speech, tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';

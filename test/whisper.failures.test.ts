@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
 import { tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { recordingLogger } from './helpers/log.ts';

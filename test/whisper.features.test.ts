@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { logMelSpectrogram } from '../worker/whisper/index.ts';
-import { melFilters } from '../worker/whisper/features.ts';
+import { logMelSpectrogram } from '../src/whisper/index.ts';
+import { melFilters } from '../src/whisper/features.ts';
 import { RECORDINGS, recording, speech, tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';

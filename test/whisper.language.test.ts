@@ -2,7 +2,7 @@
 // them, checked against the decoder's raw logits from transformers.js (which
 // does no detection of its own) on the same files.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
 import { RECORDINGS, recording, speech, tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';

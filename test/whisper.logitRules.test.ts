@@ -2,10 +2,10 @@
 // (SuppressBlank, SuppressTokens, ApplyTimestampRules), on a small vocabulary:
 // text 0..9, eot 10, notimestamps 11, timestamps from 12 (0.00 … 1.18 s).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { maskRow, type RowState } from '../worker/whisper/logitRules.ts';
-import type { GenerationRules, TokenIds } from '../worker/whisper/modelFolder.ts';
-import { Rng } from '../worker/whisper/rng.ts';
-import { TokenSelector } from '../worker/whisper/tokenSelector.ts';
+import { maskRow, type RowState } from '../src/whisper/logitRules.ts';
+import type { GenerationRules, TokenIds } from '../src/whisper/modelFolder.ts';
+import { Rng } from '../src/whisper/rng.ts';
+import { TokenSelector } from '../src/whisper/tokenSelector.ts';
 
 const ids: TokenIds = { eot: 10, sot: 13, noTimestamps: 11, timestampBegin: 12, noSpeech: null, startOfPrev: null, transcribe: null, translate: null, languages: new Map() };
 const V = 12 + 60;

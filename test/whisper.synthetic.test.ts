@@ -1,7 +1,7 @@
 // The generator's planted properties, and its refusal to keep a model without them.
 import { describe, expect, it } from 'vitest';
-import { WhisperModel } from '../worker/whisper/index.ts';
-import { checkPlantedProperties } from '../worker/whisper/synthetic/check.ts';
+import { WhisperModel } from '../src/whisper/index.ts';
+import { checkPlantedProperties } from '../src/whisper/synthetic/check.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 

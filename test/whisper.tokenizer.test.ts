@@ -1,8 +1,8 @@
 import { AutoTokenizer } from '@huggingface/transformers';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readModelFolder } from '../worker/whisper/modelFolder.ts';
-import { timedSegments } from '../worker/whisper/segments.ts';
-import { WhisperTokenizer } from '../worker/whisper/tokenizer.ts';
+import { readModelFolder } from '../src/whisper/modelFolder.ts';
+import { timedSegments } from '../src/whisper/segments.ts';
+import { WhisperTokenizer } from '../src/whisper/tokenizer.ts';
 import { generatedModel } from './helpers/models.ts';
 import './helpers/reference.ts'; // sets transformers.js to offline, local folders
 

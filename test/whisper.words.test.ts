@@ -10,14 +10,14 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { alignmentGraph } from '../worker/whisper/alignmentGraph.ts';
-import { WhisperModel, type SegmentResult } from '../worker/whisper/index.ts';
-import type { SyntheticShape } from '../worker/whisper/synthetic/index.ts';
-import { assignWords, dtw, findAlignment, medianFilter, mergePunctuations, prepareAlignment, type WordTiming } from '../worker/whisper/timing.ts';
+import { alignmentGraph } from '../src/whisper/alignmentGraph.ts';
+import { WhisperModel, type SegmentResult } from '../src/whisper/index.ts';
+import type { SyntheticShape } from '../src/whisper/synthetic/index.ts';
+import { assignWords, dtw, findAlignment, medianFilter, mergePunctuations, prepareAlignment, type WordTiming } from '../src/whisper/timing.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';
-import { Rng } from '../worker/whisper/rng.ts';
+import { Rng } from '../src/whisper/rng.ts';
 
 const SHAPES: [string, Partial<SyntheticShape>, number][] = [
   ['multilingual, d 64, 2+2 layers', { tokensPerWindow: 30 }, 5],

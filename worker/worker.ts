@@ -7,13 +7,13 @@ import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from '../src/log.ts';
-import { AudioError } from './audio/errors.ts';
-import { decodeAudioFile } from './audio/decode.ts';
-import { killDecoders } from './audio/ffmpeg.ts';
+import { AudioError } from '../src/audio/errors.ts';
+import { decodeAudioFile } from '../src/audio/decode.ts';
+import { killDecoders } from '../src/audio/ffmpeg.ts';
 import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
-import { WhisperError, WhisperModel } from './whisper/index.ts';
-import { transcribeMany, type ScoredSegment } from './whisper/longAudio.ts';
-import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from './vad/index.ts';
+import { WhisperError, WhisperModel } from '../src/whisper/index.ts';
+import { transcribeMany, type ScoredSegment } from '../src/whisper/longAudio.ts';
+import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from '../src/vad/index.ts';
 
 export interface WorkerOptions {
   api: string;

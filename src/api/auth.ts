@@ -4,14 +4,9 @@
 // for what they need (requireWorker, tenantOf, requireAdmin).
 import { timingSafeEqual } from 'node:crypto';
 import type { Plugin } from 'graphql-yoga';
-import { DEFAULT_TENANT, plausibleSecret, type Role } from '../auth/keys.ts';
-import type { Context, Services } from './context.ts';
+import { DEFAULT_TENANT, plausibleSecret } from '../auth/keys.ts';
+import type { Caller, Context, Services } from './context.ts';
 import { ApiError, requestError } from './errors.ts';
-
-export type Caller =
-  | { kind: 'worker' }
-  /** `keyId` null: authentication is off (MURMUR_AUTH=none) and no key was sent. */
-  | { kind: 'client'; role: Role; tenant: string; keyId: string | null };
 
 const ANONYMOUS: Caller = { kind: 'client', role: 'admin', tenant: DEFAULT_TENANT, keyId: null };
 /** Record a key's use at most this often (one write a minute, not one a request). */

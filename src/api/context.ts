@@ -1,12 +1,18 @@
 // What every resolver gets: the queue (which also knows the live workers and
 // the API keys), the blob store, the configuration, and who is calling.
 import type { Config } from '../config.ts';
-import type { Caller } from './auth.ts';
+import type { Role } from '../auth/keys.ts';
 import type { JobQueue } from '../queue/jobQueue.ts';
 import type { BlobStore } from '../storage/blobStore.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from './metrics.ts';
 import type { StreamRegistry, Transport } from './streams.ts';
+
+/** Who is calling: the worker token, or a key (auth.ts tells them apart). */
+export type Caller =
+  | { kind: 'worker' }
+  /** `keyId` null: authentication is off (MURMUR_AUTH=none) and no key was sent. */
+  | { kind: 'client'; role: Role; tenant: string; keyId: string | null };
 
 export interface Services {
   config: Config;

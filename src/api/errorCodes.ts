@@ -3,7 +3,7 @@
 // schema publishes both lists as enums (ErrorCode, JobErrorCode), so clients
 // can switch on them. The codes of the queue, the audio decoders and the
 // runtime are checked against this list by the type checker.
-import type { AudioErrorCode } from '../../worker/audio/errors.ts';
+import type { AudioErrorCode } from '../audio/errors.ts';
 import type { QueueErrorCode } from '../queue/errors.ts';
 
 export const ERROR_CODES = {

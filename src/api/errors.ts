@@ -1,8 +1,8 @@
 // Errors clients act on reach them with a stable `extensions.code`; anything
 // else is masked ("Unexpected error.") and logged in full on the server.
 import { GraphQLError } from 'graphql';
-import { AudioError } from '../../worker/audio/errors.ts';
-import { WhisperError } from '../../worker/whisper/errors.ts';
+import { AudioError } from '../audio/errors.ts';
+import { WhisperError } from '../whisper/errors.ts';
 import type { Logger } from '../log.ts';
 import { QueueError } from '../queue/errors.ts';
 import { databaseUnavailable } from '../queue/postgres/database.ts';

@@ -5,8 +5,8 @@
 // answers only after both the blob and the row are durable; when anything is
 // refused, neither stays behind.
 import { randomUUID } from 'node:crypto';
-import { HEAD_BYTES, probeAudioFile, probeHead } from '../../worker/audio/decode.ts';
-import { isWhisperLanguage, languageCode } from '../../worker/whisper/languages.ts';
+import { HEAD_BYTES, probeAudioFile, probeHead } from '../audio/decode.ts';
+import { isWhisperLanguage, languageCode } from '../whisper/languages.ts';
 import type { Job, NewJob, Task } from '../queue/jobQueue.ts';
 import type { DecodingOptions } from '../transcript/transcript.ts';
 import { ownerOf, shuttingDown } from './auth.ts';
@@ -76,7 +76,7 @@ interface Audio {
 }
 
 export async function createJob(services: Context, input: CreateJobInput): Promise<Job> {
-  const { queue, store, config } = services;
+  const { queue, config } = services;
   const owner = ownerOf(services);
   if (services.lateArrival) throw shuttingDown();
   if ([input.file, input.uploadKey, input.url].filter((x) => x != null).length !== 1) {

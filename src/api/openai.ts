@@ -8,11 +8,12 @@
 // id, to follow over GraphQL. Errors come in OpenAI's shape.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
-import { WHISPER_LANGUAGES } from '../../worker/whisper/languages.ts';
+import { WHISPER_LANGUAGES } from '../whisper/languages.ts';
 import { isTerminal, type Job } from '../queue/jobQueue.ts';
 import type { Segment, Transcript } from '../transcript/transcript.ts';
 import { toSrt, toVtt } from '../transcript/formats.ts';
-import { authenticate, tenantOf, type Caller } from './auth.ts';
+import { authenticate, tenantOf } from './auth.ts';
+import type { Caller } from './context.ts';
 import type { Context, Services } from './context.ts';
 import { clientError } from './errors.ts';
 import { followJob } from './follow.ts';

@@ -10,12 +10,13 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { useServer } from 'graphql-ws/use/ws';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type execute, type subscribe } from 'graphql';
 import { createYoga } from 'graphql-yoga';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { currentRequestId, inRequest, type Logger } from '../log.ts';
-import { DTYPE_SUFFIXES, parseDtype } from '../../worker/whisper/modelFolder.ts';
-import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication, type Caller } from './auth.ts';
+import { DTYPE_SUFFIXES, parseDtype } from '../whisper/modelFolder.ts';
+import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication } from './auth.ts';
+import type { Caller } from './context.ts';
 import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
 import { ApiError, maskError } from './errors.ts';
@@ -37,6 +38,9 @@ export interface ApiServer {
 }
 
 /** A header from a plain object of headers, whatever the case of its name. */
+/** What graphql-ws runs: the execute and subscribe of yoga's envelop for the request (its plugins included). */
+type Enveloped = { execute: typeof execute; subscribe: typeof subscribe };
+
 function headerIn(headers: unknown, name: string): unknown {
   if (!headers || typeof headers !== 'object') return undefined;
   return Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
@@ -153,8 +157,9 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining' | 's
           if (!(original instanceof ApiError) || e.extensions?.code) return e.toJSON();
           return { message: original.message, extensions: { code: original.code, ...original.details.extensions } };
         }),
-      execute: (args: any) => args.rootValue.execute(args),
-      subscribe: (args: any) => args.rootValue.subscribe(args),
+      // yoga's envelop, handed over as the root value below, runs what graphql-ws receives.
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
       onSubscribe: async (ctx, _id, params) => {
         const req = ctx.extra.request;
         // GraphiQL sends the headers of its editor in each subscribe message's extensions, not as connection parameters.

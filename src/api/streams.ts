@@ -16,7 +16,7 @@
 // UNAUTHENTICATED, and a WebSocket left with none is closed with 4401.
 import type { Logger } from '../log.ts';
 import type { KeyStore, Role } from '../auth/keys.ts';
-import type { Caller } from './auth.ts';
+import type { Caller } from './context.ts';
 import { ApiError } from './errors.ts';
 
 /**

@@ -58,6 +58,18 @@ async function answer<T>(res: Response): Promise<T> {
 const JOB_FIELDS = 'id status progress attempts input { filename durationSeconds } error { code message } createdAt';
 const RESULT_FIELDS = 'result { text language srt vtt segments { start end text } }';
 
+/** A job as JOB_FIELDS (and RESULT_FIELDS, when asked) read it. */
+interface JobView {
+  id: string;
+  status: string;
+  progress: number;
+  attempts: number;
+  input: { filename: string; durationSeconds: number };
+  error: { code: string; message: string } | null;
+  createdAt: string;
+  result?: { text: string; language: string; srt: string; vtt: string; segments: { start: number; end: number; text: string }[] } | null;
+}
+
 /** A GraphQL multipart createJob that streams the file and reports the bytes sent. */
 async function upload(t: Target, path: string, input: Record<string, unknown>, onBytes: (sent: number) => void): Promise<{ id: string; status: string }> {
   const boundary = `murmur${createHash('sha1').update(path + Date.now()).digest('hex')}`;
@@ -235,17 +247,17 @@ async function submitOne(t: Target, ws: Client | null, path: string, o: SubmitOp
   const job = known ?? (await upload(t, path, { idempotencyKey, task: o.task === 'translate' ? 'TRANSLATE' : 'TRANSCRIBE', ...(o.language && { language: o.language }) }, shown.uploaded));
   shown.queued(job.id);
   if (!ws) return { path, status: 'SUBMITTED', id: job.id };
-  const final = await new Promise<any>((resolveJob, reject) => {
-    let last: any = null;
+  const final = await new Promise<JobView | null>((resolveJob, reject) => {
+    let last: JobView | null = null;
     ws.subscribe(
       { query: `subscription ($id: ID!) { jobUpdated(id: $id) { ${JOB_FIELDS} ${RESULT_FIELDS} } }`, variables: { id: job.id } },
       {
         next: ({ data, errors }) => {
           if (errors?.length) return reject(new ApiError((errors[0].extensions?.code as string) ?? 'ERROR', errors[0].message));
-          last = (data as any).jobUpdated;
+          last = (data as { jobUpdated: JobView }).jobUpdated;
           shown.update(last.status, last.progress);
         },
-        error: (err) => reject(err instanceof Error ? err : new Error(String((err as any)?.reason ?? err))),
+        error: (err) => reject(err instanceof Error ? err : new Error(String((err as { reason?: string })?.reason ?? err))),
         complete: () => resolveJob(last),
       },
     );
@@ -253,7 +265,7 @@ async function submitOne(t: Target, ws: Client | null, path: string, o: SubmitOp
   if (!final || final.status !== 'DONE') return { path, status: final?.status === 'CANCELLED' ? 'CANCELLED' : 'FAILED', reason: final?.error ? `${final.error.code}: ${final.error.message}` : 'the job did not finish' };
   const output = join(o.out ? resolve(o.out) : dirname(path), `${basename(path, extname(path))}.${o.format}`);
   await mkdir(dirname(output), { recursive: true });
-  await writeFile(output, render(o.format, final.result, final));
+  await writeFile(output, render(o.format, final.result!, final));
   return { path, status: 'DONE', output };
 }
 
@@ -285,14 +297,14 @@ export function jobsCommand(): Command {
     .option('--first <n>', 'how many', integer('--first', 1), 20)
     .option('--json', 'as JSON')
     .action(async (o: { api?: string; key?: string; first: number; json?: boolean }) => {
-      const data = await gql<{ jobs: { nodes: any[] } }>(target(o), `query ($first: Int!) { jobs(first: $first) { nodes { ${JOB_FIELDS} } } }`, { first: o.first });
+      const data = await gql<{ jobs: { nodes: JobView[] } }>(target(o), `query ($first: Int!) { jobs(first: $first) { nodes { ${JOB_FIELDS} } } }`, { first: o.first });
       if (o.json) return console.log(JSON.stringify(data.jobs.nodes, null, 2));
       for (const j of data.jobs.nodes) console.log([j.id, j.status.padEnd(10), `${Math.round(j.progress * 100)}%`.padStart(4), j.createdAt, j.input.filename].join('  '));
     });
   apiOptions(jobs.command('get').description('one job; with --format, its transcript').argument('<id>'))
     .addOption(new Option('--format <format>', 'print the transcript').choices(FORMATS))
     .action(async (id: string, o: { api?: string; key?: string; format?: Format }) => {
-      const data = await gql<{ job: any }>(target(o), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} ${RESULT_FIELDS} } }`, { id });
+      const data = await gql<{ job: JobView | null }>(target(o), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} ${RESULT_FIELDS} } }`, { id });
       if (!data.job) throw new ApiError('JOB_NOT_FOUND', `no job with id ${id}`);
       if (!o.format) return console.log(JSON.stringify(data.job, null, 2));
       if (!data.job.result) throw new ApiError('NOT_DONE', `job ${id} is ${data.job.status}: no transcript yet`);

@@ -2,8 +2,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { DTYPE_SUFFIXES } from '../../worker/whisper/modelFolder.ts';
-import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../../worker/whisper/synthetic/index.ts';
+import { DTYPE_SUFFIXES } from '../whisper/modelFolder.ts';
+import { PRESETS, SYNTHETIC_DTYPES, syntheticShape, writeSyntheticModel, type PresetName } from '../whisper/synthetic/index.ts';
 import { DEFAULT_HUB, downloadModel, repoOf } from '../models/download.ts';
 import { integer } from './args.ts';
 import { readLogSettings } from '../config.ts';

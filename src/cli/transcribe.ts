@@ -1,9 +1,9 @@
 // `murmur transcribe <audio> --model <dir>`: a local transcription, no server.
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { decodeAudioFile } from '../../worker/audio/decode.ts';
-import { SileroVad, speechChunksOf, type Chunk } from '../../worker/vad/index.ts';
-import { transcribeMany } from '../../worker/whisper/longAudio.ts';
-import { WhisperModel } from '../../worker/whisper/index.ts';
+import { decodeAudioFile } from '../audio/decode.ts';
+import { SileroVad, speechChunksOf, type Chunk } from '../vad/index.ts';
+import { transcribeMany } from '../whisper/longAudio.ts';
+import { WhisperModel } from '../whisper/index.ts';
 import { integer } from './args.ts';
 import { readLogSettings } from '../config.ts';
 import { createLogger } from '../log.ts';

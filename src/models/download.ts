@@ -7,8 +7,8 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DTYPE_SUFFIXES, parseDtype, readModelFolder } from '../../worker/whisper/modelFolder.ts';
-import { WhisperError } from '../../worker/whisper/errors.ts';
+import { DTYPE_SUFFIXES, parseDtype, readModelFolder } from '../whisper/modelFolder.ts';
+import { WhisperError } from '../whisper/errors.ts';
 import { silentLogger, type Logger } from '../log.ts';
 
 export const DEFAULT_HUB = 'https://huggingface.co';

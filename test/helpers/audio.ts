@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeWav } from '../../worker/audio/wav.ts';
+import { decodeWav } from '../../src/audio/wav.ts';
 
 export const POCKETSPHINX = '/usr/share/pocketsphinx/test/data';
 export const RECORDINGS = ['cards/001.wav', 'cards/003.wav', 'librivox/sense_and_sensibility_01_austen_64kb-0870.wav', 'librivox/sense_and_sensibility_01_austen_64kb-0930.wav'];

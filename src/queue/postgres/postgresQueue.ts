@@ -9,7 +9,7 @@ import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, ty
 import type { Transcript } from '../../transcript/transcript.ts';
 import { silentLogger, type Logger } from '../../log.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueEvents, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
+import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';

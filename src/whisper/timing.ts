@@ -69,6 +69,8 @@ export function medianFilter(row: Float32Array, width: number, out = new Float32
 function median7(row: Float32Array, out: Float32Array): Float32Array {
   const n = row.length;
   const at = (k: number) => row[k < 0 ? -k : k >= n ? 2 * (n - 1) - k : k];
+  // A sorting network for the median of 7: some swaps' last values are not read, kept so the network reads as published.
+  /* eslint-disable no-useless-assignment */
   for (let i = 0; i < n; i++) {
     const inside = i >= 3 && i < n - 3;
     let a0 = inside ? row[i - 3] : at(i - 3), a1 = inside ? row[i - 2] : at(i - 2), a2 = inside ? row[i - 1] : at(i - 1), a3 = row[i];
@@ -88,6 +90,7 @@ function median7(row: Float32Array, out: Float32Array): Float32Array {
     if (a3 > a4) { t = a3; a3 = a4; a4 = t; }
     out[i] = a3;
   }
+  /* eslint-enable no-useless-assignment */
   return out;
 }
 

@@ -138,7 +138,7 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
     await checkPlantedProperties(outDir, shape.tokensPerWindow, dtypes[0]);
   } catch (err) {
     await rm(outDir, { recursive: true, force: true });
-    throw new Error(`the generated model (seed ${seed}) failed its check and was not kept: ${(err as Error).message}`);
+    throw new Error(`the generated model (seed ${seed}) failed its check and was not kept: ${(err as Error).message}`, { cause: err });
   }
   return info;
 }

@@ -3,7 +3,7 @@
 // is tried in turn and the first that creates every session wins.
 import ort from 'onnxruntime-node';
 import { WhisperError } from './errors.ts';
-import { silentLogger, type Logger } from '../../src/log.ts';
+import { silentLogger, type Logger } from '../log.ts';
 
 // Read when the first session starts (src/cli/bin.js tells why); here too for programs that use the runtime alone.
 process.env.ORT_DISABLE_TELEMETRY ??= '1';

@@ -3,7 +3,7 @@
 import ort from 'onnxruntime-node';
 import { readFile } from 'node:fs/promises';
 import { deflate } from 'pako';
-import type { Logger } from '../../src/log.ts';
+import type { Logger } from '../log.ts';
 import { alignmentGraph } from './alignmentGraph.ts';
 import { BatchDecoder, beamGroup, selectRows, type CrossCache, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
