@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
+import { CodedError } from './errors.ts';
 import { LOG_LEVELS, type LogSettings } from './log.ts';
 
 const seconds = z.coerce.number().nonnegative();
@@ -154,8 +155,10 @@ export interface Config {
   keyLimits: { jobsPerMinute: number; maxPending: number; audioHoursPerDay: number };
 }
 
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
+export class ConfigError extends CodedError<'CONFIG_INVALID'> {
+  constructor(message: string) {
+    super('CONFIG_INVALID', message);
+  }
 }
 
 /** The variables `shape` reads from `env` (unset when empty), or a ConfigError naming each bad one. */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { isUnavailableCode } from '../src/errors.ts';
 import type { Transcript } from '../src/transcript/transcript.ts';
 
 /** Each worker's downloads go to folders named for its process id: murmur-audio-<pid>-XXXXXX. */
@@ -52,8 +53,7 @@ export class ApiCallError extends Error {
 }
 
 /** Failures of the API or what stands behind it, not of the request: the worker waits and tries again. */
-const TRANSIENT = new Set(['API_UNAVAILABLE', 'DATABASE_UNAVAILABLE', 'BLOB_STORE_UNAVAILABLE', 'INTERNAL_SERVER_ERROR']);
-export const isTransient = (err: unknown) => err instanceof ApiCallError && TRANSIENT.has(err.code);
+export const isTransient = (err: unknown) => err instanceof ApiCallError && isUnavailableCode(err.code);
 
 export interface JobFields {
   id: string;

@@ -7,7 +7,7 @@ import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from '../src/log.ts';
-import { AudioError } from '../src/audio/errors.ts';
+import { CodedError } from '../src/errors.ts';
 import { decodeAudioFile } from '../src/audio/decode.ts';
 import { killDecoders } from '../src/audio/ffmpeg.ts';
 import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
@@ -40,7 +40,7 @@ export interface WorkerOptions {
 }
 
 /** Codes of failures that retrying cannot cure: the job fails at once. */
-const permanent = (err: unknown) => err instanceof AudioError || (err instanceof WhisperError && ['UNKNOWN_LANGUAGE', 'INVALID_OPTIONS'].includes(err.code));
+const permanent = (err: unknown) => err instanceof CodedError && err.permanent;
 
 export class Worker {
   readonly id: string;

@@ -1,43 +1,34 @@
 // Errors clients act on reach them with a stable `extensions.code`; anything
-// else is masked ("Unexpected error.") and logged in full on the server.
+// else is masked ("Unexpected error.") and logged in full on the server. Which
+// is which is the code's `shown` flag (src/errors.ts).
 import { GraphQLError } from 'graphql';
-import { AudioError } from '../audio/errors.ts';
-import { WhisperError } from '../whisper/errors.ts';
+import { CodedError, type ShownCode } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { QueueError } from '../queue/errors.ts';
-import { databaseUnavailable } from '../queue/postgres/database.ts';
-import { StorageError } from '../storage/errors.ts';
-import type { ErrorCode } from './errorCodes.ts';
 
-/** Every code the API answers: the list, with what each means, is in errorCodes.ts. */
-export type ApiErrorCode = ErrorCode;
+/** Every code the API answers: the list, with what each means, is in src/errors.ts. */
+export type ApiErrorCode = ShownCode;
 
 /** A refusal of the HTTP request itself (before any resolver runs), with its status. */
 export function requestError(code: ApiErrorCode, message: string, status: number): GraphQLError {
   return new GraphQLError(message, { extensions: { code, http: { status } } });
 }
 
-export class ApiError extends Error {
+export class ApiError extends CodedError<ApiErrorCode> {
   constructor(
-    readonly code: ApiErrorCode,
+    code: ApiErrorCode,
     message: string,
     /** More for the client to act on (RATE_LIMITED: retryAfterSeconds), and the HTTP status when it is not 200. */
     readonly details: { extensions?: Record<string, unknown>; status?: number; headers?: Record<string, string> } = {},
   ) {
-    super(message);
-    this.name = 'ApiError';
+    super(code, message);
   }
 }
 
 /** Errors whose code and message are meant for the client. */
 export function clientError(err: unknown): { code: string; message: string; status?: number; extensions?: Record<string, unknown>; headers?: Record<string, string> } | null {
-  // Down, not wrong: the client may try again; what was acknowledged before is safe.
-  if (err instanceof StorageError) return { code: err.code, message: err.message, status: 503 };
-  if (databaseUnavailable(err)) return { code: 'DATABASE_UNAVAILABLE' satisfies ApiErrorCode, message: 'the database is unavailable; try again shortly', status: 503 };
-  if (err instanceof ApiError) return { code: err.code, message: err.message, ...err.details };
-  if (err instanceof QueueError || err instanceof AudioError) return { code: err.code, message: err.message };
-  if (err instanceof WhisperError && (err.code === 'UNKNOWN_LANGUAGE' || err.code === 'INVALID_OPTIONS')) return { code: err.code, message: err.message };
-  return null;
+  // An outage (DATABASE_UNAVAILABLE, BLOB_STORE_UNAVAILABLE) is down, not wrong: 503, and what was acknowledged before is safe.
+  if (!(err instanceof CodedError) || !err.shown) return null;
+  return { code: err.code, message: err.message, status: err.status, ...(err instanceof ApiError && err.details) };
 }
 
 /** yoga's maskError: coded errors pass with their code, the rest are masked and logged. */

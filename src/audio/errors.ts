@@ -1,5 +1,6 @@
-// Errors for audio that cannot be used, each with a stable code. All are
-// permanent: retrying the same bytes gives the same answer.
+// Errors for audio that cannot be used. All are permanent (src/errors.ts):
+// retrying the same bytes gives the same answer.
+import { CodedError } from '../errors.ts';
 
 export type AudioErrorCode =
   | 'AUDIO_UNDECODABLE' // not audio, a format no decoder here reads, or cut short
@@ -7,12 +8,4 @@ export type AudioErrorCode =
   | 'AUDIO_UNSUPPORTED' // audio in a form this installation cannot decode (e.g. M4A without ffmpeg)
   | 'AUDIO_TOO_LONG'; // longer than the configured maximum duration
 
-export class AudioError extends Error {
-  constructor(
-    readonly code: AudioErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'AudioError';
-  }
-}
+export class AudioError extends CodedError<AudioErrorCode> {}

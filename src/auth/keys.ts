@@ -2,6 +2,7 @@
 // store each database keeps them in (sqlite/sqliteKeys.ts, postgres/postgresKeys.ts).
 // A secret is 32 random bytes; only its SHA-256 is stored (a secret that
 // random needs no slow hash), so a leaked database holds no usable key.
+import { CodedError } from '../errors.ts';
 import { createHash, randomBytes } from 'node:crypto';
 
 export type Role = 'client' | 'admin';
@@ -47,15 +48,7 @@ export interface KeyStore {
   touch(id: string, at: number): Promise<void>;
 }
 
-export class KeyError extends Error {
-  constructor(
-    readonly code: 'KEY_NOT_FOUND' | 'KEY_NAME_TAKEN' | 'KEY_INVALID',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'KeyError';
-  }
-}
+export class KeyError extends CodedError<'KEY_NOT_FOUND' | 'KEY_NAME_TAKEN' | 'KEY_INVALID'> {}
 
 const SECRET_PREFIX = 'mk_';
 export const FIRST_KEY_ID = 'first-admin';

@@ -1,4 +1,5 @@
 // Errors of the queue that a client or worker acts on, each with a stable code.
+import { CodedError } from '../errors.ts';
 
 export type QueueErrorCode =
   | 'JOB_NOT_FOUND'
@@ -7,14 +8,7 @@ export type QueueErrorCode =
   | 'NOT_CANCELLABLE' // the job already finished
   | 'NOT_RETRYABLE' // only failed and cancelled jobs can be retried
   | 'IDEMPOTENCY_CONFLICT' // the key is taken by a job created with other options
-  | 'UPLOAD_ALREADY_USED'; // the blob is another job's
+  | 'UPLOAD_ALREADY_USED' // the blob is another job's
+  | 'DATABASE_UNAVAILABLE'; // the database does not answer (either backend: outages.ts)
 
-export class QueueError extends Error {
-  constructor(
-    readonly code: QueueErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'QueueError';
-  }
-}
+export class QueueError extends CodedError<QueueErrorCode> {}

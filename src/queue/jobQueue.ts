@@ -19,11 +19,69 @@
 import type { EventEmitter } from 'node:events';
 import type { KeyStore } from '../auth/keys.ts';
 import type { DecodingOptions, Transcript } from '../transcript/transcript.ts';
-import type { JobRow } from './sqlite/schema.ts';
 
-export type Job = JobRow;
-export type JobStatus = JobRow['status'];
-export type Task = JobRow['task'];
+export const JOB_STATUSES = ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+/** A job in one of these is over: nothing changes it but retryJob and deletion. */
+export const TERMINAL: readonly JobStatus[] = ['DONE', 'FAILED', 'CANCELLED'];
+export const TASKS = ['transcribe', 'translate'] as const;
+export type Task = (typeof TASKS)[number];
+
+/** A job, as every backend stores it (each schema.ts checks that its row is one). Times are epoch ms. */
+export interface Job {
+  /** Insertion order: the tie-break between equal priorities, and the list cursor. */
+  seq: number;
+  id: string;
+  status: JobStatus;
+  priority: number;
+  /** Unique within the tenant. */
+  idempotencyKey: string | null;
+  /** Whose job it is: the tenant of the API key that created it ('default' without keys). */
+  tenant: string;
+  /** The key that created it (rate limits count per key); null without keys. */
+  apiKeyId: string | null;
+  language: string | null;
+  task: Task;
+  timestamps: boolean;
+  /** Prompt, temperatures, …: null for greedy decoding without a prompt. */
+  decoding: DecodingOptions | null;
+  filename: string;
+  bytes: number;
+  durationSeconds: number;
+  /** The upload as probed: container format, its own sample rate and channel count. */
+  format: string;
+  sampleRate: number;
+  channels: number;
+  blobKey: string;
+  attempts: number;
+  maxAttempts: number;
+  progress: number;
+  /** Before this a job waiting on a retry is not claimed. */
+  runAfter: number;
+  /** The fencing token: raised by every claim, so a worker holding an older one is refused. */
+  leaseToken: number;
+  leaseExpiresAt: number | null;
+  workerId: string | null;
+  /** The transcript (a Transcript) once done. */
+  result: unknown;
+  errorCode: string | null;
+  errorMessage: string | null;
+  /** Where to POST the job's end (createJob's callbackUrl), and how that went. */
+  webhookUrl: string | null;
+  webhookAttempts: number;
+  /** The last answer's HTTP status; 0: no answer (refused, timed out). */
+  webhookStatus: number | null;
+  webhookDeliveredAt: number | null;
+  /** When a delivery is due; null: none is. A sender holds it by moving it ahead while it tries. */
+  webhookNextAt: number | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  updatedAt: number;
+}
+
+/** A type-level check each backend's schema.ts makes: its row is a Job, and a Job its row (no column more, none less). */
+export type SameAsJob<Row extends Job & Record<Exclude<keyof Row, keyof Job>, never>> = Row;
 export type Pool = 'cpu' | 'gpu';
 export const POOLS: readonly Pool[] = ['cpu', 'gpu'];
 
@@ -225,8 +283,6 @@ export interface JobQueue {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
-
-const TERMINAL: readonly JobStatus[] = ['DONE', 'FAILED', 'CANCELLED'];
 
 export function isTerminal(job: Job): boolean {
   return TERMINAL.includes(job.status);

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { JobQueue, QueueOptions } from './jobQueue.ts';
+import { sqliteOutage, withOutages } from './outages.ts';
+import { postgresOutage } from './postgres/database.ts';
 import { PostgresQueue } from './postgres/postgresQueue.ts';
 import { openDatabase } from './sqlite/database.ts';
 import { SqliteQueue } from './sqlite/sqliteQueue.ts';
@@ -22,6 +24,9 @@ export function queueOptions(config: Config): QueueOptions {
 
 export async function openQueue(config: Config, log: Logger): Promise<JobQueue> {
   const options = queueOptions(config);
-  if (config.databaseUrl) return PostgresQueue.open(config.databaseUrl, { ...options, waitMs: config.databaseWaitSeconds * 1000, log });
-  return new SqliteQueue(openDatabase(join(config.dataDir, 'murmur.sqlite')), options, log);
+  if (config.databaseUrl) {
+    const queue = await PostgresQueue.open(config.databaseUrl, { ...options, waitMs: config.databaseWaitSeconds * 1000, log });
+    return withOutages(queue, postgresOutage);
+  }
+  return withOutages(new SqliteQueue(openDatabase(join(config.dataDir, 'murmur.sqlite')), options, log), sqliteOutage);
 }

@@ -79,11 +79,20 @@ export function checkRetryable(job: Job): void {
 }
 
 /** What a heartbeat with this token means for the job, and the progress to record when the lease holds. */
-export function heartbeatOf(job: Job | undefined, leaseToken: number, progress: number | null | undefined): { state: LeaseState; progress?: number } {
+export function heartbeatOf(
+  job: Job | undefined,
+  leaseToken: number,
+  progress: number | null | undefined,
+  now: number,
+  options: QueueOptions,
+): { state: Exclude<LeaseState, 'ACTIVE'> } | { state: 'ACTIVE'; patch: Partial<Job>; moved: boolean } {
   if (!job || job.leaseToken !== leaseToken) return { state: 'LOST' };
   if (job.status === 'CANCELLED') return { state: 'CANCELLED' };
   if (job.status !== 'PROCESSING') return { state: 'LOST' };
-  return { state: 'ACTIVE', progress: progress == null ? job.progress : Math.min(1, Math.max(0, progress)) };
+  const next = progress == null ? job.progress : Math.min(1, Math.max(0, progress));
+  // The lease is extended; a job whose progress moved is a change subscribers hear of (updatedAt moves with it).
+  const moved = next !== job.progress;
+  return { state: 'ACTIVE', moved, patch: { leaseExpiresAt: now + options.leaseMs, progress: next, ...(moved && { updatedAt: now }) } };
 }
 
 /** The job, if this token still holds its lease; otherwise the refusal the worker acts on. */

@@ -1,11 +1,10 @@
 // The blob store could not be reached (or answered with a server error): the
 // request may succeed later, nothing was lost.
+import { CodedError } from '../errors.ts';
 
-export class StorageError extends Error {
-  readonly code = 'BLOB_STORE_UNAVAILABLE' as const;
+export class StorageError extends CodedError<'BLOB_STORE_UNAVAILABLE'> {
   constructor(store: string, cause: unknown) {
-    super(`the blob store ${store} is unavailable: ${(cause as Error)?.name ?? ''} ${(cause as Error)?.message ?? cause}`.trim(), { cause });
-    this.name = 'StorageError';
+    super('BLOB_STORE_UNAVAILABLE', `the blob store ${store} is unavailable: ${(cause as Error)?.name ?? ''} ${(cause as Error)?.message ?? cause}`.trim(), { cause });
   }
 }
 

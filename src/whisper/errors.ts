@@ -1,4 +1,6 @@
-// Errors the runtime raises for problems a caller can act on, each with a stable code.
+// Errors the runtime raises for problems a caller can act on (src/errors.ts
+// says which are permanent and which reach clients).
+import { CodedError } from '../errors.ts';
 
 export type WhisperErrorCode =
   | 'MODEL_NOT_FOUND' // the folder or one of its required files is missing
@@ -9,12 +11,4 @@ export type WhisperErrorCode =
   | 'INVALID_OPTIONS' // a task, dtype or option value the model cannot honour
   | 'SEGMENT_TOO_LONG'; // more than 30 s of audio in one segment
 
-export class WhisperError extends Error {
-  constructor(
-    readonly code: WhisperErrorCode,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'WhisperError';
-  }
-}
+export class WhisperError extends CodedError<WhisperErrorCode> {}

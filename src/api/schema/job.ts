@@ -1,19 +1,19 @@
 // Jobs as clients see them: the Job type, the queries that read jobs, the
 // mutations that create, cancel and retry them, and the jobUpdated subscription.
-import { isTerminal, type Job } from '../../queue/jobQueue.ts';
+import { JOB_STATUSES, isTerminal, type Job } from '../../queue/jobQueue.ts';
 import type { Transcript, Word } from '../../transcript/transcript.ts';
 import { QueueError } from '../../queue/errors.ts';
 import { toSrt, toVtt, wordCues } from '../../transcript/formats.ts';
 import { builder } from '../builder.ts';
 import { ownerOf, tenantOf } from '../auth.ts';
-import { ERROR_CODES, JOB_ERROR_CODES, isJobErrorCode, type ErrorCode } from '../errorCodes.ts';
+import { ERROR_CODES, JOB_ERROR_CODES, SHOWN_CODES, isJobErrorCode, type ShownCode } from '../../errors.ts';
 import { ApiError } from '../errors.ts';
 import { createJob } from '../ingest.ts';
 import { tenantSecret } from '../../webhooks/webhooks.ts';
 import { followJob } from '../follow.ts';
 
 export const JobStatus = builder.enumType('JobStatus', {
-  values: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] as const,
+  values: JOB_STATUSES,
 });
 
 export const Task = builder.enumType('Task', {
@@ -119,7 +119,7 @@ function cueSegments(r: Transcript, wordLevel: boolean) {
 
 builder.enumType('ErrorCode', {
   description: 'Every code an error\'s `extensions.code` may carry',
-  values: Object.fromEntries(Object.entries(ERROR_CODES).map(([code, description]) => [code, { description }])) as Record<ErrorCode, { description: string }>,
+  values: Object.fromEntries(SHOWN_CODES.map((code) => [code, { description: ERROR_CODES[code].about }])) as Record<ShownCode, { description: string }>,
 });
 
 const JobErrorCodeEnum = builder.enumType('JobErrorCode', { values: JOB_ERROR_CODES });

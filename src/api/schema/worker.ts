@@ -5,7 +5,7 @@ import { claimWhenReady } from '../../queue/longPoll.ts';
 import { builder } from '../builder.ts';
 import { randomUUID } from 'node:crypto';
 import { requireWorker } from '../auth.ts';
-import { isJobErrorCode } from '../errorCodes.ts';
+import { isJobErrorCode } from '../../errors.ts';
 import { ApiError } from '../errors.ts';
 import { JobRef } from './job.ts';
 import { PoolEnum } from './queue.ts';

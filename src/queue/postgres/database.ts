@@ -59,7 +59,7 @@ const DOWN_CODES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003'
 const DOWN_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|connection error|Connection refused/i;
 
 /** The database could not be reached or went away mid-query (anywhere in the error's cause chain): worth trying again later. */
-export function databaseUnavailable(err: unknown): boolean {
+export function postgresOutage(err: unknown): boolean {
   for (let e = err as (Error & { code?: string; cause?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if ((e.code && DOWN_CODES.has(e.code)) || DOWN_MESSAGES.test(e.message ?? '')) return true;
   }

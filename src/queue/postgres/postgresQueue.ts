@@ -5,7 +5,7 @@
 // instance made it: a subscriber on one instance sees what a worker reported
 // to another, and a long-poll claim is woken by a job created anywhere.
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, inArray, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { silentLogger, type Logger } from '../../log.ts';
 import { QueueError } from '../errors.ts';
@@ -13,6 +13,7 @@ import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimi
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';
+import * as where from '../conditions.ts';
 import { QueueEventEmitter } from '../events.ts';
 import { claimedIds } from './claim.ts';
 import { openPostgres, type PgDb } from './database.ts';
@@ -82,7 +83,7 @@ export class PostgresQueue implements JobQueue {
   }
 
   async get(id: string, tenant?: string): Promise<Job | undefined> {
-    const [job] = await this.db.select().from(jobs).where(this.byId(id, tenant));
+    const [job] = await this.db.select().from(jobs).where(where.byId(jobs, id, tenant));
     return job;
   }
 
@@ -100,13 +101,7 @@ export class PostgresQueue implements JobQueue {
     const rows = await this.db
       .select()
       .from(jobs)
-      .where(
-        and(
-          options.tenant !== undefined ? eq(jobs.tenant, options.tenant) : undefined,
-          options.status ? eq(jobs.status, options.status) : undefined,
-          options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined,
-        ),
-      )
+      .where(where.listed(jobs, options))
       .orderBy(desc(jobs.seq))
       .limit(options.first + 1);
     return { jobs: rows.slice(0, options.first), hasNextPage: rows.length > options.first };
@@ -133,7 +128,7 @@ export class PostgresQueue implements JobQueue {
 
   async delete(id: string, tenant?: string): Promise<Job> {
     return this.db.transaction(async (tx) => {
-      const [job] = await tx.delete(jobs).where(this.byId(id, tenant)).returning();
+      const [job] = await tx.delete(jobs).where(where.byId(jobs, id, tenant)).returning();
       if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
       await tx.execute(deletions([job.id]));
       return job;
@@ -144,7 +139,7 @@ export class PostgresQueue implements JobQueue {
     const doomed = this.db
       .select({ id: jobs.id })
       .from(jobs)
-      .where(and(inArray(jobs.status, ['DONE', 'FAILED', 'CANCELLED']), lt(jobs.finishedAt, before)))
+      .where(where.finishedBefore(jobs, before))
       .limit(limit)
       .for('update', { skipLocked: true });
     return this.db.transaction(async (tx) => {
@@ -156,7 +151,7 @@ export class PostgresQueue implements JobQueue {
 
   async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
     // SKIP LOCKED: instances sweeping at once each take different deliveries.
-    const due = this.db.select({ id: jobs.id }).from(jobs).where(lte(jobs.webhookNextAt, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).for('update', { skipLocked: true });
+    const due = this.db.select({ id: jobs.id }).from(jobs).where(where.webhookDueAt(jobs, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).for('update', { skipLocked: true });
     return this.db.update(jobs).set({ webhookNextAt: now + holdMs }).where(inArray(jobs.id, due)).returning();
   }
 
@@ -179,11 +174,11 @@ export class PostgresQueue implements JobQueue {
     const [recent] = await this.db
       .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })
       .from(jobs)
-      .where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since)));
+      .where(where.createdBy(jobs, apiKeyId, since));
     const [open] = await this.db
       .select({ n: count() })
       .from(jobs)
-      .where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])));
+      .where(where.unfinishedOf(jobs, apiKeyId));
     return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first === null ? null : Number(recent.first), pending: open.n };
   }
 
@@ -191,11 +186,11 @@ export class PostgresQueue implements JobQueue {
     // The key's advisory lock orders the reserves (and fills) of one key across instances; other keys do not wait.
     return this.db.transaction(async (tx) => {
       await lockKey(tx, apiKeyId);
-      await tx.delete(keyReservations).where(and(eq(keyReservations.apiKeyId, apiKeyId), lte(keyReservations.expiresAt, now)));
+      await tx.delete(keyReservations).where(where.lapsedFor(keyReservations, apiKeyId, now));
       const since = now - limits.windowMs;
-      const [held] = await tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(eq(keyReservations.apiKeyId, apiKeyId));
-      const [recent] = await tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since)));
-      const [open] = await tx.select({ n: count() }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])));
+      const [held] = await tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(where.heldFor(keyReservations, apiKeyId));
+      const [recent] = await tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(where.createdBy(jobs, apiKeyId, since));
+      const [open] = await tx.select({ n: count() }).from(jobs).where(where.unfinishedOf(jobs, apiKeyId));
       const usage = step.heldUsage(recent, open.n, held);
       if (step.overLimits(usage, limits)) return { refused: usage };
       const id = randomUUID();
@@ -212,7 +207,7 @@ export class PostgresQueue implements JobQueue {
     const [{ n }] = await this.db
       .select({ n: count() })
       .from(jobs)
-      .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, this.now()), await this.sizeFilter(pool)));
+      .where(where.claimableAt(jobs, this.now(), await this.sizeFilter(pool)));
     return n;
   }
 
@@ -220,7 +215,7 @@ export class PostgresQueue implements JobQueue {
     const [{ at }] = await this.db
       .select({ at: min(jobs.runAfter) })
       .from(jobs)
-      .where(and(eq(jobs.status, 'PENDING'), await this.sizeFilter(pool)));
+      .where(where.pendingOf(jobs, await this.sizeFilter(pool)));
     return at === null ? null : Number(at);
   }
 
@@ -255,15 +250,10 @@ export class PostgresQueue implements JobQueue {
       const states: { jobId: string; state: LeaseState }[] = [];
       for (const { jobId, leaseToken, progress } of leases) {
         const job = byId.get(jobId);
-        const beat = step.heartbeatOf(job, leaseToken, progress);
+        const beat = step.heartbeatOf(job, leaseToken, progress, now, this.options);
         if (beat.state === 'ACTIVE') {
-          const moved = beat.progress !== job!.progress;
-          const [updated] = await tx
-            .update(jobs)
-            .set({ leaseExpiresAt: now + this.options.leaseMs, progress: beat.progress, ...(moved && { updatedAt: now }) })
-            .where(eq(jobs.id, jobId))
-            .returning();
-          if (moved) changed.push(updated);
+          const [updated] = await tx.update(jobs).set(beat.patch).where(eq(jobs.id, jobId)).returning();
+          if (beat.moved) changed.push(updated);
         }
         states.push({ jobId, state: beat.state });
       }
@@ -308,7 +298,7 @@ export class PostgresQueue implements JobQueue {
       const rows = await tx
         .select()
         .from(jobs)
-        .where(and(eq(jobs.status, 'PROCESSING'), lt(jobs.leaseExpiresAt, now)))
+        .where(where.leaseExpiredAt(jobs, now))
         .for('update', { skipLocked: true });
       const expired: Job[] = [];
       for (const job of rows) {
@@ -330,24 +320,24 @@ export class PostgresQueue implements JobQueue {
   }
 
   async liveWorkers(): Promise<WorkerInfo[]> {
-    return this.db.select().from(workers).where(gte(workers.lastSeenAt, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id));
+    return this.db.select().from(workers).where(where.seenSince(workers, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id));
   }
 
   async forgetQuietWorkers(): Promise<number> {
-    return (await this.db.delete(workers).where(lt(workers.lastSeenAt, this.now() - this.options.workerWindowMs))).rowCount ?? 0;
+    return (await this.db.delete(workers).where(where.quietSince(workers, this.now() - this.options.workerWindowMs))).rowCount ?? 0;
   }
 
   async stats(): Promise<QueueStats> {
     // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
     const [active, finished, live, ...perPool] = await Promise.all([
-      this.db.select({ status: jobs.status, n: count() }).from(jobs).where(inArray(jobs.status, ['PENDING', 'PROCESSING'])).groupBy(jobs.status),
+      this.db.select({ status: jobs.status, n: count() }).from(jobs).where(where.unfinished(jobs)).groupBy(jobs.status),
       this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status),
       this.liveWorkers(),
       ...POOLS.map((pool) =>
         this.db
           .select({ n: count(), seconds: sum(jobs.durationSeconds), oldest: min(jobs.createdAt) })
           .from(jobs)
-          .where(and(eq(jobs.status, 'PENDING'), this.sizeOf(pool)))
+          .where(where.pendingOf(jobs, where.ofSize(jobs, pool, this.options.smallJobSeconds)))
           .then(([p]) => [pool, p] as const),
       ),
     ]);
@@ -365,21 +355,13 @@ export class PostgresQueue implements JobQueue {
 
   private async sizeFilter(pool: Pool): Promise<SQL | undefined> {
     const since = this.now() - this.options.workerWindowMs;
-    const live = await this.db.selectDistinct({ pool: workers.pool }).from(workers).where(gte(workers.lastSeenAt, since));
+    const live = await this.db.selectDistinct({ pool: workers.pool }).from(workers).where(where.seenSince(workers, since));
     const { small, large } = sizesFor(pool, new Set(live.map((w) => w.pool)));
-    return small && large ? undefined : this.sizeOf(small ? 'cpu' : 'gpu');
-  }
-
-  private sizeOf(pool: Pool): SQL {
-    return pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
-  }
-
-  private byId(id: string, tenant: string | undefined): SQL | undefined {
-    return and(eq(jobs.id, id), tenant !== undefined ? eq(jobs.tenant, tenant) : undefined);
+    return small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds);
   }
 
   private async lockedOrNone(tx: Tx, id: string, tenant?: string): Promise<Job | undefined> {
-    const [job] = await tx.select().from(jobs).where(this.byId(id, tenant)).for('update');
+    const [job] = await tx.select().from(jobs).where(where.byId(jobs, id, tenant)).for('update');
     return job;
   }
 

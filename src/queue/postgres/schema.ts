@@ -3,6 +3,7 @@
 // so both dialects hand the rest of murmur the same Job.
 import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
 import type { DecodingOptions } from '../../transcript/transcript.ts';
+import { JOB_STATUSES, TASKS, type SameAsJob } from '../jobQueue.ts';
 
 const ms = (name: string) => bigint(name, { mode: 'number' });
 
@@ -11,14 +12,14 @@ export const jobs = pgTable(
   {
     seq: bigserial('seq', { mode: 'number' }).primaryKey(),
     id: text('id').notNull().unique(),
-    status: text('status', { enum: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] }).notNull(),
+    status: text('status', { enum: JOB_STATUSES }).notNull(),
     priority: integer('priority').notNull().default(0),
     idempotencyKey: text('idempotency_key'),
     tenant: text('tenant').notNull().default('default'),
     apiKeyId: text('api_key_id'),
 
     language: text('language'),
-    task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
+    task: text('task', { enum: TASKS }).notNull(),
     timestamps: boolean('timestamps').notNull(),
     /** Prompt, temperatures, …: null for greedy decoding without a prompt. */
     decoding: jsonb('decoding').$type<DecodingOptions>(),
@@ -67,6 +68,9 @@ export const jobs = pgTable(
     index('jobs_webhook_due').on(t.webhookNextAt),
   ],
 );
+
+/** The row is the contract's Job (a column added here and not there fails the type check). */
+export type JobRow = SameAsJob<typeof jobs.$inferSelect>;
 
 export const workers = pgTable('workers', {
   id: text('id').primaryKey(),

@@ -3,6 +3,7 @@
 // postgres/schema.ts declares the same tables for PostgreSQL.
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import type { DecodingOptions } from '../../transcript/transcript.ts';
+import { JOB_STATUSES, TASKS, type SameAsJob } from '../jobQueue.ts';
 
 export const jobs = sqliteTable(
   'jobs',
@@ -10,7 +11,7 @@ export const jobs = sqliteTable(
     /** Insertion order: the tie-break between equal priorities, and the list cursor. */
     seq: integer('seq').primaryKey({ autoIncrement: true }),
     id: text('id').notNull().unique(),
-    status: text('status', { enum: ['PENDING', 'PROCESSING', 'DONE', 'FAILED', 'CANCELLED'] }).notNull(),
+    status: text('status', { enum: JOB_STATUSES }).notNull(),
     priority: integer('priority').notNull().default(0),
     /** Unique within the tenant. */
     idempotencyKey: text('idempotency_key'),
@@ -20,7 +21,7 @@ export const jobs = sqliteTable(
     apiKeyId: text('api_key_id'),
 
     language: text('language'),
-    task: text('task', { enum: ['transcribe', 'translate'] }).notNull(),
+    task: text('task', { enum: TASKS }).notNull(),
     timestamps: integer('timestamps', { mode: 'boolean' }).notNull(),
     /** Prompt, temperatures, …: null for greedy decoding without a prompt. */
     decoding: text('decoding', { mode: 'json' }).$type<DecodingOptions>(),
@@ -73,7 +74,8 @@ export const jobs = sqliteTable(
   ],
 );
 
-export type JobRow = typeof jobs.$inferSelect;
+/** The row is the contract's Job (a column added here and not there fails the type check). */
+export type JobRow = SameAsJob<typeof jobs.$inferSelect>;
 export type NewJobRow = typeof jobs.$inferInsert;
 
 export const workers = sqliteTable('workers', {

@@ -5,13 +5,14 @@
 // run under BEGIN IMMEDIATE so two claimers never read the same rows. Events
 // come straight from the committing call: only this process writes the file.
 import { randomUUID } from 'node:crypto';
-import { and, asc, count, desc, eq, gt, gte, inArray, lt, lte, min, sql, sum, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, inArray, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
 import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { SqliteKeys } from './sqliteKeys.ts';
 import * as step from '../transitions.ts';
+import * as where from '../conditions.ts';
 import { QueueEventEmitter } from '../events.ts';
 import type { Logger } from '../../log.ts';
 import type { Db } from './database.ts';
@@ -49,7 +50,7 @@ export class SqliteQueue implements JobQueue {
   }
 
   async get(id: string, tenant?: string): Promise<Job | undefined> {
-    return this.db.select().from(jobs).where(this.byId(id, tenant)).get();
+    return this.db.select().from(jobs).where(where.byId(jobs, id, tenant)).get();
   }
 
   async findByIdempotencyKey(key: string, tenant: string): Promise<Job | undefined> {
@@ -64,13 +65,7 @@ export class SqliteQueue implements JobQueue {
     const rows = this.db
       .select()
       .from(jobs)
-      .where(
-        and(
-          options.tenant !== undefined ? eq(jobs.tenant, options.tenant) : undefined,
-          options.status ? eq(jobs.status, options.status) : undefined,
-          options.afterSeq !== undefined ? lt(jobs.seq, options.afterSeq) : undefined,
-        ),
-      )
+      .where(where.listed(jobs, options))
       .orderBy(desc(jobs.seq))
       .limit(options.first + 1)
       .all();
@@ -79,7 +74,7 @@ export class SqliteQueue implements JobQueue {
 
   async cancel(id: string, tenant?: string): Promise<Job> {
     const job = this.db.transaction((tx) => {
-      const job = step.checkCancellable(this.found(tx.select().from(jobs).where(this.byId(id, tenant)).get(), id));
+      const job = step.checkCancellable(this.found(tx.select().from(jobs).where(where.byId(jobs, id, tenant)).get(), id));
       return job && tx.update(jobs).set(step.cancelled(this.now())).where(eq(jobs.id, id)).returning().get();
     }, IMMEDIATE);
     if (job) this.changed([job]);
@@ -88,7 +83,7 @@ export class SqliteQueue implements JobQueue {
 
   async retry(id: string, tenant?: string): Promise<Job> {
     const job = this.db.transaction((tx) => {
-      step.checkRetryable(this.found(tx.select().from(jobs).where(this.byId(id, tenant)).get(), id));
+      step.checkRetryable(this.found(tx.select().from(jobs).where(where.byId(jobs, id, tenant)).get(), id));
       return tx.update(jobs).set(step.retried(this.now())).where(eq(jobs.id, id)).returning().get();
     }, IMMEDIATE);
     this.changed([job], true);
@@ -96,7 +91,7 @@ export class SqliteQueue implements JobQueue {
   }
 
   async delete(id: string, tenant?: string): Promise<Job> {
-    const job = this.found(this.db.delete(jobs).where(this.byId(id, tenant)).returning().get(), id);
+    const job = this.found(this.db.delete(jobs).where(where.byId(jobs, id, tenant)).returning().get(), id);
     this.events.emit('deleted', job.id);
     return job;
   }
@@ -106,7 +101,7 @@ export class SqliteQueue implements JobQueue {
       const ids = tx
         .select({ id: jobs.id })
         .from(jobs)
-        .where(and(inArray(jobs.status, ['DONE', 'FAILED', 'CANCELLED']), lt(jobs.finishedAt, before)))
+        .where(where.finishedBefore(jobs, before))
         .limit(limit)
         .all()
         .map((r) => r.id);
@@ -118,7 +113,7 @@ export class SqliteQueue implements JobQueue {
 
   async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
     return this.db.transaction((tx) => {
-      const ids = tx.select({ id: jobs.id }).from(jobs).where(lte(jobs.webhookNextAt, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).all().map((r) => r.id);
+      const ids = tx.select({ id: jobs.id }).from(jobs).where(where.webhookDueAt(jobs, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).all().map((r) => r.id);
       return ids.length ? tx.update(jobs).set({ webhookNextAt: now + holdMs }).where(inArray(jobs.id, ids)).returning().all() : [];
     }, IMMEDIATE);
   }
@@ -141,12 +136,12 @@ export class SqliteQueue implements JobQueue {
     const recent = this.db
       .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })
       .from(jobs)
-      .where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since)))
+      .where(where.createdBy(jobs, apiKeyId, since))
       .get()!;
     const open = this.db
       .select({ n: count() })
       .from(jobs)
-      .where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING'])))
+      .where(where.unfinishedOf(jobs, apiKeyId))
       .get()!;
     return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first, pending: open.n };
   }
@@ -154,11 +149,11 @@ export class SqliteQueue implements JobQueue {
   async reserve(apiKeyId: string, limits: JobLimits, now: number, expiresAt: number): Promise<Reservation> {
     // Under BEGIN IMMEDIATE no other writer runs between the count and the insert.
     return this.db.transaction((tx) => {
-      tx.delete(keyReservations).where(and(eq(keyReservations.apiKeyId, apiKeyId), lte(keyReservations.expiresAt, now))).run();
+      tx.delete(keyReservations).where(where.lapsedFor(keyReservations, apiKeyId, now)).run();
       const since = now - limits.windowMs;
-      const held = tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(eq(keyReservations.apiKeyId, apiKeyId)).get()!;
-      const recent = tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), gte(jobs.createdAt, since))).get()!;
-      const open = tx.select({ n: count() }).from(jobs).where(and(eq(jobs.apiKeyId, apiKeyId), inArray(jobs.status, ['PENDING', 'PROCESSING']))).get()!;
+      const held = tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(where.heldFor(keyReservations, apiKeyId)).get()!;
+      const recent = tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(where.createdBy(jobs, apiKeyId, since)).get()!;
+      const open = tx.select({ n: count() }).from(jobs).where(where.unfinishedOf(jobs, apiKeyId)).get()!;
       const usage = step.heldUsage(recent, open.n, held);
       if (step.overLimits(usage, limits)) return { refused: usage };
       const id = randomUUID();
@@ -175,7 +170,7 @@ export class SqliteQueue implements JobQueue {
     return this.db
       .select({ n: count() })
       .from(jobs)
-      .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, this.now()), this.sizeFilter(pool)))
+      .where(where.claimableAt(jobs, this.now(), this.sizeFilter(pool)))
       .get()!.n;
   }
 
@@ -183,7 +178,7 @@ export class SqliteQueue implements JobQueue {
     return this.db
       .select({ at: min(jobs.runAfter) })
       .from(jobs)
-      .where(and(eq(jobs.status, 'PENDING'), this.sizeFilter(pool)))
+      .where(where.pendingOf(jobs, this.sizeFilter(pool)))
       .get()!.at;
   }
 
@@ -194,7 +189,7 @@ export class SqliteQueue implements JobQueue {
       const candidates = tx
         .select({ id: jobs.id, durationSeconds: jobs.durationSeconds })
         .from(jobs)
-        .where(and(eq(jobs.status, 'PENDING'), lte(jobs.runAfter, now), this.sizeFilter(worker.pool)))
+        .where(where.claimableAt(jobs, now, this.sizeFilter(worker.pool)))
         .orderBy(desc(jobs.priority), asc(jobs.seq))
         .limit(maxJobs)
         .all();
@@ -225,16 +220,10 @@ export class SqliteQueue implements JobQueue {
       (tx) =>
         leases.map(({ jobId, leaseToken, progress }) => {
           const job = tx.select().from(jobs).where(eq(jobs.id, jobId)).get();
-          const beat = step.heartbeatOf(job, leaseToken, progress);
+          const beat = step.heartbeatOf(job, leaseToken, progress, now, this.options);
           if (beat.state === 'ACTIVE') {
-            const moved = beat.progress !== job!.progress;
-            const updated = tx
-              .update(jobs)
-              .set({ leaseExpiresAt: now + this.options.leaseMs, progress: beat.progress, ...(moved && { updatedAt: now }) })
-              .where(eq(jobs.id, jobId))
-              .returning()
-              .get();
-            if (moved) changed.push(updated);
+            const updated = tx.update(jobs).set(beat.patch).where(eq(jobs.id, jobId)).returning().get();
+            if (beat.moved) changed.push(updated);
           }
           return { jobId, state: beat.state };
         }),
@@ -277,7 +266,7 @@ export class SqliteQueue implements JobQueue {
       const rows = tx
         .select()
         .from(jobs)
-        .where(and(eq(jobs.status, 'PROCESSING'), lt(jobs.leaseExpiresAt, now)))
+        .where(where.leaseExpiredAt(jobs, now))
         .all();
       return rows.map((job) => tx.update(jobs).set(step.expired(job, now)).where(eq(jobs.id, job.id)).returning().get());
     }, IMMEDIATE);
@@ -295,16 +284,16 @@ export class SqliteQueue implements JobQueue {
   }
 
   async liveWorkers(): Promise<WorkerInfo[]> {
-    return this.db.select().from(workers).where(gte(workers.lastSeenAt, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id)).all();
+    return this.db.select().from(workers).where(where.seenSince(workers, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id)).all();
   }
 
   async forgetQuietWorkers(): Promise<number> {
-    return this.db.delete(workers).where(lt(workers.lastSeenAt, this.now() - this.options.workerWindowMs)).run().changes;
+    return this.db.delete(workers).where(where.quietSince(workers, this.now() - this.options.workerWindowMs)).run().changes;
   }
 
   async stats(): Promise<QueueStats> {
     // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
-    const active = this.db.select({ status: jobs.status, n: count() }).from(jobs).where(inArray(jobs.status, ['PENDING', 'PROCESSING'])).groupBy(jobs.status).all();
+    const active = this.db.select({ status: jobs.status, n: count() }).from(jobs).where(where.unfinished(jobs)).groupBy(jobs.status).all();
     const finished = this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status).all();
     const pending = Object.fromEntries(
       POOLS.map((pool) => [
@@ -312,7 +301,7 @@ export class SqliteQueue implements JobQueue {
         this.db
           .select({ n: count(), seconds: sum(jobs.durationSeconds), oldest: min(jobs.createdAt) })
           .from(jobs)
-          .where(and(eq(jobs.status, 'PENDING'), this.sizeOf(pool)))
+          .where(where.pendingOf(jobs, where.ofSize(jobs, pool, this.options.smallJobSeconds)))
           .get()!,
       ]),
     );
@@ -327,20 +316,12 @@ export class SqliteQueue implements JobQueue {
     this.db.$client.close();
   }
 
-  private sizeOf(pool: Pool): SQL {
-    return pool === 'cpu' ? lte(jobs.durationSeconds, this.options.smallJobSeconds) : gt(jobs.durationSeconds, this.options.smallJobSeconds);
-  }
-
   /** The job sizes a worker of `pool` may take now (see sizesFor). */
   private sizeFilter(pool: Pool): SQL | undefined {
     const since = this.now() - this.options.workerWindowMs;
-    const livePools = new Set(this.db.selectDistinct({ pool: workers.pool }).from(workers).where(gte(workers.lastSeenAt, since)).all().map((w) => w.pool));
+    const livePools = new Set(this.db.selectDistinct({ pool: workers.pool }).from(workers).where(where.seenSince(workers, since)).all().map((w) => w.pool));
     const { small, large } = sizesFor(pool, livePools);
-    return small && large ? undefined : this.sizeOf(small ? 'cpu' : 'gpu');
-  }
-
-  private byId(id: string, tenant: string | undefined): SQL | undefined {
-    return and(eq(jobs.id, id), tenant !== undefined ? eq(jobs.tenant, tenant) : undefined);
+    return small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds);
   }
 
   private found(job: Job | undefined, id: string): Job {
