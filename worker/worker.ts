@@ -7,10 +7,10 @@ import { hostname } from 'node:os';
 import { basename } from 'node:path';
 import PQueue from 'p-queue';
 import type { Logger } from '../src/log.ts';
-import { CodedError } from '../src/errors.ts';
 import { decodeAudioFile } from '../src/audio/decode.ts';
 import { killDecoders } from '../src/audio/ffmpeg.ts';
-import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields, type LeaseState } from './apiClient.ts';
+import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields } from './apiClient.ts';
+import { Batch } from './batch.ts';
 import { WhisperError, WhisperModel } from '../src/whisper/index.ts';
 import { transcribeMany, type ScoredSegment } from '../src/whisper/longAudio.ts';
 import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from '../src/vad/index.ts';
@@ -39,9 +39,6 @@ export interface WorkerOptions {
   log: Logger;
 }
 
-/** Codes of failures that retrying cannot cure: the job fails at once. */
-const permanent = (err: unknown) => err instanceof CodedError && err.permanent;
-
 export class Worker {
   readonly id: string;
   private readonly api: ApiClient;
@@ -50,9 +47,8 @@ export class Worker {
   private modelLabel = '';
   private stopping = false;
   private readonly poll = new AbortController();
-  /** The batch in hand: its leases still held (not completed, failed or dropped). */
-  private held: () => LeaseFields[] = () => [];
-  private handingBack = false;
+  /** The batch in hand. */
+  private batch: Batch | null = null;
   private readonly log: Logger;
 
   constructor(private readonly o: WorkerOptions) {
@@ -79,9 +75,7 @@ export class Worker {
   async handBack(): Promise<number> {
     this.stopping = true;
     // From here the batch reports nothing: a decode failing because its ffmpeg is stopped must not fail the job.
-    this.handingBack = true;
-    const leases = this.held();
-    this.held = () => [];
+    const leases = this.batch?.handBack() ?? [];
     await Promise.all(leases.map((l) => this.api.release(l.job.id, l.leaseToken).catch((err) => this.log.error({ event: 'job.hand_back_failed', jobId: l.job.id, err }, `could not hand back job ${l.job.id}: ${err.message}`))));
     killDecoders();
     await removeOwnAudio();
@@ -128,124 +122,79 @@ export class Worker {
   }
 
   private async process(leases: LeaseFields[]): Promise<void> {
-    const { log } = this;
     const seconds = leases.reduce((s, l) => s + l.job.input.durationSeconds, 0);
-    log.info({ event: 'batch.started', jobIds: leases.map((l) => l.job.id), audioSeconds: seconds }, `batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`);
-    const progress = new Map(leases.map((l) => [l.job.id, 0]));
-    const dropped = new Map<string, LeaseState>();
-    const live = () => leases.filter((l) => !dropped.has(l.job.id));
-    this.held = live;
-
-    let beating: Promise<void> | null = null;
-    let lastBeat = 0;
-    const beat = () => {
-      lastBeat = Date.now();
-      beating ??= this.api
-        .heartbeat({ workerId: this.id, pool: this.pool, provider: this.model?.provider }, live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: progress.get(l.job.id)! })))
-        .then((states) => {
-          for (const s of states) {
-            if (s.state === 'ACTIVE') continue;
-            if (!dropped.has(s.jobId)) log.info({ event: 'job.dropped', jobId: s.jobId, state: s.state }, `dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`);
-            dropped.set(s.jobId, s.state);
-          }
-        })
-        .catch((err) => log.warn({ event: 'worker.heartbeat_failed', err }, `heartbeat failed: ${err.message}`))
-        .finally(() => (beating = null));
-    };
-    // Three heartbeats a lease, timed by the lease's length rather than its expiry: the clocks of a
-    // remote worker and the API need not agree.
-    const timer = setInterval(beat, Math.max(100, (Math.min(...leases.map((l) => l.leaseSeconds)) * 1000) / 3));
-
-    const finish = async (lease: LeaseFields, outcome: () => Promise<void>) => {
-      if (this.handingBack || dropped.has(lease.job.id)) return;
-      dropped.set(lease.job.id, 'LOST');
-      try {
-        await outcome();
-      } catch (err) {
-        log.error({ event: 'job.not_recorded', jobId: lease.job.id, err }, `job ${lease.job.id} not recorded: ${(err as Error).message}`);
-      }
-    };
-    const fail = (lease: LeaseFields, err: unknown) => {
-      const e = err as Error & { code?: string };
-      const retryable = !permanent(err);
-      log[retryable ? 'warn' : 'info']({ event: 'job.error', jobId: lease.job.id, code: e.code ?? 'WORKER_ERROR', retryable, err: e }, `job ${lease.job.id} failed (${e.code ?? 'WORKER_ERROR'}${retryable ? ', will retry' : ''}): ${e.message}`);
-      return finish(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code: e.code ?? 'WORKER_ERROR', message: e.message, retryable }));
-    };
-
+    this.log.info({ event: 'batch.started', jobIds: leases.map((l) => l.job.id), audioSeconds: seconds }, `batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`);
+    const batch = new Batch(leases, this.api, () => ({ workerId: this.id, pool: this.pool, provider: this.model?.provider }), this.log);
+    this.batch = batch;
     try {
-      const fetches = new PQueue({ concurrency: 4 });
-      const audio = new Map<string, Float32Array>();
-      await Promise.all(
-        leases.map((lease) =>
-          fetches.add(async () => {
-            try {
-              const file = await this.api.download(lease.audioUrl);
-              try {
-                audio.set(lease.job.id, (await decodeAudioFile(file.path, { name: lease.job.input.filename, maxSeconds: lease.maxDurationSeconds })).samples);
-              } finally {
-                await file.remove();
-              }
-            } catch (err) {
-              await fail(lease, err);
-            }
-          }),
-        ),
-      );
-      if (!live().some((l) => audio.has(l.job.id))) return;
+      const audio = await this.fetchAudio(batch);
+      if (!batch.live().some((l) => audio.has(l.job.id))) return;
       const model = await this.load();
-      // A job asking for what this model cannot do fails alone, not with the batch it came in.
-      const noWords = model.wordTimestampsUnavailable();
-      for (const l of live()) if (audio.has(l.job.id) && l.job.options.wordTimestamps && noWords) await fail(l, new WhisperError('INVALID_OPTIONS', noWords));
-      const ready = live().filter((l) => audio.has(l.job.id));
+      const ready = await this.refuseWhatModelCannot(batch, model, audio);
       if (ready.length === 0) return;
-      // One after another: Silero carries a recurrent state through each recording.
-      const chunks: (Chunk[] | undefined)[] = [];
-      for (const l of ready) chunks.push(await this.chunks(audio.get(l.job.id)!));
-      const speech = chunks.flat(2).reduce((t, x) => t + (x ? x.end - x.start : 0), 0) / 16000;
-      if (this.o.segmentation === 'vad') {
-        const count = chunks.reduce((n, c) => n + c!.length, 0);
-        log.info({ event: 'batch.speech', chunks: count, speechSeconds: speech, audioSeconds: seconds }, `${count} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
-      }
+      const chunks = await this.segment(ready, audio, seconds);
       const transcripts = await transcribeMany(
         model,
-        ready.map((l, i) => ({
-          samples: audio.get(l.job.id)!,
-          chunks: chunks[i],
-          language: l.job.options.language ?? undefined,
-          task: l.job.options.task === 'TRANSLATE' ? 'translate' : 'transcribe',
-          timestamps: l.job.options.timestamps,
-          prompt: l.job.options.prompt ?? undefined,
-          conditionOnPreviousText: l.job.options.conditionOnPreviousText,
-          temperatures: l.job.options.temperatures,
-          seed: l.job.options.seed,
-          beamSize: l.job.options.beamSize ?? undefined,
-          patience: l.job.options.patience ?? undefined,
-          lengthPenalty: l.job.options.lengthPenalty,
-          wordTimestamps: l.job.options.wordTimestamps,
-        })),
-        {
-          batchSize: 16,
-          onProgress: (i, fraction) => {
-            progress.set(ready[i].job.id, fraction);
-            // Progress reaches subscribers at once, not only at the next lease renewal (at most twice a second).
-            if (Date.now() - lastBeat > 500) beat();
-          },
-        },
+        ready.map((l, i) => requestOf(l, audio.get(l.job.id)!, chunks[i])),
+        { batchSize: 16, onProgress: (i, fraction) => batch.advance(ready[i].job.id, fraction) },
       );
-      await beating;
+      await batch.settled();
       for (const [i, lease] of ready.entries()) {
         const t = transcripts[i];
-        await finish(lease, () => this.api.complete(lease.job.id, lease.leaseToken, { text: t.text, language: t.language, model: this.modelLabel, segments: t.segments.map(segmentInput) }));
+        await batch.complete(lease, { text: t.text, language: t.language, model: this.modelLabel, segments: t.segments.map(segmentInput) });
       }
     } catch (err) {
-      for (const lease of live()) await fail(lease, err);
+      for (const lease of batch.live()) await batch.fail(lease, err);
     } finally {
-      this.held = () => [];
-      clearInterval(timer);
+      batch.end();
+      this.batch = null;
       // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
       const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-      log.info({ event: 'batch.done', jobIds: leases.map((l) => l.job.id), peakMiB }, `batch done; peak memory ${peakMiB} MiB`);
+      this.log.info({ event: 'batch.done', jobIds: leases.map((l) => l.job.id), peakMiB }, `batch done; peak memory ${peakMiB} MiB`);
     }
+  }
+
+  /** Each job's audio, downloaded (four at a time) and decoded to 16 kHz; a job whose audio fails fails alone. */
+  private async fetchAudio(batch: Batch): Promise<Map<string, Float32Array>> {
+    const fetches = new PQueue({ concurrency: 4 });
+    const audio = new Map<string, Float32Array>();
+    await Promise.all(
+      batch.leases.map((lease) =>
+        fetches.add(async () => {
+          try {
+            const file = await this.api.download(lease.audioUrl);
+            try {
+              audio.set(lease.job.id, (await decodeAudioFile(file.path, { name: lease.job.input.filename, maxSeconds: lease.maxDurationSeconds })).samples);
+            } finally {
+              await file.remove();
+            }
+          } catch (err) {
+            await batch.fail(lease, err);
+          }
+        }),
+      ),
+    );
+    return audio;
+  }
+
+  /** The jobs with audio that the model can serve; one asking for what it cannot do fails alone, not with its batch. */
+  private async refuseWhatModelCannot(batch: Batch, model: WhisperModel, audio: Map<string, Float32Array>): Promise<LeaseFields[]> {
+    const noWords = model.wordTimestampsUnavailable();
+    for (const l of batch.live()) if (audio.has(l.job.id) && l.job.options.wordTimestamps && noWords) await batch.fail(l, new WhisperError('INVALID_OPTIONS', noWords));
+    return batch.live().filter((l) => audio.has(l.job.id));
+  }
+
+  /** Each job's speech chunks (VAD), or undefined for fixed 30 s windows. */
+  private async segment(ready: LeaseFields[], audio: Map<string, Float32Array>, seconds: number): Promise<(Chunk[] | undefined)[]> {
+    // One after another: Silero carries a recurrent state through each recording.
+    const chunks: (Chunk[] | undefined)[] = [];
+    for (const l of ready) chunks.push(await this.chunks(audio.get(l.job.id)!));
+    if (this.o.segmentation === 'vad') {
+      const speech = chunks.flat(2).reduce((t, x) => t + (x ? x.end - x.start : 0), 0) / 16000;
+      const count = chunks.reduce((n, c) => n + c!.length, 0);
+      this.log.info({ event: 'batch.speech', chunks: count, speechSeconds: speech, audioSeconds: seconds }, `${count} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
+    }
+    return chunks;
   }
 
   private async load(): Promise<WhisperModel> {
@@ -275,6 +224,26 @@ export class Worker {
     this.model = null;
     this.log.info({ event: 'model.unloaded', reason, idleSeconds }, `model unloaded (${reason === 'idle' ? `idle for ${Math.round(idleSeconds!)} s` : reason})`);
   }
+}
+
+/** What the runtime is asked for one job: its samples, chunks and the options its client chose. */
+function requestOf(l: LeaseFields, samples: Float32Array, chunks: Chunk[] | undefined) {
+  const o = l.job.options;
+  return {
+    samples,
+    chunks,
+    language: o.language ?? undefined,
+    task: o.task === 'TRANSLATE' ? ('translate' as const) : ('transcribe' as const),
+    timestamps: o.timestamps,
+    prompt: o.prompt ?? undefined,
+    conditionOnPreviousText: o.conditionOnPreviousText,
+    temperatures: o.temperatures,
+    seed: o.seed,
+    beamSize: o.beamSize ?? undefined,
+    patience: o.patience ?? undefined,
+    lengthPenalty: o.lengthPenalty,
+    wordTimestamps: o.wordTimestamps,
+  };
 }
 
 /** A segment as the API takes it: its times, text, confidence and words (not its tokens). */

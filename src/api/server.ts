@@ -1,5 +1,5 @@
 // The API's HTTP server: GraphQL (yoga) at /graphql with GraphiQL on GET,
-// graphql-ws on the same port and path, SSE subscriptions through yoga, and
+// graphql-ws on the same port and path (websocket.ts), SSE subscriptions through yoga, and
 // /audio/:id, where workers fetch a job's upload with the worker token.
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
@@ -9,17 +9,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { useServer } from 'graphql-ws/use/ws';
-import { GraphQLError, type execute, type subscribe } from 'graphql';
 import { createYoga } from 'graphql-yoga';
-import { WebSocketServer, type WebSocket } from 'ws';
 import { currentRequestId, inRequest, type Logger } from '../log.ts';
 import { DTYPE_SUFFIXES, parseDtype } from '../whisper/modelFolder.ts';
-import { arrivedDraining, authenticate, callerOf, presentsWorkerToken, useAuthentication } from './auth.ts';
-import type { Caller } from './context.ts';
+import { arrivedDraining, callerOf, presentsWorkerToken, useAuthentication } from './auth.ts';
 import type { Context, Services } from './context.ts';
 import { Metrics } from './metrics.ts';
-import { ApiError, maskError } from './errors.ts';
+import { maskError } from './errors.ts';
 import { graphiqlTabs } from './graphiql.ts';
 import { isOpenAiPath, openAiRoute } from './openai.ts';
 import { isDashboardPath, serveDashboard } from './dashboard.ts';
@@ -27,7 +23,8 @@ import { schema } from './schema/index.ts';
 import { useQueryLimits } from './queryLimits.ts';
 import { useRequestPolicy } from './requestPolicy.ts';
 import { useStreamingUploads } from './uploads.ts';
-import { CLOSE_CODES, StreamRegistry, type Transport } from './streams.ts';
+import { StreamRegistry, type Transport } from './streams.ts';
+import { serveWebSockets } from './websocket.ts';
 
 export interface ApiServer {
   http: Server;
@@ -37,53 +34,15 @@ export interface ApiServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** A header from a plain object of headers, whatever the case of its name. */
-/** What graphql-ws runs: the execute and subscribe of yoga's envelop for the request (its plugins included). */
-type Enveloped = { execute: typeof execute; subscribe: typeof subscribe };
-
-function headerIn(headers: unknown, name: string): unknown {
-  if (!headers || typeof headers !== 'object') return undefined;
-  return Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1];
-}
-
 export function createApiServer(base: Omit<Services, 'metrics' | 'draining' | 'streams'>): ApiServer {
   const draining = new AbortController();
   // Every subscription and waiting request listens for the drain: hundreds are normal (Node warns past 10).
   setMaxListeners(0, draining.signal);
-  const { backlog, perConnection, perKey, recheckSeconds, wsAuthTimeoutSeconds } = base.config.streams;
+  const { backlog, perConnection, perKey, recheckSeconds } = base.config.streams;
   const streams = new StreamRegistry(base.queue.keys, { backlog, perConnection, perKey, recheckMs: recheckSeconds * 1000 }, base.log);
   const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal, streams };
   const { config, log } = services;
-  const yoga = createYoga<{ req?: IncomingMessage; res?: ServerResponse }, Context>({
-    schema,
-    graphqlEndpoint: '/graphql',
-    landingPage: false,
-    logging: false,
-    maskedErrors: {
-      maskError: (error, message) => {
-        return maskError(error, message, currentRequestId() ?? randomUUID(), log);
-      },
-    },
-    // GET /graphql?key=<API key> opens GraphiQL sending that key (the link the first start prints).
-    graphiql: (request) => {
-      const key = new URL(request.url).searchParams.get('key');
-      return { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS', ...(key && { headers: JSON.stringify({ Authorization: `Bearer ${key}` }) }) };
-    },
-    renderGraphiQL,
-    // Bodies are bounded by the plugins: JSON by MURMUR_MAX_REQUEST_BYTES, each uploaded file by MURMUR_MAX_UPLOAD_BYTES
-    // (yoga's own 25 MB limit on the whole body would refuse a 30-minute MP3).
-    maxRequestBodySize: false,
-    cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
-    plugins: [useQueryLimits(), useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
-    context: ({ request, req, res }) => ({
-      ...services,
-      transport: req && res && httpTransport(req, res),
-      caller: callerOf(request),
-      lateArrival: arrivedDraining(request),
-      origin: new URL(request.url).origin,
-      signal: request.signal,
-    }),
-  });
+  const yoga = graphqlOverHttp(services);
 
   // Requests in flight (WebSocket connections are not requests): a stopping server waits for them.
   let inFlight = 0;
@@ -106,101 +65,10 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining' | 's
       if (inFlight === 0) settled?.();
       accessLine(log, req, res, requestId, performance.now() - started, presentsWorkerToken(req.headers.authorization, config.workerToken));
     });
-    if (req.url === '/metrics' || req.url === '/healthz' || req.url === '/readyz') {
-      plainRoute(services, req.url).then(
-        ({ status, type, body }) => res.writeHead(status, { 'content-type': type }).end(body),
-        (err) => res.writeHead(500).end(String(err?.message ?? err)),
-      );
-      return;
-    }
-    if (isDashboardPath(req)) {
-      serveDashboard(req, res);
-      return;
-    }
-    if (isOpenAiPath(req.url)) {
-      openAiRoute(services, req, res).catch(() => res.destroy());
-      return;
-    }
-    if (req.url?.startsWith('/audio/')) {
-      serveAudio(services, req, res).catch((err) => {
-        log.error({ event: 'request.unexpected_error', err }, `audio route: ${err?.message ?? err}`);
-        if (!res.headersSent) res.writeHead(500).end();
-        else res.destroy();
-      });
-      return;
-    }
-    void yoga(req, res);
+    route(services, yoga, req, res);
   };
 
-  const wss = new WebSocketServer({ server: http, path: yoga.graphqlEndpoint });
-  const authenticated = new WeakSet<WebSocket>();
-  // The key comes in the connection parameters, the subscribe message's extensions.headers (GraphiQL), or the
-  // upgrade request's header, and is checked at every
-  // subscribe, so a key revoked meanwhile stops working; a connection without a valid key stays open, and
-  // each of its subscriptions is refused with the reason.
-  const ws = useServer(
-    {
-      // A socket that has not presented a valid key within MURMUR_WS_AUTH_TIMEOUT_SECONDS is closed (4401).
-      onConnect: (ctx) => {
-        const socket = ctx.extra.socket;
-        const timer = setTimeout(() => {
-          if (!authenticated.has(socket)) socket.close(CLOSE_CODES.revoked, `no valid API key within ${wsAuthTimeoutSeconds} s`);
-        }, wsAuthTimeoutSeconds * 1000);
-        timer.unref();
-        socket.once('close', () => clearTimeout(timer));
-        return true;
-      },
-      // Errors a stream ends with (a revoked key: UNAUTHENTICATED) keep their code; graphql-ws would drop it.
-      onError: (_ctx, _id, _payload, errors) =>
-        errors.map((e) => {
-          const original = e.originalError;
-          if (!(original instanceof ApiError) || e.extensions?.code) return e.toJSON();
-          return { message: original.message, extensions: { code: original.code, ...original.details.extensions } };
-        }),
-      // yoga's envelop, handed over as the root value below, runs what graphql-ws receives.
-      execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
-      onSubscribe: async (ctx, _id, params) => {
-        const req = ctx.extra.request;
-        // GraphiQL sends the headers of its editor in each subscribe message's extensions, not as connection parameters.
-        const param = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization ?? headerIn(params.extensions?.headers, 'authorization') ?? req.headers.authorization;
-        let caller: Caller;
-        try {
-          caller = await authenticate(typeof param === 'string' ? param : undefined, services);
-        } catch (err) {
-          const e = err as GraphQLError;
-          return [new GraphQLError(e.message, { extensions: { code: e.extensions?.code } })];
-        }
-        authenticated.add(ctx.extra.socket);
-        const { schema, execute, subscribe, parse, validate } = yoga.getEnveloped({ req });
-        // A query that does not parse fails this subscription only; thrown, it would close the socket (4500) and every other one on it.
-        let document;
-        try {
-          document = parse(params.query);
-        } catch (err) {
-          return [err instanceof GraphQLError ? err : new GraphQLError(String((err as Error)?.message ?? err), { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
-        }
-        const args = {
-          schema,
-          operationName: params.operationName,
-          document,
-          variableValues: params.variables,
-          contextValue: { ...services, caller, lateArrival: services.draining.aborted, origin: `http://${req.headers.host}`, transport: wsTransport(ctx.extra.socket) } satisfies Context,
-          rootValue: { execute, subscribe },
-        };
-        // The query limits (queryLimits.ts) throw their refusal from validation: answer it, as a parse error is.
-        let errors: readonly GraphQLError[];
-        try {
-          errors = validate(args.schema, args.document);
-        } catch (err) {
-          if (err instanceof GraphQLError) return [err];
-          throw err;
-        }
-        return errors.length ? errors : args;
-      },
-    },
-    wss,
-  );
+  const ws = serveWebSockets(http, yoga, services);
 
   return {
     http,
@@ -217,23 +85,11 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining' | 's
           setTimeout(resolve, graceMs).unref();
         });
       }
-      await ws.dispose();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await ws.close();
       http.closeAllConnections();
       await closed;
     },
   };
-}
-
-const wsTransports = new WeakMap<WebSocket, Transport>();
-/** A graphql-ws socket: one per connection, closed with a code the client acts on. */
-function wsTransport(socket: WebSocket): Transport {
-  let transport = wsTransports.get(socket);
-  if (!transport) {
-    transport = { connection: socket, unsent: () => socket.bufferedAmount, drop: (why, reason) => socket.close(CLOSE_CODES[why], reason.slice(0, 120)) };
-    wsTransports.set(socket, transport);
-  }
-  return transport;
 }
 
 /**
@@ -249,6 +105,70 @@ function httpTransport(req: IncomingMessage, res: ServerResponse): Transport {
       else setTimeout(() => res.writableFinished || req.socket.destroy(), 2000).unref();
     },
   };
+}
+
+/** Which part answers a request: the probes and metrics, the dashboard, the OpenAI routes, workers' audio, or GraphQL. */
+function route(services: Services, yoga: ReturnType<typeof graphqlOverHttp>, req: IncomingMessage, res: ServerResponse): void {
+  const { log } = services;
+  if (req.url === '/metrics' || req.url === '/healthz' || req.url === '/readyz') {
+    plainRoute(services, req.url).then(
+      ({ status, type, body }) => res.writeHead(status, { 'content-type': type }).end(body),
+      (err) => res.writeHead(500).end(String(err?.message ?? err)),
+    );
+    return;
+  }
+  if (isDashboardPath(req)) {
+    serveDashboard(req, res);
+    return;
+  }
+  if (isOpenAiPath(req.url)) {
+    openAiRoute(services, req, res).catch(() => res.destroy());
+    return;
+  }
+  if (req.url?.startsWith('/audio/')) {
+    serveAudio(services, req, res).catch((err) => {
+      log.error({ event: 'request.unexpected_error', err }, `audio route: ${err?.message ?? err}`);
+      if (!res.headersSent) res.writeHead(500).end();
+      else res.destroy();
+    });
+    return;
+  }
+  void yoga(req, res);
+}
+
+/** GraphQL over HTTP (yoga): the schema, GraphiQL, the plugins that bound and authenticate requests, each resolver's context. */
+function graphqlOverHttp(services: Services) {
+  const { config, log } = services;
+  return createYoga<{ req?: IncomingMessage; res?: ServerResponse }, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    landingPage: false,
+    logging: false,
+    maskedErrors: {
+      maskError: (error, message) => {
+        return maskError(error, message, currentRequestId() ?? randomUUID(), services.log);
+      },
+    },
+    // GET /graphql?key=<API key> opens GraphiQL sending that key (the link the first start prints).
+    graphiql: (request) => {
+      const key = new URL(request.url).searchParams.get('key');
+      return { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS', ...(key && { headers: JSON.stringify({ Authorization: `Bearer ${key}` }) }) };
+    },
+    renderGraphiQL,
+    // Bodies are bounded by the plugins: JSON by MURMUR_MAX_REQUEST_BYTES, each uploaded file by MURMUR_MAX_UPLOAD_BYTES
+    // (yoga's own 25 MB limit on the whole body would refuse a 30-minute MP3).
+    maxRequestBodySize: false,
+    cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
+    plugins: [useQueryLimits(), useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
+    context: ({ request, req, res }) => ({
+      ...services,
+      transport: req && res && httpTransport(req, res),
+      caller: callerOf(request),
+      lateArrival: arrivedDraining(request),
+      origin: new URL(request.url).origin,
+      signal: request.signal,
+    }),
+  });
 }
 
 const PROBES = new Set(['/healthz', '/readyz', '/metrics']);

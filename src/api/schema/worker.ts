@@ -1,12 +1,8 @@
 // The worker protocol: the only mutations a worker needs, and only for callers
 // holding the worker token. Workers never touch the database.
 import type { Lease, Pool } from '../../queue/jobQueue.ts';
-import { claimWhenReady } from '../../queue/longPoll.ts';
 import { builder } from '../builder.ts';
-import { randomUUID } from 'node:crypto';
-import { requireWorker } from '../auth.ts';
-import { isJobErrorCode } from '../../errors.ts';
-import { ApiError } from '../errors.ts';
+import * as protocol from '../workerProtocol.ts';
 import { JobRef } from './job.ts';
 import { PoolEnum } from './queue.ts';
 
@@ -90,36 +86,7 @@ builder.mutationFields((t) => ({
     type: [LeaseRef],
     description: 'worker only: take a batch of pending jobs under a lease',
     args: { input: t.arg({ type: ClaimInput, required: true }) },
-    resolve: async (_root, { input }, ctx) => {
-      requireWorker(ctx);
-      if (input.maxJobs < 1) throw new ApiError('BAD_USER_INPUT', 'maxJobs must be at least 1');
-      const waitMs = Math.min(60, Math.max(0, input.waitSeconds ?? 0)) * 1000;
-      const worker = { id: input.workerId, pool: (input.pool ?? 'cpu') as Pool, provider: input.provider, host: input.host };
-      // Heard from when the claim starts and when it ends: a long-poll (≤ 60 s) stays within the liveness window.
-      await ctx.queue.touchWorker(worker);
-      // A stopping instance hands out no work: its waiting claims end empty-handed, and workers ask elsewhere.
-      if (ctx.draining.aborted) return [];
-      const leases = await claimWhenReady(ctx.queue, {
-        workerId: worker.id,
-        pool: worker.pool,
-        maxJobs: input.maxJobs,
-        maxSeconds: input.maxSeconds,
-        waitMs,
-        batchWindowMs: input.batchWindowMs ?? ctx.config.batchWindowMs,
-        signal: ctx.signal ? AbortSignal.any([ctx.signal, ctx.draining]) : ctx.draining,
-      });
-      if (!ctx.signal?.aborted) await ctx.queue.touchWorker(worker);
-      if (leases.length) {
-        ctx.metrics.batchSize.observe(leases.length);
-        for (const l of leases) if (l.job.attempts === 1) ctx.metrics.queueWait.observe((l.job.startedAt! - l.job.createdAt) / 1000);
-      }
-      if (leases.length) {
-        const jobIds = leases.map((l) => l.job.id);
-        ctx.log.info({ event: 'jobs.claimed', workerId: input.workerId, pool: worker.pool, jobIds }, `worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${jobIds.join(', ')}`);
-      }
-      // Audio straight from the blob store when it can hand out a URL (S3), else through the API's worker-only route.
-      return Promise.all(leases.map(async (l) => ({ ...l, audioUrl: (await ctx.store.presignGet(l.job.blobKey)) ?? `${ctx.origin}/audio/${l.job.id}` })));
-    },
+    resolve: (_root, { input }, ctx) => protocol.claimJobs(ctx, { ...input, pool: input.pool as Pool | null | undefined }),
   }),
   heartbeat: t.field({
     type: [LeaseStatus],
@@ -130,26 +97,13 @@ builder.mutationFields((t) => ({
       provider: t.arg.string(),
       leases: t.arg({ type: [LeaseProgressInput], required: true }),
     },
-    resolve: async (_root, args, ctx) => {
-      requireWorker(ctx);
-      await ctx.queue.touchWorker({ id: args.workerId, pool: (args.pool ?? 'cpu') as Pool, provider: args.provider });
-      return ctx.queue.heartbeat(args.leases.map((l) => ({ jobId: String(l.jobId), leaseToken: l.leaseToken, progress: l.progress })));
-    },
+    resolve: (_root, args, ctx) => protocol.heartbeat(ctx, { ...args, pool: args.pool as Pool | null | undefined }),
   }),
   completeJob: t.field({
     type: JobRef,
     description: 'worker only: store the transcript; refused (LEASE_LOST, JOB_CANCELLED) when the lease is no longer this worker\'s',
     args: { jobId: t.arg.id({ required: true }), leaseToken: t.arg.int({ required: true }), result: t.arg({ type: TranscriptInput, required: true }) },
-    resolve: async (_root, args, ctx) => {
-      requireWorker(ctx);
-      const job = await ctx.queue.complete(String(args.jobId), args.leaseToken, args.result);
-      ctx.metrics.processing.observe((job.finishedAt! - job.startedAt!) / 1000);
-      // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
-      // Deleted before answering; an instance that dies in between leaves it to the sweep at the next start.
-      ctx.log.info({ event: 'job.done', jobId: job.id, workerId: job.workerId, seconds: (job.finishedAt! - job.startedAt!) / 1000 }, `job ${job.id} done`);
-      await ctx.store.delete(job.blobKey).catch((err) => ctx.log.error({ event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err }, `could not delete the audio of job ${job.id}: ${err.message}`));
-      return job;
-    },
+    resolve: (_root, args, ctx) => protocol.completeJob(ctx, args),
   }),
   failJob: t.field({
     type: JobRef,
@@ -161,43 +115,18 @@ builder.mutationFields((t) => ({
       message: t.arg.string({ required: true }),
       retryable: t.arg.boolean({ required: true }),
     },
-    resolve: async (_root, args, ctx) => {
-      requireWorker(ctx);
-      // A code clients know passes as it is; anything else (a crash, an onnxruntime error) reaches them as
-      // INTERNAL_SERVER_ERROR with a reference, and its details stay in this log.
-      let { code, message } = args;
-      if (!isJobErrorCode(code)) {
-        const reference = randomUUID();
-        ctx.log.error({ event: 'job.worker_error', jobId: args.jobId, reference, code, message }, `job ${args.jobId}: worker error ${reference}: ${code}: ${message}`);
-        [code, message] = ['INTERNAL_SERVER_ERROR', `the worker failed unexpectedly (reference ${reference})`];
-      }
-      const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code, message, retryable: args.retryable });
-      const again = job.status === 'PENDING';
-      ctx.log[again ? 'info' : 'warn']({ event: 'job.failed', jobId: job.id, workerId: job.workerId, code, attempts: job.attempts, willRetry: again }, `job ${job.id} failed (${code}${again ? ', will retry' : ''})`);
-      // The masked code: a label per worker-sent string would grow without bound.
-      ctx.metrics.failures.inc({ code });
-      return job;
-    },
+    resolve: (_root, args, ctx) => protocol.failJob(ctx, args),
   }),
   releaseJob: t.field({
     type: JobRef,
     description: 'worker only: give a job back unfinished (the worker is stopping): pending again at once, the attempt not counted',
     args: { jobId: t.arg.id({ required: true }), leaseToken: t.arg.int({ required: true }) },
-    resolve: async (_root, args, ctx) => {
-      requireWorker(ctx);
-      const job = await ctx.queue.release(String(args.jobId), args.leaseToken);
-      ctx.log.info({ event: 'job.released', jobId: job.id }, `job ${job.id} handed back unfinished`);
-      return job;
-    },
+    resolve: (_root, args, ctx) => protocol.releaseJob(ctx, args),
   }),
   signOff: t.field({
     type: 'Boolean',
     description: 'worker only: the worker is exiting and holds no leases',
     args: { workerId: t.arg.string({ required: true }) },
-    resolve: async (_root, { workerId }, ctx) => {
-      requireWorker(ctx);
-      await ctx.queue.removeWorker(workerId);
-      return true;
-    },
+    resolve: (_root, { workerId }, ctx) => protocol.signOff(ctx, workerId),
   }),
 }));

@@ -1,0 +1,103 @@
+// One claimed batch in a worker's hands: its leases are kept alive by
+// heartbeats (three a lease) until each job is reported, done or failed, or
+// dropped because the API says it was cancelled or its lease was lost. Each
+// job is reported once; after a hand-back nothing is.
+import type { Logger } from '../src/log.ts';
+import { CodedError } from '../src/errors.ts';
+import type { ApiClient, LeaseFields, LeaseState } from './apiClient.ts';
+
+/** Failures that retrying cannot cure: the job fails at once. */
+const permanent = (err: unknown) => err instanceof CodedError && err.permanent;
+
+export interface Holder {
+  workerId: string;
+  pool: 'CPU' | 'GPU';
+  provider?: string;
+}
+
+export class Batch {
+  private readonly progress: Map<string, number>;
+  /** Jobs no longer this batch's: reported, cancelled, or their lease lost. */
+  private readonly dropped = new Map<string, LeaseState>();
+  private beating: Promise<void> | null = null;
+  private lastBeat = 0;
+  private readonly timer: NodeJS.Timeout;
+  /** Handed back (the worker is out of time): nothing more is reported. */
+  private handedBack = false;
+
+  constructor(
+    readonly leases: LeaseFields[],
+    private readonly api: ApiClient,
+    private readonly holder: () => Holder,
+    private readonly log: Logger,
+  ) {
+    this.progress = new Map(leases.map((l) => [l.job.id, 0]));
+    // Timed by the lease's length rather than its expiry: the clocks of a remote worker and the API need not agree.
+    this.timer = setInterval(() => this.beat(), Math.max(100, (Math.min(...leases.map((l) => l.leaseSeconds)) * 1000) / 3));
+  }
+
+  /** The leases still held. */
+  live(): LeaseFields[] {
+    return this.leases.filter((l) => !this.dropped.has(l.job.id));
+  }
+
+  /** How far a job has got (0 to 1); subscribers hear of it at once, at most twice a second, not only at the next renewal. */
+  advance(jobId: string, fraction: number): void {
+    this.progress.set(jobId, fraction);
+    if (Date.now() - this.lastBeat > 500) this.beat();
+  }
+
+  async complete(lease: LeaseFields, result: Parameters<ApiClient['complete']>[2]): Promise<void> {
+    await this.report(lease, () => this.api.complete(lease.job.id, lease.leaseToken, result));
+  }
+
+  async fail(lease: LeaseFields, err: unknown): Promise<void> {
+    const e = err as Error & { code?: string };
+    const code = e.code ?? 'WORKER_ERROR';
+    const retryable = !permanent(err);
+    this.log[retryable ? 'warn' : 'info']({ event: 'job.error', jobId: lease.job.id, code, retryable, err: e }, `job ${lease.job.id} failed (${code}${retryable ? ', will retry' : ''}): ${e.message}`);
+    await this.report(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code, message: e.message, retryable }));
+  }
+
+  /** Waits for a heartbeat in flight (it may drop jobs the batch is about to report). */
+  async settled(): Promise<void> {
+    await this.beating;
+  }
+
+  /** The leases still held, which the caller gives back; from now on the batch reports nothing. */
+  handBack(): LeaseFields[] {
+    const held = this.live();
+    this.handedBack = true;
+    this.end();
+    return held;
+  }
+
+  end(): void {
+    clearInterval(this.timer);
+  }
+
+  private beat(): void {
+    this.lastBeat = Date.now();
+    this.beating ??= this.api
+      .heartbeat(this.holder(), this.live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: this.progress.get(l.job.id)! })))
+      .then((states) => {
+        for (const s of states) {
+          if (s.state === 'ACTIVE') continue;
+          if (!this.dropped.has(s.jobId)) this.log.info({ event: 'job.dropped', jobId: s.jobId, state: s.state }, `dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`);
+          this.dropped.set(s.jobId, s.state);
+        }
+      })
+      .catch((err) => this.log.warn({ event: 'worker.heartbeat_failed', err }, `heartbeat failed: ${err.message}`))
+      .finally(() => (this.beating = null));
+  }
+
+  private async report(lease: LeaseFields, outcome: () => Promise<unknown>): Promise<void> {
+    if (this.handedBack || this.dropped.has(lease.job.id)) return;
+    this.dropped.set(lease.job.id, 'LOST');
+    try {
+      await outcome();
+    } catch (err) {
+      this.log.error({ event: 'job.not_recorded', jobId: lease.job.id, err }, `job ${lease.job.id} not recorded: ${(err as Error).message}`);
+    }
+  }
+}
