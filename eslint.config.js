@@ -12,7 +12,18 @@ import tseslint from 'typescript-eslint';
 /** The shared libraries: what both sides may import. */
 const LIBRARIES = ['src/audio', 'src/vad', 'src/whisper', 'src/transcript', 'src/errors.ts', 'src/log.ts'];
 /** The API side: the server and what it is made of. */
-const API = ['src/api', 'src/queue', 'src/storage', 'src/webhooks', 'src/supervisor', 'src/auth', 'src/models', 'src/dashboard', 'src/service.ts', 'src/config.ts'];
+const API = [
+  'src/api',
+  'src/queue',
+  'src/storage',
+  'src/webhooks',
+  'src/supervisor',
+  'src/auth',
+  'src/models',
+  'src/dashboard',
+  'src/service.ts',
+  'src/config.ts',
+];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', 'drizzle/**', 'src/dashboard/app.js'] },
@@ -29,11 +40,31 @@ export default tseslint.config(
           zones: [
             ...LIBRARIES.map((target) => ({
               target,
-              from: ['src/api', 'src/queue', 'src/storage', 'src/webhooks', 'src/supervisor', 'src/auth', 'src/models', 'src/service.ts', 'src/config.ts', 'src/cli', 'worker'],
+              from: [
+                'src/api',
+                'src/queue',
+                'src/storage',
+                'src/webhooks',
+                'src/supervisor',
+                'src/auth',
+                'src/models',
+                'src/service.ts',
+                'src/config.ts',
+                'src/cli',
+                'worker',
+              ],
               message: 'a shared library imports no part of the API, the CLI or the worker program',
             })),
-            { target: API, from: ['worker', 'src/cli'], message: 'the API does not import the worker program or the CLI: they talk over the worker protocol' },
-            { target: 'worker', from: [...API, 'src/cli'], message: 'the worker program stands on the shared libraries only (it reaches the API over HTTP)' },
+            {
+              target: API,
+              from: ['worker', 'src/cli'],
+              message: 'the API does not import the worker program or the CLI: they talk over the worker protocol',
+            },
+            {
+              target: 'worker',
+              from: [...API, 'src/cli'],
+              message: 'the worker program stands on the shared libraries only (it reaches the API over HTTP)',
+            },
           ],
         },
       ],

@@ -21,7 +21,14 @@ const connections = Number(values.connections);
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-api-'));
 await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
 const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
-  env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_DATA_DIR: join(dir, 'data'), MURMUR_MODEL_DIR: join(dir, 'model'), MURMUR_MAX_WORKERS: '0' },
+  env: {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MURMUR_DATA_DIR: join(dir, 'data'),
+    MURMUR_MODEL_DIR: join(dir, 'model'),
+    MURMUR_MAX_WORKERS: '0',
+  },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const url = await new Promise<string>((resolve) =>
@@ -37,13 +44,18 @@ const audio = Buffer.from(wav.encode([samples], { sampleRate: 16000, float: fals
 const boundary = 'murmurbenchboundary';
 const part = (name: string, body: Buffer | string, filename?: string) =>
   Buffer.concat([
-    Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}\r\n${filename ? 'content-type: audio/wav\r\n' : ''}\r\n`),
+    Buffer.from(
+      `--${boundary}\r\ncontent-disposition: form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}\r\n${filename ? 'content-type: audio/wav\r\n' : ''}\r\n`,
+    ),
     Buffer.isBuffer(body) ? body : Buffer.from(body),
     Buffer.from('\r\n'),
   ]);
 const multipartOf = (file: Buffer, name: string) =>
   Buffer.concat([
-    part('operations', JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } })),
+    part(
+      'operations',
+      JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } }),
+    ),
     part('map', JSON.stringify({ 0: ['variables.file'] })),
     part('0', file, name),
     Buffer.from(`--${boundary}--\r\n`),
@@ -54,7 +66,11 @@ writeFileSync(join(dir, 'tone.wav'), audio);
 execFileSync('ffmpeg', ['-v', 'error', '-i', join(dir, 'tone.wav'), '-b:a', '64k', join(dir, 'tone.mp3')]);
 const mp3 = readFileSync(join(dir, 'tone.mp3'));
 
-const first = await fetch(url, { method: 'POST', headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' }, body: multipart }).then((r) => r.json());
+const first = await fetch(url, {
+  method: 'POST',
+  headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' },
+  body: multipart,
+}).then((r) => r.json());
 const id = first.data.createJob.id;
 
 async function load(title: string, opts: Omit<autocannon.Options, 'url'>) {
@@ -66,11 +82,27 @@ async function load(title: string, opts: Omit<autocannon.Options, 'url'>) {
 }
 
 console.log(`murmur API on ${url}: ${connections} connections, ${duration} s each, 2 cores shared by server and load generator`);
-await load('createJob (1 s WAV, 32 kB)', { headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' }, body: multipart });
-await load(`createJob (1 s MP3, ${(mp3.length / 1000).toFixed(0)} kB)`, { headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' }, body: multipartOf(mp3, 'tone.mp3') });
+await load('createJob (1 s WAV, 32 kB)', {
+  headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' },
+  body: multipart,
+});
+await load(`createJob (1 s MP3, ${(mp3.length / 1000).toFixed(0)} kB)`, {
+  headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'graphql-preflight': '1' },
+  body: multipartOf(mp3, 'tone.mp3'),
+});
 // GraphQL errors travel with status 200: count the jobs that really exist.
-const stats = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ queue { pending } }' }) }).then((r) => r.json());
+const stats = await fetch(url, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ query: '{ queue { pending } }' }),
+}).then((r) => r.json());
 console.log(`${''.padEnd(34)} jobs in the queue afterwards: ${stats.data.queue.pending}`);
-await load('job(id) query', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: `{ job(id: "${id}") { id status progress input { durationSeconds } } }` }) });
-await load('queue stats', { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ queue { pending processing done failed workers } }' }) });
+await load('job(id) query', {
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ query: `{ job(id: "${id}") { id status progress input { durationSeconds } } }` }),
+});
+await load('queue stats', {
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ query: '{ queue { pending processing done failed workers } }' }),
+});
 server.kill('SIGTERM');

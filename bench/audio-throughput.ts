@@ -23,7 +23,23 @@ const parts = ['0870', '0880', '0890', '0920', '0930'].map((n, i) => {
 execFileSync('sox', [...parts, join(dir, 'talk.wav')]);
 const mp3 = join(dir, 'long.mp3');
 // 44.1 kHz stereo at 128 kb/s, as phones and recorders write them: decoding includes resampling and the downmix.
-execFileSync('ffmpeg', ['-v', 'error', '-stream_loop', '-1', '-i', join(dir, 'talk.wav'), '-t', String(seconds), '-ar', '44100', '-ac', '2', '-b:a', '128k', mp3]);
+execFileSync('ffmpeg', [
+  '-v',
+  'error',
+  '-stream_loop',
+  '-1',
+  '-i',
+  join(dir, 'talk.wav'),
+  '-t',
+  String(seconds),
+  '-ar',
+  '44100',
+  '-ac',
+  '2',
+  '-b:a',
+  '128k',
+  mp3,
+]);
 
 const time = async <T>(run: () => Promise<T>): Promise<[T, number]> => {
   const start = performance.now();
@@ -42,4 +58,6 @@ const vad = await SileroVad.load();
 const [chunks, vadWall] = await time(() => speechChunksOf(vad, audio.samples));
 row('Silero VAD + packing into ≤ 30 s chunks', vadWall);
 const speech = chunks.flat().reduce((n, s) => n + s.end - s.start, 0) / 16000;
-console.log(`\n${chunks.length} chunks holding ${speech.toFixed(0)} s of speech (${((100 * speech) / seconds).toFixed(0)}% of the audio; ${(speech / chunks.length).toFixed(1)} s a chunk on average)`);
+console.log(
+  `\n${chunks.length} chunks holding ${speech.toFixed(0)} s of speech (${((100 * speech) / seconds).toFixed(0)}% of the audio; ${(speech / chunks.length).toFixed(1)} s a chunk on average)`,
+);

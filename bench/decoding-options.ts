@@ -30,7 +30,10 @@ const audios = speechSegments(segments, seconds);
 
 const model = await WhisperModel.load(values.model);
 // warm-up at the full batch (the first batch of a size ran up to twice as long), words included (their session opens at the first words asked for)
-await model.transcribe(audios.map((audio, i) => ({ audio, language: 'en', wordTimestamps: i % 2 === 0 })), { batchSize: segments });
+await model.transcribe(
+  audios.map((audio, i) => ({ audio, language: 'en', wordTimestamps: i % 2 === 0 })),
+  { batchSize: segments },
+);
 
 const configurations: [string, Partial<SegmentRequest>][] = [
   ...Array.from({ length: Number(values.pairs) }, (): [string, Partial<SegmentRequest>][] => [
@@ -43,8 +46,16 @@ const rows: { name: string; seconds: number; tokens: number; runs: number }[] = 
 for (const [name, options] of configurations) {
   const runsBefore = model.decoderRuns;
   const start = performance.now();
-  const results = await model.transcribe(audios.map((audio) => ({ audio, language: 'en', ...options })), { batchSize: segments });
-  rows.push({ name, seconds: (performance.now() - start) / 1000, tokens: results.reduce((n, r) => n + r.tokens.length, 0), runs: model.decoderRuns - runsBefore });
+  const results = await model.transcribe(
+    audios.map((audio) => ({ audio, language: 'en', ...options })),
+    { batchSize: segments },
+  );
+  rows.push({
+    name,
+    seconds: (performance.now() - start) / 1000,
+    tokens: results.reduce((n, r) => n + r.tokens.length, 0),
+    runs: model.decoderRuns - runsBefore,
+  });
 }
 await model.dispose();
 
@@ -52,8 +63,15 @@ const audioSeconds = segments * seconds;
 console.log(`\n${segments} segments × ${seconds} s, one batch, ${values.tokens} tokens a window at most`);
 console.log('configuration      wall s   audio-s/s   tokens   decoder runs   vs greedy before');
 for (const [i, r] of rows.entries()) {
-  const greedy = rows.slice(0, i + 1).reverse().find((g) => g.name === 'greedy')!;
-  console.log(`${r.name.padEnd(18)} ${r.seconds.toFixed(1).padStart(6)}   ${(audioSeconds / r.seconds).toFixed(1).padStart(9)}   ${String(r.tokens).padStart(6)}   ${String(r.runs).padStart(12)}   ${((greedy.seconds / r.seconds) * 100).toFixed(0).padStart(15)}%`);
+  const greedy = rows
+    .slice(0, i + 1)
+    .reverse()
+    .find((g) => g.name === 'greedy')!;
+  console.log(
+    `${r.name.padEnd(18)} ${r.seconds.toFixed(1).padStart(6)}   ${(audioSeconds / r.seconds).toFixed(1).padStart(9)}   ${String(r.tokens).padStart(6)}   ${String(r.runs).padStart(12)}   ${((greedy.seconds / r.seconds) * 100).toFixed(0).padStart(15)}%`,
+  );
 }
 const ratios = rows.flatMap((r, i) => (r.name === 'greedy + words' ? [rows[i - 1].seconds / r.seconds] : [])).sort((a, b) => a - b);
-console.log(`word timings: ${(ratios[Math.floor(ratios.length / 2)] * 100).toFixed(0)}% of greedy's throughput (median of ${ratios.length} pairs; ${ratios.map((x) => `${(x * 100).toFixed(0)}%`).join(', ')})`);
+console.log(
+  `word timings: ${(ratios[Math.floor(ratios.length / 2)] * 100).toFixed(0)}% of greedy's throughput (median of ${ratios.length} pairs; ${ratios.map((x) => `${(x * 100).toFixed(0)}%`).join(', ')})`,
+);

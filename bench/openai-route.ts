@@ -26,7 +26,16 @@ const requests = Number(values.requests);
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-openai-'));
 await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
 const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
-  env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_AUTH: 'none', MURMUR_DATA_DIR: join(dir, 'data'), MURMUR_MODEL_DIR: join(dir, 'model'), MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_WINDOW_MS: '0' },
+  env: {
+    ...process.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MURMUR_AUTH: 'none',
+    MURMUR_DATA_DIR: join(dir, 'data'),
+    MURMUR_MODEL_DIR: join(dir, 'model'),
+    MURMUR_MAX_WORKERS: '1',
+    MURMUR_BATCH_WINDOW_MS: '0',
+  },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const url = await new Promise<string>((resolve) =>
@@ -44,7 +53,14 @@ const ws = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSoc
 
 async function viaGraphql(): Promise<string> {
   const form = new FormData();
-  form.set('operations', JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file, language: "en", temperatures: [0, 0.2, 0.4, 0.6, 0.8, 1] }) { id } }', variables: { file: null } }));
+  form.set(
+    'operations',
+    JSON.stringify({
+      query:
+        'mutation ($file: File!) { createJob(input: { file: $file, language: "en", temperatures: [0, 0.2, 0.4, 0.6, 0.8, 1] }) { id } }',
+      variables: { file: null },
+    }),
+  );
   form.set('map', JSON.stringify({ 0: ['variables.file'] }));
   form.set('0', audio, 'tone.wav');
   const created = await fetch(url, { method: 'POST', headers: { 'graphql-preflight': '1' }, body: form }).then((r) => r.json());
@@ -73,7 +89,15 @@ await viaOpenAi();
 await viaGraphql();
 const times: Record<'graphql' | 'openai', number[]> = { graphql: [], openai: [] };
 for (let i = 0; i < requests; i++) {
-  for (const [name, call] of (i % 2 ? [['openai', viaOpenAi], ['graphql', viaGraphql]] : [['graphql', viaGraphql], ['openai', viaOpenAi]]) as ['graphql' | 'openai', () => Promise<string>][]) {
+  for (const [name, call] of (i % 2
+    ? [
+        ['openai', viaOpenAi],
+        ['graphql', viaGraphql],
+      ]
+    : [
+        ['graphql', viaGraphql],
+        ['openai', viaOpenAi],
+      ]) as ['graphql' | 'openai', () => Promise<string>][]) {
     const start = performance.now();
     const text = await call();
     if (!text) throw new Error(`${name}: no text`);
@@ -84,7 +108,14 @@ await ws.dispose();
 server.kill('SIGTERM');
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
-console.log(`\n${requests} requests each, alternating, one at a time; 3 s of recorded speech, a small generated model, one embedded worker`);
+console.log(
+  `\n${requests} requests each, alternating, one at a time; 3 s of recorded speech, a small generated model, one embedded worker`,
+);
 console.log('route      p50 ms   p90 ms   max ms');
-for (const [name, xs] of Object.entries(times)) console.log(`${name.padEnd(8)} ${pct(xs, 50).toFixed(1).padStart(8)} ${pct(xs, 90).toFixed(1).padStart(8)} ${Math.max(...xs).toFixed(1).padStart(8)}`);
+for (const [name, xs] of Object.entries(times))
+  console.log(
+    `${name.padEnd(8)} ${pct(xs, 50).toFixed(1).padStart(8)} ${pct(xs, 90).toFixed(1).padStart(8)} ${Math.max(...xs)
+      .toFixed(1)
+      .padStart(8)}`,
+  );
 console.log(`the OpenAI route adds ${(pct(times.openai, 50) - pct(times.graphql, 50)).toFixed(1)} ms at p50`);

@@ -24,7 +24,9 @@ import { startPostgresCluster } from '../test/helpers/postgresCluster.ts';
 import { ApiClient } from '../worker/apiClient.ts';
 import { silentLogger } from '../src/log.ts';
 
-const { values } = parseArgs({ options: { jobs: { type: 'string', default: '1000' }, finished: { type: 'string', default: '10000,100000' } } });
+const { values } = parseArgs({
+  options: { jobs: { type: 'string', default: '1000' }, finished: { type: 'string', default: '10000,100000' } },
+});
 const JOBS = Number(values.jobs);
 const FINISHED = values.finished.split(',').map(Number);
 const TOKEN = 'bench-worker-token-0123456789';
@@ -47,12 +49,27 @@ async function freshQueue(kind: 'sqlite' | 'postgres'): Promise<JobQueue> {
   return PostgresQueue.open(url.toString(), { ...queueOptions(config), waitMs: 0, log });
 }
 
-const job = (i: number) => ({ filename: `b${i}.wav`, bytes: 1, durationSeconds: 1, format: 'wav', sampleRate: 16000, channels: 1, blobKey: `b${i}` });
+const job = (i: number) => ({
+  filename: `b${i}.wav`,
+  bytes: 1,
+  durationSeconds: 1,
+  format: 'wav',
+  sampleRate: 16000,
+  channels: 1,
+  blobKey: `b${i}`,
+});
 const transcript = { text: '', language: 'en', model: 'none', segments: [] };
 
 async function throughput(kind: 'sqlite' | 'postgres', workers: number): Promise<{ rate: number; batch: number }> {
   const queue = await freshQueue(kind);
-  const api = createApiServer({ config, queue, store: new LocalBlobStore(join(dir, 'blobs')), log, webhookMaster: 'unused', modelDir: dir });
+  const api = createApiServer({
+    config,
+    queue,
+    store: new LocalBlobStore(join(dir, 'blobs')),
+    log,
+    webhookMaster: 'unused',
+    modelDir: dir,
+  });
   await new Promise<void>((r) => api.http.listen(0, '127.0.0.1', r));
   const client = new ApiClient(`http://127.0.0.1:${(api.http.address() as AddressInfo).port}/graphql`, TOKEN);
   let done = 0;
@@ -79,7 +96,10 @@ async function throughput(kind: 'sqlite' | 'postgres', workers: number): Promise
 async function fill(kind: 'sqlite' | 'postgres', queue: JobQueue, finished: number): Promise<void> {
   // Straight into the table, 1000 rows a statement: the same rows the queue writes for finished jobs.
   const rows = (from: number, count: number) =>
-    Array.from({ length: count }, (_, i) => `('f${from + i}', 'DONE', 0, 'transcribe', ${kind === 'sqlite' ? 0 : 'false'}, 'f.wav', 1, 1, 'f', 1, 3, 0, 0, 0)`).join(',');
+    Array.from(
+      { length: count },
+      (_, i) => `('f${from + i}', 'DONE', 0, 'transcribe', ${kind === 'sqlite' ? 0 : 'false'}, 'f.wav', 1, 1, 'f', 1, 3, 0, 0, 0)`,
+    ).join(',');
   const insert = (from: number, count: number) =>
     `INSERT INTO jobs (id, status, priority, task, timestamps, filename, bytes, duration_seconds, blob_key, attempts, max_attempts, run_after, created_at, updated_at) VALUES ${rows(from, count)}`;
   const db = (queue as unknown as { db: { $client: { exec?: (s: string) => void; query?: (s: string) => Promise<unknown> } } }).db.$client;
@@ -114,14 +134,18 @@ console.log(`queue throughput: ${JOBS} jobs created → claimed (batches ≤ 8, 
 for (const kind of ['sqlite', 'postgres'] as const) {
   for (const workers of [1, 4, 16]) {
     const t = await throughput(kind, workers);
-    console.log(`  ${kind.padEnd(8)} ${String(workers).padStart(2)} worker(s): ${t.rate.toFixed(0).padStart(5)} jobs/s, ${t.batch.toFixed(1)} jobs a claim`);
+    console.log(
+      `  ${kind.padEnd(8)} ${String(workers).padStart(2)} worker(s): ${t.rate.toFixed(0).padStart(5)} jobs/s, ${t.batch.toFixed(1)} jobs a claim`,
+    );
   }
 }
 console.log('claim and stats latency (median of 200) with finished jobs in the table');
 for (const kind of ['sqlite', 'postgres'] as const) {
   for (const finished of [0, ...FINISHED]) {
     const l = await latencies(kind, finished);
-    console.log(`  ${kind.padEnd(8)} ${String(finished).padStart(7)} finished: claim ${l.claim.toFixed(2)} ms, stats ${l.stats.toFixed(2)} ms`);
+    console.log(
+      `  ${kind.padEnd(8)} ${String(finished).padStart(7)} finished: claim ${l.claim.toFixed(2)} ms, stats ${l.stats.toFixed(2)} ms`,
+    );
   }
 }
 cluster?.remove();

@@ -64,14 +64,24 @@ const { host, pathname } = new URL(url);
 const samples = Float32Array.from({ length: 16000 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / 16000));
 const audio = Buffer.from(wav.encode([samples], { sampleRate: 16000, float: false, bitDepth: 16 }));
 async function gql(query: string, variables: Record<string, unknown> = {}): Promise<any> {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
   return res.json();
 }
 /** 4,000 characters: 30 aliases of it make an event of about 120 kB for the stalled reader. */
 const PROMPT = 'soak '.repeat(800);
 async function createJob(): Promise<string | undefined> {
   const form = new FormData();
-  form.set('operations', JSON.stringify({ query: 'mutation ($f: File!, $p: String) { createJob(input: { file: $f, prompt: $p }) { id } }', variables: { f: null, p: PROMPT } }));
+  form.set(
+    'operations',
+    JSON.stringify({
+      query: 'mutation ($f: File!, $p: String) { createJob(input: { file: $f, prompt: $p }) { id } }',
+      variables: { f: null, p: PROMPT },
+    }),
+  );
   form.set('map', JSON.stringify({ 0: ['variables.f'] }));
   form.set('0', new Blob([audio]), 'soak.wav');
   const body = (await (await fetch(url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1' } })).json()) as any;
@@ -100,7 +110,10 @@ let reconnecting = true;
 (async () => {
   while (reconnecting) {
     const client = createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
-    client.subscribe({ query: 'subscription { jobsChanged { id status progress } }' }, { next: () => void followed.events++, error: () => {}, complete: () => {} });
+    client.subscribe(
+      { query: 'subscription { jobsChanged { id status progress } }' },
+      { next: () => void followed.events++, error: () => {}, complete: () => {} },
+    );
     await new Promise((r) => setTimeout(r, 20_000));
     await client.dispose();
     counts.reconnects++;
@@ -132,7 +145,9 @@ const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.p
 const started = Date.now();
 const rows: { minute: number; rss: number }[] = [];
 console.log(`soak of ${values.minutes} min on ${url}`);
-console.log('minute  server RSS MiB  created  refused  cancelled  pending  processing  done  dropped  stalled opened  reconnects  error lines  request errors');
+console.log(
+  'minute  server RSS MiB  created  refused  cancelled  pending  processing  done  dropped  stalled opened  reconnects  error lines  request errors',
+);
 async function report(): Promise<void> {
   const { data } = await gql('{ queue { pending processing done } }');
   const minute = (Date.now() - started) / 60_000;
@@ -140,7 +155,21 @@ async function report(): Promise<void> {
   rows.push({ minute, rss });
   const q = data.queue;
   console.log(
-    [minute.toFixed(1).padStart(6), rss.toFixed(0).padStart(14), counts.created, counts.refused, counts.cancelled, q.pending, q.processing, q.done, counts.dropped, counts.stalledOpened, counts.reconnects, counts.errorLines, counts.requestErrors]
+    [
+      minute.toFixed(1).padStart(6),
+      rss.toFixed(0).padStart(14),
+      counts.created,
+      counts.refused,
+      counts.cancelled,
+      q.pending,
+      q.processing,
+      q.done,
+      counts.dropped,
+      counts.stalledOpened,
+      counts.reconnects,
+      counts.errorLines,
+      counts.requestErrors,
+    ]
       .map(String)
       .join('  '),
   );
@@ -161,7 +190,11 @@ for (let i = 0; i < 120; i++) {
 await report();
 const settled = rows.filter((r) => r.minute >= Math.min(5, Number(values.minutes) / 3));
 const [a, b] = [settled[0], settled.at(-1)!];
-console.log(`RSS after warm-up ${a.rss.toFixed(0)} MiB → ${b.rss.toFixed(0)} MiB at the end (${(((b.rss - a.rss) / Math.max(1e-9, b.minute - a.minute)) * 10).toFixed(1)} MiB per 10 min); peak ${Math.max(...rows.map((r) => r.rss)).toFixed(0)} MiB`);
-console.log(`events followed by the reconnecting subscriber: ${followed.events}; error-level lines: ${counts.errorLines}${errorSamples.length ? `\n${errorSamples.join('\n')}` : ''}`);
+console.log(
+  `RSS after warm-up ${a.rss.toFixed(0)} MiB → ${b.rss.toFixed(0)} MiB at the end (${(((b.rss - a.rss) / Math.max(1e-9, b.minute - a.minute)) * 10).toFixed(1)} MiB per 10 min); peak ${Math.max(...rows.map((r) => r.rss)).toFixed(0)} MiB`,
+);
+console.log(
+  `events followed by the reconnecting subscriber: ${followed.events}; error-level lines: ${counts.errorLines}${errorSamples.length ? `\n${errorSamples.join('\n')}` : ''}`,
+);
 server.kill('SIGTERM');
 process.exit(0);

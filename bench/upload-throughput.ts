@@ -23,7 +23,15 @@ const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-upload-'));
 await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
 const s3 = await startS3();
 const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
-  env: { ...process.env, ...s3.env, PORT: '0', HOST: '127.0.0.1', MURMUR_DATA_DIR: join(dir, 'data'), MURMUR_MODEL_DIR: join(dir, 'model'), MURMUR_MAX_WORKERS: '0' },
+  env: {
+    ...process.env,
+    ...s3.env,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MURMUR_DATA_DIR: join(dir, 'data'),
+    MURMUR_MODEL_DIR: join(dir, 'model'),
+    MURMUR_MAX_WORKERS: '0',
+  },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 const url = await new Promise<string>((resolve) =>
@@ -33,9 +41,20 @@ const url = await new Promise<string>((resolve) =>
   }),
 );
 
-const wavOf = (seconds: number) => Buffer.from(wav.encode([Float32Array.from({ length: 16000 * seconds }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / 16000))], { sampleRate: 16000, float: false, bitDepth: 16 }));
+const wavOf = (seconds: number) =>
+  Buffer.from(
+    wav.encode([Float32Array.from({ length: 16000 * seconds }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / 16000))], {
+      sampleRate: 16000,
+      float: false,
+      bitDepth: 16,
+    }),
+  );
 const gql = async (query: string, variables: Record<string, unknown>) => {
-  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
   const body = (await res.json()) as { data?: any; errors?: unknown[] };
   if (body.errors) throw new Error(JSON.stringify(body.errors));
   return body.data;
@@ -43,10 +62,15 @@ const gql = async (query: string, variables: Record<string, unknown>) => {
 
 const multipart = async (audio: Buffer) => {
   const form = new FormData();
-  form.set('operations', JSON.stringify({ query: 'mutation ($f: File!) { createJob(input: { file: $f }) { id } }', variables: { f: null } }));
+  form.set(
+    'operations',
+    JSON.stringify({ query: 'mutation ($f: File!) { createJob(input: { file: $f }) { id } }', variables: { f: null } }),
+  );
   form.set('map', JSON.stringify({ 0: ['variables.f'] }));
   form.set('0', new Blob([new Uint8Array(audio)]), 'a.wav');
-  const body = (await (await fetch(url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1' } })).json()) as { errors?: unknown[] };
+  const body = (await (await fetch(url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1' } })).json()) as {
+    errors?: unknown[];
+  };
   if (body.errors) throw new Error(JSON.stringify(body.errors));
 };
 const presigned = async (audio: Buffer) => {
@@ -77,9 +101,14 @@ async function run(create: (audio: Buffer) => Promise<void>, audio: Buffer) {
 console.log(`createJob, ${JOBS} jobs at concurrency ${CONCURRENCY}, audio in S3 (s3rver), SQLite queue, no workers`);
 for (const seconds of [1, 60]) {
   const audio = wavOf(seconds);
-  for (const [name, create] of [['multipart', multipart], ['presigned', presigned]] as const) {
+  for (const [name, create] of [
+    ['multipart', multipart],
+    ['presigned', presigned],
+  ] as const) {
     const r = await run(create, audio);
-    console.log(`  ${String(seconds).padStart(3)} s WAV (${(audio.length / 1e6).toFixed(2)} MB) ${name.padEnd(9)}: ${r.rate.toFixed(1).padStart(6)} jobs/s, p50 ${r.p50.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms`);
+    console.log(
+      `  ${String(seconds).padStart(3)} s WAV (${(audio.length / 1e6).toFixed(2)} MB) ${name.padEnd(9)}: ${r.rate.toFixed(1).padStart(6)} jobs/s, p50 ${r.p50.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms`,
+    );
   }
 }
 server.kill();

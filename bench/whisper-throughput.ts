@@ -28,7 +28,10 @@ const audioSeconds = segments * seconds;
 
 const model = await WhisperModel.load(values.model);
 // warm-up: first runs pay for allocation and kernel selection
-await model.transcribe(audios.slice(0, 2).map((audio) => ({ audio, language: 'en' })), { batchSize: 2 });
+await model.transcribe(
+  audios.slice(0, 2).map((audio) => ({ audio, language: 'en' })),
+  { batchSize: 2 },
+);
 
 // Each configuration runs twice and the faster run counts: this machine's timings vary by ±15%.
 const REPEATS = 2;
@@ -46,7 +49,10 @@ const rows: { name: string; seconds: number; tokens: number }[] = [];
 for (const batchSize of [1, 4, 8, 16]) {
   let tokens = 0;
   const seconds = await best(async () => {
-    const results = await model.transcribe(audios.map((audio) => ({ audio, language: 'en' })), { batchSize });
+    const results = await model.transcribe(
+      audios.map((audio) => ({ audio, language: 'en' })),
+      { batchSize },
+    );
     tokens = results.reduce((n, r) => n + r.tokens.length, 0);
   });
   rows.push({ name: `murmur batch ${batchSize}`, seconds, tokens });
@@ -65,10 +71,15 @@ rows.push({
   tokens: NaN,
 });
 
-console.log(`\n${segments} segments × ${seconds} s of speech = ${audioSeconds} audio-seconds; whisper-tiny-sized model, ${values.tokens} tokens a window, CPU\n`);
+console.log(
+  `\n${segments} segments × ${seconds} s of speech = ${audioSeconds} audio-seconds; whisper-tiny-sized model, ${values.tokens} tokens a window, CPU\n`,
+);
 console.log('| run | wall s | audio-s / wall-s | tokens |');
 console.log('| --- | ---: | ---: | ---: |');
-for (const r of rows) console.log(`| ${r.name} | ${r.seconds.toFixed(2)} | ${(audioSeconds / r.seconds).toFixed(2)} | ${Number.isNaN(r.tokens) ? '' : r.tokens} |`);
+for (const r of rows)
+  console.log(
+    `| ${r.name} | ${r.seconds.toFixed(2)} | ${(audioSeconds / r.seconds).toFixed(2)} | ${Number.isNaN(r.tokens) ? '' : r.tokens} |`,
+  );
 const reference = rows[rows.length - 1].seconds;
 const batch16 = rows.find((r) => r.name === 'murmur batch 16')!.seconds;
 console.log(`\nbatch 16 vs transformers.js: ${(reference / batch16).toFixed(2)}× the throughput`);

@@ -22,7 +22,10 @@ const schema = z.object({
   HOST: z.string().default('0.0.0.0'),
   MURMUR_DATA_DIR: z.string().default('./data'),
   MURMUR_MODEL_DIR: z.string().optional(),
-  MURMUR_MODEL_NAME: z.string().regex(/^[\w.:-]{1,100}$/, 'letters, digits and . _ : - only').optional(),
+  MURMUR_MODEL_NAME: z
+    .string()
+    .regex(/^[\w.:-]{1,100}$/, 'letters, digits and . _ : - only')
+    .optional(),
   MURMUR_WORKER_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   MURMUR_MAX_WORKERS: count.default(2),
   MURMUR_WORKER_UNLOAD_AFTER: seconds.default(60),
@@ -34,13 +37,23 @@ const schema = z.object({
   MURMUR_BATCH_JOBS: z.coerce.number().int().min(1).default(16),
   MURMUR_BATCH_SECONDS: z.coerce.number().positive().default(480),
   MURMUR_BATCH_WINDOW_MS: count.default(200),
-  MURMUR_MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(200 * 1024 * 1024),
-  MURMUR_MAX_DURATION_SECONDS: z.coerce.number().positive().default(4 * 3600),
+  MURMUR_MAX_UPLOAD_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(200 * 1024 * 1024),
+  MURMUR_MAX_DURATION_SECONDS: z.coerce
+    .number()
+    .positive()
+    .default(4 * 3600),
   MURMUR_PROVIDERS: z.string().default('cpu'),
   MURMUR_DTYPE: z.string().default('fp32'),
   MURMUR_THREADS: count.default(0),
   MURMUR_SEGMENTATION: z.enum(['vad', 'fixed']).default('vad'),
-  MURMUR_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL (leave it unset for the SQLite file in MURMUR_DATA_DIR)').optional(),
+  MURMUR_DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL (leave it unset for the SQLite file in MURMUR_DATA_DIR)')
+    .optional(),
   MURMUR_DATABASE_WAIT_SECONDS: seconds.default(30),
   MURMUR_SMALL_JOB_SECONDS: seconds.default(120),
   MURMUR_WORKER_POOL: z.enum(['cpu', 'gpu']).default('cpu'),
@@ -51,7 +64,11 @@ const schema = z.object({
   MURMUR_UPLOAD_EXPIRY_SECONDS: z.coerce.number().int().min(60).default(3600),
   MURMUR_UPLOAD_IDLE_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_REQUEST_TIMEOUT_SECONDS: z.coerce.number().positive().default(900),
-  MURMUR_MAX_REQUEST_BYTES: z.coerce.number().int().positive().default(1 << 20),
+  MURMUR_MAX_REQUEST_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(1 << 20),
   MURMUR_ALLOW_PRIVATE_URLS: z.enum(['0', '1', 'true', 'false']).default('0'),
   MURMUR_URL_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   MURMUR_SHUTDOWN_SECONDS: seconds.default(30),
@@ -73,8 +90,16 @@ const schema = z.object({
   MURMUR_CORS_ORIGINS: z
     .string()
     .default('')
-    .transform((v) => v.split(',').map((o) => o.trim()).filter(Boolean))
-    .refine((list) => list.every((o) => o === '*' || /^https?:\/\/[^/]+$/.test(o)), 'a comma-separated list of origins such as https://app.example.com, or *'),
+    .transform((v) =>
+      v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (list) => list.every((o) => o === '*' || /^https?:\/\/[^/]+$/.test(o)),
+      'a comma-separated list of origins such as https://app.example.com, or *',
+    ),
 });
 
 /** Every variable `readConfig` reads. */
@@ -164,7 +189,8 @@ export class ConfigError extends CodedError<'CONFIG_INVALID'> {
 /** The variables `shape` reads from `env` (unset when empty), or a ConfigError naming each bad one. */
 function parse<T extends z.ZodRawShape>(shape: z.ZodObject<T>, env: NodeJS.ProcessEnv): z.infer<z.ZodObject<T>> {
   const parsed = shape.safeParse(Object.fromEntries(Object.entries(env).filter(([, v]) => v !== '')));
-  if (!parsed.success) throw new ConfigError(`bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!parsed.success)
+    throw new ConfigError(`bad configuration: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return parsed.data;
 }
 
@@ -176,7 +202,9 @@ export function readLogSettings(env: NodeJS.ProcessEnv = process.env): LogSettin
 export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const e = parse(schema, env);
   if (e.MURMUR_AUTH === 'none' && !isLoopback(e.HOST)) {
-    throw new ConfigError(`MURMUR_AUTH=none turns authentication off, so it is refused unless the server listens on loopback only (HOST=127.0.0.1 or ::1), not on ${e.HOST}`);
+    throw new ConfigError(
+      `MURMUR_AUTH=none turns authentication off, so it is refused unless the server listens on loopback only (HOST=127.0.0.1 or ::1), not on ${e.HOST}`,
+    );
   }
   return {
     log: { level: e.MURMUR_LOG_LEVEL, format: e.MURMUR_LOG_FORMAT },
@@ -207,7 +235,12 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     smallJobSeconds: e.MURMUR_SMALL_JOB_SECONDS,
     workerPool: e.MURMUR_WORKER_POOL,
     s3: e.MURMUR_S3_BUCKET
-      ? { bucket: e.MURMUR_S3_BUCKET, endpoint: e.MURMUR_S3_ENDPOINT, forcePathStyle: ['1', 'true'].includes(e.MURMUR_S3_FORCE_PATH_STYLE), prefix: e.MURMUR_S3_PREFIX }
+      ? {
+          bucket: e.MURMUR_S3_BUCKET,
+          endpoint: e.MURMUR_S3_ENDPOINT,
+          forcePathStyle: ['1', 'true'].includes(e.MURMUR_S3_FORCE_PATH_STYLE),
+          prefix: e.MURMUR_S3_PREFIX,
+        }
       : undefined,
     uploadExpirySeconds: e.MURMUR_UPLOAD_EXPIRY_SECONDS,
     uploadIdleSeconds: e.MURMUR_UPLOAD_IDLE_SECONDS,
@@ -220,7 +253,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     syncTimeoutSeconds: e.MURMUR_SYNC_TIMEOUT_SECONDS,
     retentionDays: e.MURMUR_RETENTION_DAYS,
     webhookSecret: e.MURMUR_WEBHOOK_SECRET,
-    webhook: { concurrency: e.MURMUR_WEBHOOK_CONCURRENCY, timeoutSeconds: e.MURMUR_WEBHOOK_TIMEOUT_SECONDS, retryHours: e.MURMUR_WEBHOOK_RETRY_HOURS },
+    webhook: {
+      concurrency: e.MURMUR_WEBHOOK_CONCURRENCY,
+      timeoutSeconds: e.MURMUR_WEBHOOK_TIMEOUT_SECONDS,
+      retryHours: e.MURMUR_WEBHOOK_RETRY_HOURS,
+    },
     auth: e.MURMUR_AUTH,
     streams: {
       backlog: e.MURMUR_SUBSCRIBER_BACKLOG,
@@ -229,7 +266,11 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
       recheckSeconds: e.MURMUR_STREAM_RECHECK_SECONDS,
       wsAuthTimeoutSeconds: e.MURMUR_WS_AUTH_TIMEOUT_SECONDS,
     },
-    keyLimits: { jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE, maxPending: e.MURMUR_KEY_MAX_PENDING, audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY },
+    keyLimits: {
+      jobsPerMinute: e.MURMUR_KEY_JOBS_PER_MINUTE,
+      maxPending: e.MURMUR_KEY_MAX_PENDING,
+      audioHoursPerDay: e.MURMUR_KEY_AUDIO_HOURS_PER_DAY,
+    },
   };
 }
 

@@ -35,7 +35,8 @@ export const ERROR_CODES = {
   UNAUTHENTICATED: { shown: true, about: 'no API key (or worker token), or one that is unknown or revoked (401)' },
   FORBIDDEN: {
     shown: true,
-    about: 'a valid key that may not do this: a client key asking for the queue, a key running worker operations, the worker token running client ones',
+    about:
+      'a valid key that may not do this: a client key asking for the queue, a key running worker operations, the worker token running client ones',
   },
   TOO_MANY_SUBSCRIPTIONS: {
     shown: true,
@@ -45,12 +46,23 @@ export const ERROR_CODES = {
   // Jobs and their audio
   UNKNOWN_LANGUAGE: { shown: true, permanent: true, job: true, about: 'a language Whisper does not know' },
   INVALID_OPTIONS: { shown: true, permanent: true, job: true, about: 'options the model cannot honour' },
-  UPLOAD_NOT_FOUND: { shown: true, about: 'an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store' },
-  UPLOAD_ALREADY_USED: { shown: true, about: 'an uploadKey another job took, or an uploaded file that another createJob of the same request took' },
+  UPLOAD_NOT_FOUND: {
+    shown: true,
+    about: 'an uploadKey createUpload did not hand out, or whose object is not (or no longer) in the store',
+  },
+  UPLOAD_ALREADY_USED: {
+    shown: true,
+    about: 'an uploadKey another job took, or an uploaded file that another createJob of the same request took',
+  },
   UPLOADS_UNSUPPORTED: { shown: true, about: 'createUpload on a blob store that cannot presign (the local folder)' },
   URL_FORBIDDEN: { shown: true, about: 'createJob({ url }) aimed at a scheme or an address the server does not fetch from' },
   URL_UNREACHABLE: { shown: true, about: 'the URL did not answer, answered an error, redirected too often, or stalled' },
-  AUDIO_UNDECODABLE: { shown: true, permanent: true, job: true, about: 'not audio, cut short, or not decodable within its time and memory bounds' },
+  AUDIO_UNDECODABLE: {
+    shown: true,
+    permanent: true,
+    job: true,
+    about: 'not audio, cut short, or not decodable within its time and memory bounds',
+  },
   AUDIO_EMPTY: { shown: true, permanent: true, job: true, about: 'audio with no samples' },
   AUDIO_UNSUPPORTED: { shown: true, permanent: true, job: true, about: 'audio in a form this installation cannot decode' },
   AUDIO_TOO_LONG: { shown: true, permanent: true, job: true, about: 'longer than MURMUR_MAX_DURATION_SECONDS' },
@@ -97,7 +109,8 @@ export type ShownCode = CodesWith<'shown'>;
 export type JobErrorCode = CodesWith<'job'>;
 
 const info = (code: string): CodeInfo | undefined => (ERROR_CODES as Record<string, CodeInfo>)[code];
-const codesWith = <C extends ErrorCode>(flag: 'shown' | 'job') => (Object.keys(ERROR_CODES) as ErrorCode[]).filter((c) => info(c)![flag]) as C[];
+const codesWith = <C extends ErrorCode>(flag: 'shown' | 'job') =>
+  (Object.keys(ERROR_CODES) as ErrorCode[]).filter((c) => info(c)![flag]) as C[];
 export const SHOWN_CODES = codesWith<ShownCode>('shown');
 export const JOB_ERROR_CODES = codesWith<JobErrorCode>('job');
 

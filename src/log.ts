@@ -43,7 +43,11 @@ export function createLogger(settings: LogSettings, fd: 1 | 2 = 1): Logger {
       return requestId ? { requestId } : {};
     },
   };
-  if (readable) return pino(options, pretty({ destination: fd, sync: true, singleLine: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }));
+  if (readable)
+    return pino(
+      options,
+      pretty({ destination: fd, sync: true, singleLine: true, ignore: 'pid,hostname', translateTime: 'SYS:HH:MM:ss.l' }),
+    );
   return pino(options, pino.destination({ dest: fd, sync: true }));
 }
 

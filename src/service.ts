@@ -37,7 +37,9 @@ export async function startService(config: Config, log: Logger): Promise<Service
     try {
       readModelFolder(config.modelDir, parseDtype(config.dtype));
     } catch (err) {
-      throw new ConfigError(`MURMUR_MODEL_DIR: ${config.modelDir} is not a Whisper model folder murmur can load (${(err as Error).message})`);
+      throw new ConfigError(
+        `MURMUR_MODEL_DIR: ${config.modelDir} is not a Whisper model folder murmur can load (${(err as Error).message})`,
+      );
     }
   }
   const store = await openBlobStore(config, log);
@@ -53,22 +55,42 @@ export async function startService(config: Config, log: Logger): Promise<Service
   const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}/graphql`;
   if (config.auth === 'keys') await announceFirstKey(queue, url, log);
 
-  const sweep = (what: string, task: () => Promise<unknown>) => () => task().catch((err) => log.error({ event: 'sweep.failed', sweep: what, err }, `${what} failed: ${err.message}`));
+  const sweep = (what: string, task: () => Promise<unknown>) => () =>
+    task().catch((err) => log.error({ event: 'sweep.failed', sweep: what, err }, `${what} failed: ${err.message}`));
   const recovered = await queue.expireLeases().catch(() => 0);
-  if (recovered) log.info({ event: 'leases.recovered', jobs: recovered }, `${recovered} job(s) held by workers of a previous run went back to the queue`);
-  const leaseSweeper = setInterval(sweep('lease sweep', () => queue.expireLeases()), Math.min(1000, (config.leaseSeconds * 1000) / 4));
+  if (recovered)
+    log.info(
+      { event: 'leases.recovered', jobs: recovered },
+      `${recovered} job(s) held by workers of a previous run went back to the queue`,
+    );
+  const leaseSweeper = setInterval(
+    sweep('lease sweep', () => queue.expireLeases()),
+    Math.min(1000, (config.leaseSeconds * 1000) / 4),
+  );
   // Once a minute: presigned uploads no job took, and workers gone quiet (the live list only reads within its window).
-  const uploadSweeper = setInterval(sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)), 60_000);
+  const uploadSweeper = setInterval(
+    sweep('upload sweep', () => expireUploads(queue, store, config.uploadExpirySeconds * 1000)),
+    60_000,
+  );
   // Audio an instance that died left behind (a done job's, an upload whose request died with it): at start, then hourly.
   // One instance alone (SQLite, audio in its data folder) writes its uploads: at start, any no job took is a previous run's.
   const alone = !config.databaseUrl && !config.s3;
   void sweep('audio sweep', () => sweepLeftAudio(queue, store, alone ? Date.now() - startedAt : config.uploadExpirySeconds * 1000))();
-  const audioSweeper = setInterval(sweep('audio sweep', () => sweepLeftAudio(queue, store, config.uploadExpirySeconds * 1000)), 3_600_000);
-  const workerSweeper = setInterval(sweep('worker sweep', () => queue.forgetQuietWorkers()), 60_000);
+  const audioSweeper = setInterval(
+    sweep('audio sweep', () => sweepLeftAudio(queue, store, config.uploadExpirySeconds * 1000)),
+    3_600_000,
+  );
+  const workerSweeper = setInterval(
+    sweep('worker sweep', () => queue.forgetQuietWorkers()),
+    60_000,
+  );
   // Retention: a quarter of the retention time between sweeps, from once a second to once an hour.
   const retentionMs = config.retentionDays * 86_400_000;
   const retentionSweeper = retentionMs
-    ? setInterval(sweep('retention sweep', () => purgeFinished(queue, store, Date.now() - retentionMs)), Math.min(3_600_000, Math.max(1000, retentionMs / 4)))
+    ? setInterval(
+        sweep('retention sweep', () => purgeFinished(queue, store, Date.now() - retentionMs)),
+        Math.min(3_600_000, Math.max(1000, retentionMs / 4)),
+      )
     : undefined;
 
   const supervisor = new Supervisor({
@@ -77,20 +99,34 @@ export async function startService(config: Config, log: Logger): Promise<Service
     maxWorkers: config.maxWorkers,
     batchJobs: config.batchJobs,
     workerArgs: () => [
-      BIN, 'worker',
-      '--api', url,
-      '--model', modelDir,
-      '--pool', config.workerPool,
-      '--max-jobs', String(config.batchJobs),
-      '--max-seconds', String(config.batchSeconds),
-      '--batch-window-ms', String(config.batchWindowMs),
-      '--unload-after', String(config.workerUnloadAfterSeconds),
-      '--exit-after', String(config.workerExitAfterSeconds),
-      '--providers', config.providers,
-      '--dtype', config.dtype,
-      '--threads', String(config.threads),
-      '--segmentation', config.segmentation,
-      '--shutdown-seconds', String(config.shutdownSeconds),
+      BIN,
+      'worker',
+      '--api',
+      url,
+      '--model',
+      modelDir,
+      '--pool',
+      config.workerPool,
+      '--max-jobs',
+      String(config.batchJobs),
+      '--max-seconds',
+      String(config.batchSeconds),
+      '--batch-window-ms',
+      String(config.batchWindowMs),
+      '--unload-after',
+      String(config.workerUnloadAfterSeconds),
+      '--exit-after',
+      String(config.workerExitAfterSeconds),
+      '--providers',
+      config.providers,
+      '--dtype',
+      config.dtype,
+      '--threads',
+      String(config.threads),
+      '--segmentation',
+      config.segmentation,
+      '--shutdown-seconds',
+      String(config.shutdownSeconds),
     ],
     // Workers log JSON lines whatever the terminal: the supervisor reads them and writes them again through this log.
     workerEnv: { ...process.env, MURMUR_WORKER_TOKEN: config.workerToken, MURMUR_LOG_LEVEL: config.log.level, MURMUR_LOG_FORMAT: 'json' },
@@ -138,7 +174,10 @@ export async function startService(config: Config, log: Logger): Promise<Service
 async function announceFirstKey(queue: JobQueue, url: string, log: Logger): Promise<void> {
   const first = await queue.keys.createFirst();
   if (!first) return;
-  log.info({ event: 'key.first', keyId: first.key.id }, 'no API key existed: made an admin key (its secret is printed on stderr, this once)');
+  log.info(
+    { event: 'key.first', keyId: first.key.id },
+    'no API key existed: made an admin key (its secret is printed on stderr, this once)',
+  );
   const bar = '='.repeat(78);
   process.stderr.write(
     `${bar}\nNo API key existed, so murmur made an admin key. It is shown this once (only its hash is stored):\n\n` +

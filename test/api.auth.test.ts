@@ -26,7 +26,11 @@ const auth = (who: Who): Record<string, string> => {
 };
 
 async function gql(who: Who, query: string, variables: Record<string, unknown> = {}) {
-  const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', ...auth(who) }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(server.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth(who) },
+    body: JSON.stringify({ query, variables }),
+  });
   const body = (await res.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
   return { status: res.status, code: body.errors?.[0]?.extensions?.code, data: body.data, text: JSON.stringify(body) };
 }
@@ -40,7 +44,12 @@ beforeAll(async () => {
   secret.b = (await murmur(['keys', 'create', '--name', 'app-b', '--tenant', 'tenant-b'], env)).trim();
   secret.revoked = (await murmur(['keys', 'create', '--name', 'gone', '--tenant', 'tenant-a'], env)).trim();
   await murmur(['keys', 'revoke', 'gone'], env);
-  for (const [name, who] of [['a', 'a'], ['a2', 'a'], ['b', 'b'], ['b2', 'b']] as const) {
+  for (const [name, who] of [
+    ['a', 'a'],
+    ['a2', 'a'],
+    ['b', 'b'],
+    ['b2', 'b'],
+  ] as const) {
     const res = await server.upload(audio, `${name}-private-name.wav`, {}, 'id tenant', auth(who));
     expect(res.errors).toBeUndefined();
     jobs[name] = res.data.createJob.id;
@@ -66,12 +75,17 @@ describe('API keys', () => {
   });
 
   it('jobs belong to the tenant of the key that made them', async () => {
-    const res = await gql('admin', `query ($a: ID!, $b: ID!) { a: job(id: $a) { tenant } b: job(id: $b) { tenant } }`, { a: jobs.a, b: jobs.b });
+    const res = await gql('admin', `query ($a: ID!, $b: ID!) { a: job(id: $a) { tenant } b: job(id: $b) { tenant } }`, {
+      a: jobs.a,
+      b: jobs.b,
+    });
     expect(res.data).toEqual({ a: { tenant: 'tenant-a' }, b: { tenant: 'tenant-b' } });
   });
 
   it('MURMUR_AUTH=none is refused unless the server listens on loopback only', async () => {
-    await expect(murmur(['serve'], { ...env, MURMUR_AUTH: 'none', HOST: '0.0.0.0', PORT: '0' })).rejects.toThrow(/CONFIG_INVALID.*MURMUR_AUTH=none/);
+    await expect(murmur(['serve'], { ...env, MURMUR_AUTH: 'none', HOST: '0.0.0.0', PORT: '0' })).rejects.toThrow(
+      /CONFIG_INVALID.*MURMUR_AUTH=none/,
+    );
   });
 
   it('a key revoked while the server runs stops working at once, on HTTP and WebSocket', async () => {
@@ -124,7 +138,9 @@ describe('the authorization matrix', () => {
   const own = (who: Who) => (who === 'b' ? 'b' : 'a');
   const keyedJobs: Partial<Record<'a' | 'b', Promise<string>>> = {};
   const keyed = (w: 'a' | 'b') =>
-    (keyedJobs[w] ??= server.upload(audio, `${w}-keyed.wav`, { idempotencyKey: 'matrix-key' }, 'id', auth(w)).then((r) => r.data.createJob.id as string));
+    (keyedJobs[w] ??= server
+      .upload(audio, `${w}-keyed.wav`, { idempotencyKey: 'matrix-key' }, 'id', auth(w))
+      .then((r) => r.data.createJob.id as string));
   const secrets: Record<string, string> = {};
   const other = (who: Who) => (who === 'b' ? 'a' : 'b');
 
@@ -148,7 +164,9 @@ describe('the authorization matrix', () => {
     webhookSecret: async (who) => {
       const r = await gql(who, `{ webhookSecret }`);
       // Each tenant its own: what A verifies with cannot check (or forge) B's.
-      clientOnly(who, r, () => expect(r.data.webhookSecret).toBe(secrets[who === 'b' ? 'b' : who === 'a' ? 'a' : 'admin'] ??= r.data.webhookSecret));
+      clientOnly(who, r, () =>
+        expect(r.data.webhookSecret).toBe((secrets[who === 'b' ? 'b' : who === 'a' ? 'a' : 'admin'] ??= r.data.webhookSecret)),
+      );
       if (who === 'b' && secrets.a) expect(r.data.webhookSecret).not.toBe(secrets.a);
     },
     queue: async (who) => {
@@ -171,20 +189,25 @@ describe('the authorization matrix', () => {
     },
     cancelJob: async (who) => {
       const theirs = await gql(who, `mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: jobs[`${other(who)}2`] });
-      clientOnly(who, theirs, () => (who === 'admin' ? expect(theirs.data.cancelJob.status).toBe('CANCELLED') : expect(theirs.code).toBe('JOB_NOT_FOUND')));
+      clientOnly(who, theirs, () =>
+        who === 'admin' ? expect(theirs.data.cancelJob.status).toBe('CANCELLED') : expect(theirs.code).toBe('JOB_NOT_FOUND'),
+      );
       const mine = await gql(who, `mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: jobs[`${own(who)}2`] });
       clientOnly(who, mine, () => expect(mine.data.cancelJob.status).toBe('CANCELLED'));
     },
     retryJob: async (who) => {
       await gql('admin', `mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: jobs[`${other(who)}2`] });
       const theirs = await gql(who, `mutation ($id: ID!) { retryJob(id: $id) { status } }`, { id: jobs[`${other(who)}2`] });
-      clientOnly(who, theirs, () => (who === 'admin' ? expect(theirs.data.retryJob.status).toBe('PENDING') : expect(theirs.code).toBe('JOB_NOT_FOUND')));
+      clientOnly(who, theirs, () =>
+        who === 'admin' ? expect(theirs.data.retryJob.status).toBe('PENDING') : expect(theirs.code).toBe('JOB_NOT_FOUND'),
+      );
       const state = await gql('admin', `query ($id: ID!) { job(id: $id) { status } }`, { id: jobs[`${other(who)}2`] });
       expect(state.data.job.status).toBe(who === 'admin' ? 'PENDING' : 'CANCELLED');
     },
     deleteJob: async (who) => {
       // Each caller gets fresh jobs of both tenants, so the order of the cases does not matter.
-      const fresh = async (w: 'a' | 'b') => (await server.upload(audio, `${w}-private-name.wav`, {}, 'id', auth(w))).data.createJob.id as string;
+      const fresh = async (w: 'a' | 'b') =>
+        (await server.upload(audio, `${w}-private-name.wav`, {}, 'id', auth(w))).data.createJob.id as string;
       const [mine, theirs] = [await fresh(own(who) as 'a' | 'b'), await fresh(other(who) as 'a' | 'b')];
       const t = await gql(who, `mutation ($id: ID!) { deleteJob(id: $id) }`, { id: theirs });
       clientOnly(who, t, () => (who === 'admin' ? expect(t.data.deleteJob).toBe(theirs) : expect(t.code).toBe('JOB_NOT_FOUND')));
@@ -195,18 +218,41 @@ describe('the authorization matrix', () => {
     },
     heartbeat: async (who) => workerOnly(who, await gql(who, `mutation { heartbeat(workerId: "w", leases: []) { jobId } }`)),
     completeJob: async (who) =>
-      workerOnly(who, await gql(who, `mutation ($id: ID!) { completeJob(jobId: $id, leaseToken: 99, result: { text: "x", language: "en", model: "m", segments: [] }) { id } }`, { id: jobs.a })),
-    failJob: async (who) => workerOnly(who, await gql(who, `mutation ($id: ID!) { failJob(jobId: $id, leaseToken: 99, code: "X", message: "x", retryable: true) { id } }`, { id: jobs.a })),
-    releaseJob: async (who) => workerOnly(who, await gql(who, `mutation ($id: ID!) { releaseJob(jobId: $id, leaseToken: 99) { id } }`, { id: jobs.a })),
+      workerOnly(
+        who,
+        await gql(
+          who,
+          `mutation ($id: ID!) { completeJob(jobId: $id, leaseToken: 99, result: { text: "x", language: "en", model: "m", segments: [] }) { id } }`,
+          { id: jobs.a },
+        ),
+      ),
+    failJob: async (who) =>
+      workerOnly(
+        who,
+        await gql(who, `mutation ($id: ID!) { failJob(jobId: $id, leaseToken: 99, code: "X", message: "x", retryable: true) { id } }`, {
+          id: jobs.a,
+        }),
+      ),
+    releaseJob: async (who) =>
+      workerOnly(who, await gql(who, `mutation ($id: ID!) { releaseJob(jobId: $id, leaseToken: 99) { id } }`, { id: jobs.a })),
     signOff: async (who) => workerOnly(who, await gql(who, `mutation { signOff(workerId: "nobody") }`)),
     // maxJobs 0 is refused as BAD_USER_INPUT once the caller is let in: nothing is claimed, so the other cases keep their pending jobs.
-    claimJobs: async (who) => workerOnly(who, await gql(who, `mutation { claimJobs(input: { workerId: "matrix", pool: CPU, maxJobs: 0, maxSeconds: 30, waitSeconds: 0 }) { leaseToken } }`)),
+    claimJobs: async (who) =>
+      workerOnly(
+        who,
+        await gql(
+          who,
+          `mutation { claimJobs(input: { workerId: "matrix", pool: CPU, maxJobs: 0, maxSeconds: 30, waitSeconds: 0 }) { leaseToken } }`,
+        ),
+      ),
     jobByIdempotencyKey: async (who) => {
       // The same key used by both tenants: each its own job, and each sees only its own.
       const made = { a: await keyed('a'), b: await keyed('b') };
       expect(made.a).not.toBe(made.b);
       const r = await gql(who, `{ jobByIdempotencyKey(key: "matrix-key") { id tenant } }`);
-      clientOnly(who, r, () => expect(r.data.jobByIdempotencyKey).toEqual(who === 'admin' ? null : { id: made[who as 'a' | 'b'], tenant: `tenant-${who}` }));
+      clientOnly(who, r, () =>
+        expect(r.data.jobByIdempotencyKey).toEqual(who === 'admin' ? null : { id: made[who as 'a' | 'b'], tenant: `tenant-${who}` }),
+      );
     },
     jobsChanged: async (who) => {
       const client = server.ws(auth(who));
@@ -266,9 +312,14 @@ describe('the authorization matrix', () => {
   };
 
   it('covers every root field of the schema', async () => {
-    const r = await gql('admin', `{ __schema { queryType { fields { name } } mutationType { fields { name } } subscriptionType { fields { name } } } }`);
+    const r = await gql(
+      'admin',
+      `{ __schema { queryType { fields { name } } mutationType { fields { name } } subscriptionType { fields { name } } } }`,
+    );
     const s = r.data.__schema;
-    const all = [s.queryType, s.mutationType, s.subscriptionType].flatMap((t: { fields: { name: string }[] }) => t.fields.map((f) => f.name));
+    const all = [s.queryType, s.mutationType, s.subscriptionType].flatMap((t: { fields: { name: string }[] }) =>
+      t.fields.map((f) => f.name),
+    );
     expect(all.sort()).toEqual(Object.keys(fields).sort());
   });
 
@@ -309,9 +360,12 @@ describe('the authorization matrix', () => {
 
   it('SSE subscriptions take the key from the Authorization header', async () => {
     const sse = (who: Who) =>
-      fetch(`${server.url}?query=${encodeURIComponent('subscription ($id: ID!) { jobUpdated(id: $id) { id } }')}&variables=${encodeURIComponent(JSON.stringify({ id: jobs.a }))}`, {
-        headers: { accept: 'text/event-stream', ...auth(who) },
-      });
+      fetch(
+        `${server.url}?query=${encodeURIComponent('subscription ($id: ID!) { jobUpdated(id: $id) { id } }')}&variables=${encodeURIComponent(JSON.stringify({ id: jobs.a }))}`,
+        {
+          headers: { accept: 'text/event-stream', ...auth(who) },
+        },
+      );
     const none = await sse('none');
     expect(none.status).toBe(401);
     const a = await sse('a');
@@ -356,7 +410,13 @@ async function readUntil(res: Response, marker: string): Promise<string> {
 
 function uploadForm(): FormData {
   const form = new FormData();
-  form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id tenant } }`, variables: { input: { file: null } } }));
+  form.set(
+    'operations',
+    JSON.stringify({
+      query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id tenant } }`,
+      variables: { input: { file: null } },
+    }),
+  );
   form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
   form.set('0', new Blob([new Uint8Array(audio)]), 'matrix.wav');
   return form;

@@ -11,7 +11,12 @@ let server: Server;
 let good: Uint8Array;
 
 beforeAll(async () => {
-  server = await startServer({ MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MAX_WORKERS: '0', MURMUR_MAX_UPLOAD_BYTES: '500000', MURMUR_MAX_DURATION_SECONDS: '12' });
+  server = await startServer({
+    MURMUR_MODEL_DIR: await generatedModel(),
+    MURMUR_MAX_WORKERS: '0',
+    MURMUR_MAX_UPLOAD_BYTES: '500000',
+    MURMUR_MAX_DURATION_SECONDS: '12',
+  });
   good = wavBytes(speech('a good file'));
 });
 afterAll(() => server?.stop());
@@ -72,7 +77,10 @@ describe('refused requests', () => {
     }
     const client = server.ws();
     const error = await new Promise<any>((resolve) =>
-      client.subscribe({ query: `subscription { jobUpdated(id: "no-such-job") { id } }` }, { next: (v) => resolve(v.errors), error: resolve, complete: () => resolve(null) }),
+      client.subscribe(
+        { query: `subscription { jobUpdated(id: "no-such-job") { id } }` },
+        { next: (v) => resolve(v.errors), error: resolve, complete: () => resolve(null) },
+      ),
     );
     await client.dispose();
     expect(error?.[0]?.extensions?.code).toBe('JOB_NOT_FOUND');
@@ -113,14 +121,22 @@ describe('errors that tell nothing they should not', () => {
        VALUES ('broken-job', 'DONE', 'transcribe', 1, 'x.wav', 1, 1, 'uploads/none', 3, ?, ?, ?, ?, ?)`,
     ).run(now, now, now, now, JSON.stringify({ text: 'x', language: 'en', model: 'm', segments: 'not a list' }));
     db.close();
-    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'req-42' }, body: JSON.stringify({ query: '{ job(id: "broken-job") { id result { srt } } }' }) });
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'req-42' },
+      body: JSON.stringify({ query: '{ job(id: "broken-job") { id result { srt } } }' }),
+    });
     expect(res.headers.get('x-request-id')).toBe('req-42');
     const body = (await res.json()) as any;
     expect(body.errors[0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', requestId: 'req-42' });
     expect(body.errors[0].message).toBe('Unexpected error.');
     expect(JSON.stringify(body)).not.toMatch(/TypeError|map|segments is|at /);
     // A request without an id of its own gets one.
-    const other = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ job(id: "broken-job") { result { srt } } }' }) });
+    const other = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: '{ job(id: "broken-job") { result { srt } } }' }),
+    });
     const id = other.headers.get('x-request-id');
     expect(id).toMatch(/^[0-9a-f-]{36}$/);
     expect(((await other.json()) as any).errors[0].extensions.requestId).toBe(id);
@@ -129,19 +145,32 @@ describe('errors that tell nothing they should not', () => {
   it("a worker's unexpected failure reaches the client as INTERNAL_SERVER_ERROR with a reference; known codes pass as they are", async () => {
     const ids: string[] = [];
     for (let i = 0; i < 2; i++) ids.push((await server.upload(good, `w${i}.wav`)).data.createJob.id);
-    const claim = await server.worker(`mutation { claimJobs(input: { workerId: "w", maxJobs: 5, maxSeconds: 600 }) { leaseToken job { id } } }`);
+    const claim = await server.worker(
+      `mutation { claimJobs(input: { workerId: "w", maxJobs: 5, maxSeconds: 600 }) { leaseToken job { id } } }`,
+    );
     const token = (id: string) => claim.data.claimJobs.find((l: any) => l.job.id === id).leaseToken;
     const fail = (id: string, code: string, message: string) =>
-      server.worker(`mutation ($id: ID!, $t: Int!, $c: String!, $m: String!) { failJob(jobId: $id, leaseToken: $t, code: $c, message: $m, retryable: false) { error { code message } } }`, { id, t: token(id), c: code, m: message });
-    const odd = await fail(ids[0], 'ORT_RUNTIME_EXCEPTION', 'Non-zero status code returned while running Conv node at /srv/models/secret-path');
+      server.worker(
+        `mutation ($id: ID!, $t: Int!, $c: String!, $m: String!) { failJob(jobId: $id, leaseToken: $t, code: $c, message: $m, retryable: false) { error { code message } } }`,
+        { id, t: token(id), c: code, m: message },
+      );
+    const odd = await fail(
+      ids[0],
+      'ORT_RUNTIME_EXCEPTION',
+      'Non-zero status code returned while running Conv node at /srv/models/secret-path',
+    );
     expect(odd.data.failJob.error.code).toBe('INTERNAL_SERVER_ERROR');
     expect(odd.data.failJob.error.message).toMatch(/^the worker failed unexpectedly \(reference [0-9a-f-]{36}\)$/);
     const known = await fail(ids[1], 'AUDIO_UNDECODABLE', 'w1.wav is cut short');
     expect(known.data.failJob.error).toEqual({ code: 'AUDIO_UNDECODABLE', message: 'w1.wav is cut short' });
     // The schema publishes the lists clients switch on.
-    const schema = await server.gql(`{ e: __type(name: "ErrorCode") { enumValues { name } } j: __type(name: "JobErrorCode") { enumValues { name } } }`);
+    const schema = await server.gql(
+      `{ e: __type(name: "ErrorCode") { enumValues { name } } j: __type(name: "JobErrorCode") { enumValues { name } } }`,
+    );
     const names = (t: { enumValues: { name: string }[] }) => t.enumValues.map((v) => v.name);
-    expect(names(schema.data.e)).toEqual(expect.arrayContaining(['RATE_LIMITED', 'JOB_NOT_FOUND', 'AUDIO_UNDECODABLE', 'INTERNAL_SERVER_ERROR', 'QUERY_TOO_COMPLEX']));
+    expect(names(schema.data.e)).toEqual(
+      expect.arrayContaining(['RATE_LIMITED', 'JOB_NOT_FOUND', 'AUDIO_UNDECODABLE', 'INTERNAL_SERVER_ERROR', 'QUERY_TOO_COMPLEX']),
+    );
     expect(names(schema.data.j)).toContain('INTERNAL_SERVER_ERROR');
   });
 });

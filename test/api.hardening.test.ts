@@ -17,10 +17,18 @@ const audio = wavBytes(new Float32Array(16000).map((_, i) => Math.sin(i / 10) * 
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
 
 beforeAll(async () => {
-  server = await startServer({ MURMUR_AUTH: 'keys', MURMUR_MAX_WORKERS: '0', MURMUR_SUBSCRIBER_BACKLOG: '50', MURMUR_STREAM_RECHECK_SECONDS: '0.5', MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION: '3', MURMUR_WS_AUTH_TIMEOUT_SECONDS: '1' });
+  server = await startServer({
+    MURMUR_AUTH: 'keys',
+    MURMUR_MAX_WORKERS: '0',
+    MURMUR_SUBSCRIBER_BACKLOG: '50',
+    MURMUR_STREAM_RECHECK_SECONDS: '0.5',
+    MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION: '3',
+    MURMUR_WS_AUTH_TIMEOUT_SECONDS: '1',
+  });
   env = { MURMUR_DATA_DIR: server.dataDir };
   secret.admin = (await server.waitForLine(/export MURMUR_API_KEY=(\S+)/))[1];
-  for (const name of ['busy', 'revoked-ws', 'revoked-sse']) secret[name] = (await murmur(['keys', 'create', '--name', name, '--tenant', name], env)).trim();
+  for (const name of ['busy', 'revoked-ws', 'revoked-sse'])
+    secret[name] = (await murmur(['keys', 'create', '--name', name, '--tenant', name], env)).trim();
 }, 120_000);
 
 afterAll(() => server?.stop());
@@ -30,7 +38,9 @@ function stalledSse(query: string, key: string): Promise<Socket> {
   const url = new URL(server.url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(url.port), url.hostname, () => {
-      socket.write(`GET ${url.pathname}?query=${encodeURIComponent(query)} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${key}\r\n\r\n`);
+      socket.write(
+        `GET ${url.pathname}?query=${encodeURIComponent(query)} HTTP/1.1\r\nHost: ${url.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${key}\r\n\r\n`,
+      );
     });
     socket.once('data', (chunk) => {
       if (!chunk.toString().startsWith('HTTP/1.1 200')) reject(new Error(`SSE refused: ${chunk.toString().slice(0, 200)}`));
@@ -44,17 +54,30 @@ function stalledSse(query: string, key: string): Promise<Socket> {
 async function runAsWorker(jobs: number): Promise<{ errors: unknown[] }> {
   const errors: unknown[] = [];
   const call = async (query: string, variables: Record<string, unknown>) => {
-    const res = (await (await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${WORKER_TOKEN}` }, body: JSON.stringify({ query, variables }) })).json()) as any;
+    const res = (await (
+      await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${WORKER_TOKEN}` },
+        body: JSON.stringify({ query, variables }),
+      })
+    ).json()) as any;
     if (res.errors) errors.push(...res.errors);
     return res.data;
   };
   let done = 0;
   while (done < jobs) {
-    const data = await call('mutation ($input: ClaimInput!) { claimJobs(input: $input) { leaseToken job { id } } }', { input: { workerId: 'test-worker', maxJobs: 16, maxSeconds: 1000, waitSeconds: 1, batchWindowMs: 0 } });
+    const data = await call('mutation ($input: ClaimInput!) { claimJobs(input: $input) { leaseToken job { id } } }', {
+      input: { workerId: 'test-worker', maxJobs: 16, maxSeconds: 1000, waitSeconds: 1, batchWindowMs: 0 },
+    });
     const leases = (data?.claimJobs ?? []) as { leaseToken: number; job: { id: string } }[];
     if (leases.length === 0 && errors.length) break;
     await Promise.all(
-      leases.map((l) => call('mutation ($jobId: ID!, $leaseToken: Int!, $result: TranscriptInput!) { completeJob(jobId: $jobId, leaseToken: $leaseToken, result: $result) { id } }', { jobId: l.job.id, leaseToken: l.leaseToken, result: { text: 'x', language: 'en', model: 'test', segments: [] } })),
+      leases.map((l) =>
+        call(
+          'mutation ($jobId: ID!, $leaseToken: Int!, $result: TranscriptInput!) { completeJob(jobId: $jobId, leaseToken: $leaseToken, result: $result) { id } }',
+          { jobId: l.job.id, leaseToken: l.leaseToken, result: { text: 'x', language: 'en', model: 'test', segments: [] } },
+        ),
+      ),
     );
     done += leases.length;
   }
@@ -70,7 +93,9 @@ describe('a subscriber that stops reading', () => {
     const closed = new Promise<void>((resolve) => reader.once('close', () => resolve()));
     reader.on('error', () => {});
     const jobs = 400;
-    const made = await Promise.all(Array.from({ length: jobs }, (_, i) => server.upload(audio, `j${i}.wav`, { prompt }, 'id', bearer(secret.busy))));
+    const made = await Promise.all(
+      Array.from({ length: jobs }, (_, i) => server.upload(audio, `j${i}.wav`, { prompt }, 'id', bearer(secret.busy))),
+    );
     expect(made.filter((r) => r.errors).map((r) => r.errors)).toEqual([]);
     const { errors } = await runAsWorker(jobs);
     expect(errors).toEqual([]);
@@ -87,9 +112,20 @@ describe('a subscriber that stops reading', () => {
 
 describe('revoking a key', () => {
   it('ends its open graphql-ws subscriptions with UNAUTHENTICATED and closes the socket with 4401', async () => {
-    const client = createClient({ url: server.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, connectionParams: bearer(secret['revoked-ws']), retryAttempts: 0, lazy: false });
+    const client = createClient({
+      url: server.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: bearer(secret['revoked-ws']),
+      retryAttempts: 0,
+      lazy: false,
+    });
     const closed = new Promise<number>((resolve) => client.on('closed', (e) => resolve((e as CloseEvent).code)));
-    const ended = new Promise<any>((resolve) => client.subscribe({ query: 'subscription { jobsChanged { id } }' }, { next: () => {}, error: resolve, complete: () => resolve('complete') }));
+    const ended = new Promise<any>((resolve) =>
+      client.subscribe(
+        { query: 'subscription { jobsChanged { id } }' },
+        { next: () => {}, error: resolve, complete: () => resolve('complete') },
+      ),
+    );
     await new Promise((r) => setTimeout(r, 300));
     await murmur(['keys', 'revoke', 'revoked-ws'], env);
     const error = await ended;
@@ -99,7 +135,9 @@ describe('revoking a key', () => {
   });
 
   it('ends its open SSE subscriptions with an UNAUTHENTICATED event', async () => {
-    const res = await fetch(`${server.url}?query=${encodeURIComponent('subscription { jobsChanged { id } }')}`, { headers: { accept: 'text/event-stream', ...bearer(secret['revoked-sse']) } });
+    const res = await fetch(`${server.url}?query=${encodeURIComponent('subscription { jobsChanged { id } }')}`, {
+      headers: { accept: 'text/event-stream', ...bearer(secret['revoked-sse']) },
+    });
     expect(res.status).toBe(200);
     await murmur(['keys', 'revoke', 'revoked-sse'], env);
     // The stream ends by itself: read it to its end.
@@ -110,13 +148,29 @@ describe('revoking a key', () => {
 
 describe('limits on connections', () => {
   it('a connection holds at most MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION subscriptions (TOO_MANY_SUBSCRIPTIONS past it)', async () => {
-    const client = createClient({ url: server.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, connectionParams: bearer(secret.admin), retryAttempts: 0 });
+    const client = createClient({
+      url: server.url.replace(/^http/, 'ws'),
+      webSocketImpl: WebSocket,
+      connectionParams: bearer(secret.admin),
+      retryAttempts: 0,
+    });
     const outcomes = await Promise.all(
-      Array.from({ length: 5 }, () => new Promise<string>((resolve) => {
-        // A refused subscription is a result with errors (then complete), as GraphQL answers any failed operation.
-        client.subscribe({ query: 'subscription { jobsChanged { id } }' }, { next: (r: any) => resolve(r.errors?.[0]?.extensions?.code ?? 'data'), error: () => resolve('error'), complete: () => resolve('complete') });
-        setTimeout(() => resolve('open'), 1000);
-      })),
+      Array.from(
+        { length: 5 },
+        () =>
+          new Promise<string>((resolve) => {
+            // A refused subscription is a result with errors (then complete), as GraphQL answers any failed operation.
+            client.subscribe(
+              { query: 'subscription { jobsChanged { id } }' },
+              {
+                next: (r: any) => resolve(r.errors?.[0]?.extensions?.code ?? 'data'),
+                error: () => resolve('error'),
+                complete: () => resolve('complete'),
+              },
+            );
+            setTimeout(() => resolve('open'), 1000);
+          }),
+      ),
     );
     expect(outcomes.sort()).toEqual(['TOO_MANY_SUBSCRIPTIONS', 'TOO_MANY_SUBSCRIPTIONS', 'open', 'open', 'open']);
     await client.dispose();
@@ -159,10 +213,18 @@ describe('one upload, one job', () => {
   it('a file handed to two createJobs in one request is refused for the second with UPLOAD_ALREADY_USED; one job holds it', async () => {
     const before = (await server.gql('{ queue { pending } }', {}, bearer(secret.admin))).data.queue.pending;
     const form = new FormData();
-    form.set('operations', JSON.stringify({ query: 'mutation ($f: File!) { a: createJob(input: { file: $f }) { id } b: createJob(input: { file: $f }) { id } }', variables: { f: null } }));
+    form.set(
+      'operations',
+      JSON.stringify({
+        query: 'mutation ($f: File!) { a: createJob(input: { file: $f }) { id } b: createJob(input: { file: $f }) { id } }',
+        variables: { f: null },
+      }),
+    );
     form.set('map', JSON.stringify({ 0: ['variables.f'] }));
     form.set('0', new Blob([Buffer.from(audio)]), 'twice.wav');
-    const res = (await (await fetch(server.url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', ...bearer(secret.admin) } })).json()) as any;
+    const res = (await (
+      await fetch(server.url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', ...bearer(secret.admin) } })
+    ).json()) as any;
     expect(res.errors.map((e: any) => e.extensions.code)).toEqual(['UPLOAD_ALREADY_USED']);
     const after = (await server.gql('{ queue { pending } }', {}, bearer(secret.admin))).data.queue.pending;
     expect(after - before).toBe(1);
@@ -175,12 +237,19 @@ describe('bad paths', () => {
     const { answer, failed } = await new Promise<{ answer: string; failed?: Error }>((resolve) => {
       let answer = '';
       const socket = connect(Number(url.port), url.hostname, async () => {
-        socket.write(`POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer ${secret.admin}\r\nConnection: close\r\n\r\n`);
+        socket.write(
+          `POST ${url.pathname} HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nAuthorization: Bearer ${secret.admin}\r\nConnection: close\r\n\r\n`,
+        );
         const chunk = Buffer.alloc(64 << 10, 'a');
-        const body = [Buffer.from('{"query":"{ __typename }","variables":{"x":"'), ...Array.from({ length: 48 }, () => chunk), Buffer.from('"}}')];
+        const body = [
+          Buffer.from('{"query":"{ __typename }","variables":{"x":"'),
+          ...Array.from({ length: 48 }, () => chunk),
+          Buffer.from('"}}'),
+        ];
         for (const part of body) {
           if (socket.destroyed) return;
-          if (!socket.write(`${part.length.toString(16)}\r\n`) || !socket.write(part) || !socket.write('\r\n')) await new Promise((r) => socket.once('drain', r));
+          if (!socket.write(`${part.length.toString(16)}\r\n`) || !socket.write(part) || !socket.write('\r\n'))
+            await new Promise((r) => socket.once('drain', r));
         }
         socket.write('0\r\n\r\n');
       });
@@ -192,7 +261,6 @@ describe('bad paths', () => {
     expect(answer).toMatch(/^HTTP\/1\.1 413/);
     expect(answer).toContain('"INPUT_TOO_LARGE"');
   });
-
 
   it('a model name that is not valid percent-encoding is a 400', async () => {
     const res = await fetch(server.url.replace(/\/graphql$/, '/v1/models/%E0%A4%A'), { headers: bearer(secret.admin) });

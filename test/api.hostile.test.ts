@@ -18,7 +18,12 @@ let model: string;
 let server: Server;
 beforeAll(async () => {
   model = await generatedModel();
-  server = await startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', MURMUR_UPLOAD_IDLE_SECONDS: '1', MURMUR_CORS_ORIGINS: 'https://app.example.com' });
+  server = await startServer({
+    MURMUR_MODEL_DIR: model,
+    MURMUR_MAX_WORKERS: '0',
+    MURMUR_UPLOAD_IDLE_SECONDS: '1',
+    MURMUR_CORS_ORIGINS: 'https://app.example.com',
+  });
 });
 afterAll(() => server?.stop());
 
@@ -33,29 +38,46 @@ const settle = () => new Promise((r) => setTimeout(r, 300));
 function multipart(parts: { name: string; value: string | Uint8Array; filename?: string }[], boundary = 'xBOUNDARYx'): Buffer {
   const chunks = parts.map((p) =>
     Buffer.concat([
-      Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n\r\n`),
+      Buffer.from(
+        `--${boundary}\r\ncontent-disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n\r\n`,
+      ),
       Buffer.from(p.value),
       Buffer.from('\r\n'),
     ]),
   );
   return Buffer.concat([...chunks, Buffer.from(`--${boundary}--\r\n`)]);
 }
-const OPERATIONS = JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id input { filename bytes } } }', variables: { file: null } });
+const OPERATIONS = JSON.stringify({
+  query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id input { filename bytes } } }',
+  variables: { file: null },
+});
 const post = (body: Buffer | string, headers: Record<string, string>) =>
-  fetch(server.url, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers }).then(async (r) => ({ status: r.status, headers: r.headers, body: (await r.json().catch(() => null)) as any }));
+  fetch(server.url, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers }).then(async (r) => ({
+    status: r.status,
+    headers: r.headers,
+    body: (await r.json().catch(() => null)) as any,
+  }));
 const MULTIPART = { 'content-type': 'multipart/form-data; boundary=xBOUNDARYx', 'graphql-preflight': '1' };
 
-
 describe('a hostile or careless client', () => {
-  it('cannot pollute the server\'s objects through the upload map; the server keeps answering JSON', async () => {
+  it("cannot pollute the server's objects through the upload map; the server keeps answering JSON", async () => {
     for (const path of ['__proto__.x', 'variables.__proto__.x', 'constructor.prototype.x']) {
-      const res = await post(multipart([{ name: 'operations', value: OPERATIONS }, { name: 'map', value: JSON.stringify({ 0: ['variables.file', path] }) }, { name: '0', value: wavBytes(tone(300, 1)), filename: 'a.wav' }]), MULTIPART);
+      const res = await post(
+        multipart([
+          { name: 'operations', value: OPERATIONS },
+          { name: 'map', value: JSON.stringify({ 0: ['variables.file', path] }) },
+          { name: '0', value: wavBytes(tone(300, 1)), filename: 'a.wav' },
+        ]),
+        MULTIPART,
+      );
       expect(res.body.errors[0].extensions.code).toBe('BAD_USER_INPUT');
     }
     // Before the fix, every JSON request after one such upload was refused ("Unexpected parameter x").
     const after = await server.gql(`{ queue { pending } }`);
     expect(after.errors).toBeUndefined();
-    expect(await post(JSON.stringify({ query: '{ queue { pending } }' }), { 'content-type': 'application/json' })).toMatchObject({ status: 200 });
+    expect(await post(JSON.stringify({ query: '{ queue { pending } }' }), { 'content-type': 'application/json' })).toMatchObject({
+      status: 200,
+    });
     await settle();
     expect(leftovers()).toEqual([]);
   });
@@ -72,7 +94,11 @@ describe('a hostile or careless client', () => {
     await settle();
     const before = openFiles();
     const blobs = leftovers();
-    const body = multipart([{ name: 'operations', value: OPERATIONS }, { name: 'map', value: JSON.stringify({ 0: ['variables.file'] }) }, { name: '0', value: wavBytes(tone(300, 60)), filename: 'a.wav' }]);
+    const body = multipart([
+      { name: 'operations', value: OPERATIONS },
+      { name: 'map', value: JSON.stringify({ 0: ['variables.file'] }) },
+      { name: '0', value: wavBytes(tone(300, 60)), filename: 'a.wav' },
+    ]);
     await Promise.all(
       Array.from({ length: 20 }, () => {
         return new Promise<void>((resolve) => {
@@ -91,7 +117,11 @@ describe('a hostile or careless client', () => {
 
   it('that stops sending mid-upload is answered UPLOAD_STALLED, and nothing stays behind', async () => {
     const blobs = leftovers();
-    const body = multipart([{ name: 'operations', value: OPERATIONS }, { name: 'map', value: JSON.stringify({ 0: ['variables.file'] }) }, { name: '0', value: wavBytes(tone(300, 60)), filename: 'a.wav' }]);
+    const body = multipart([
+      { name: 'operations', value: OPERATIONS },
+      { name: 'map', value: JSON.stringify({ 0: ['variables.file'] }) },
+      { name: '0', value: wavBytes(tone(300, 60)), filename: 'a.wav' },
+    ]);
     const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const req = request(server.url, { method: 'POST', headers: { ...MULTIPART, 'content-length': String(body.length) } }, (res) => {
         let text = '';
@@ -109,31 +139,55 @@ describe('a hostile or careless client', () => {
   it('gets typed 4xx answers for malformed requests, not INTERNAL_SERVER_ERROR', async () => {
     const wrongType = await server.gql(`query ($first: Int) { jobs(first: $first) { nodes { id } } }`, { first: 'ten' });
     expect(wrongType.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
-    const mapNotList = await post(multipart([{ name: 'operations', value: OPERATIONS }, { name: 'map', value: '{"0":"variables.file"}' }, { name: '0', value: wavBytes(tone(300, 1)), filename: 'a.wav' }]), MULTIPART);
+    const mapNotList = await post(
+      multipart([
+        { name: 'operations', value: OPERATIONS },
+        { name: 'map', value: '{"0":"variables.file"}' },
+        { name: '0', value: wavBytes(tone(300, 1)), filename: 'a.wav' },
+      ]),
+      MULTIPART,
+    );
     expect([mapNotList.status, mapNotList.body.errors[0].extensions.code]).toEqual([400, 'BAD_USER_INPUT']);
     const noBoundary = await post('whatever', { 'content-type': 'multipart/form-data', 'graphql-preflight': '1' });
     expect([noBoundary.status, noBoundary.body.errors[0].extensions.code]).toEqual([400, 'BAD_USER_INPUT']);
-    const badPath = await fetch(server.url.replace('/graphql', '/audio/%E0%A4%A'), { headers: { authorization: `Bearer ${WORKER_TOKEN}` } });
+    const badPath = await fetch(server.url.replace('/graphql', '/audio/%E0%A4%A'), {
+      headers: { authorization: `Bearer ${WORKER_TOKEN}` },
+    });
     expect(badPath.status).toBe(400);
     const form = await post('query=%7B%20queue%20%7B%20pending%20%7D%20%7D', { 'content-type': 'application/x-www-form-urlencoded' });
     expect([form.status, form.body.errors[0].extensions.code]).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
-    const huge = await post(JSON.stringify({ query: '{ queue { pending } }', variables: { pad: 'x'.repeat(2 << 20) } }), { 'content-type': 'application/json' });
+    const huge = await post(JSON.stringify({ query: '{ queue { pending } }', variables: { pad: 'x'.repeat(2 << 20) } }), {
+      'content-type': 'application/json',
+    });
     expect([huge.status, huge.body.errors[0].extensions.code]).toEqual([413, 'INPUT_TOO_LARGE']);
   });
 
   it('cannot send a multipart request without the preflight header (a foreign page could), nor read answers from a foreign origin', async () => {
     const jobsBefore = (await server.gql(`{ jobs(first: 100) { nodes { id } } }`)).data.jobs.nodes.length;
-    const noHeader = await post(multipart([{ name: 'operations', value: OPERATIONS }, { name: 'map', value: JSON.stringify({ 0: ['variables.file'] }) }, { name: '0', value: wavBytes(tone(300, 1)), filename: 'a.wav' }]), {
-      'content-type': 'multipart/form-data; boundary=xBOUNDARYx',
-    });
+    const noHeader = await post(
+      multipart([
+        { name: 'operations', value: OPERATIONS },
+        { name: 'map', value: JSON.stringify({ 0: ['variables.file'] }) },
+        { name: '0', value: wavBytes(tone(300, 1)), filename: 'a.wav' },
+      ]),
+      {
+        'content-type': 'multipart/form-data; boundary=xBOUNDARYx',
+      },
+    );
     expect([noHeader.status, noHeader.body.errors[0].extensions.code]).toEqual([400, 'PREFLIGHT_REQUIRED']);
     expect((await server.gql(`{ jobs(first: 100) { nodes { id } } }`)).data.jobs.nodes.length).toBe(jobsBefore);
 
-    const foreign = await post(JSON.stringify({ query: '{ queue { pending } }' }), { 'content-type': 'application/json', origin: 'https://evil.example' });
+    const foreign = await post(JSON.stringify({ query: '{ queue { pending } }' }), {
+      'content-type': 'application/json',
+      origin: 'https://evil.example',
+    });
     // Not this origin: the browser keeps the answer from the page.
     expect(foreign.headers.get('access-control-allow-origin')).not.toBe('https://evil.example');
     expect(foreign.headers.get('access-control-allow-origin')).not.toBe('*');
-    const allowed = await post(JSON.stringify({ query: '{ queue { pending } }' }), { 'content-type': 'application/json', origin: 'https://app.example.com' });
+    const allowed = await post(JSON.stringify({ query: '{ queue { pending } }' }), {
+      'content-type': 'application/json',
+      origin: 'https://app.example.com',
+    });
     expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
   });
 
@@ -150,10 +204,15 @@ describe('a hostile or careless client', () => {
     const client = createClient({ url: server.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
     const seen: string[] = [];
     const good = new Promise<void>((resolve, reject) =>
-      client.subscribe<{ jobUpdated: { status: string } }>({ query: 'subscription ($id: ID!) { jobUpdated(id: $id) { status } }', variables: { id } }, { next: (v) => seen.push(v.data!.jobUpdated.status), error: reject, complete: resolve }),
+      client.subscribe<{ jobUpdated: { status: string } }>(
+        { query: 'subscription ($id: ID!) { jobUpdated(id: $id) { status } }', variables: { id } },
+        { next: (v) => seen.push(v.data!.jobUpdated.status), error: reject, complete: resolve },
+      ),
     );
     await expect.poll(() => seen.length).toBeGreaterThan(0);
-    const bad = await new Promise<unknown>((resolve) => client.subscribe({ query: 'subscription { jobUpdated(id: ' }, { next: () => {}, error: resolve, complete: () => resolve(null) }));
+    const bad = await new Promise<unknown>((resolve) =>
+      client.subscribe({ query: 'subscription { jobUpdated(id: ' }, { next: () => {}, error: resolve, complete: () => resolve(null) }),
+    );
     expect(JSON.stringify(bad)).toMatch(/Syntax Error/);
     // The first subscription is still open: cancelling the job reaches it.
     await server.gql(`mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id });
@@ -189,13 +248,16 @@ describe('media that points elsewhere', () => {
 
   it('createJob refuses them without opening what they name (ffprobe and ffmpeg get the sniffed demuxer and one file)', async () => {
     // Over 4 MB, an MP3 is probed by ffprobe and ffmpeg rather than in-process.
-    for (const [bytes, name] of [[hlsBehindId3(5_000_000), 'playlist.mp3'], [dashBehindFtyp(), 'manifest.m4a']] as const) {
+    for (const [bytes, name] of [
+      [hlsBehindId3(5_000_000), 'playlist.mp3'],
+      [dashBehindFtyp(), 'manifest.m4a'],
+    ] as const) {
       const res = await server.upload(bytes, name);
       expect(res.errors?.[0]?.extensions?.code, name).toBe('AUDIO_UNDECODABLE');
     }
   });
 
-  it('the worker\'s decoder refuses them too', async () => {
+  it("the worker's decoder refuses them too", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'murmur-hostile-'));
     const file = join(dir, 'upload');
     writeFileSync(file, hlsBehindId3());
@@ -207,7 +269,11 @@ describe('at start and in workers', () => {
   it('a model folder murmur cannot load stops the server naming MURMUR_MODEL_DIR', async () => {
     const empty = join(tmpdir(), `murmur-no-model-${process.pid}`);
     mkdirSync(empty, { recursive: true });
-    const run = spawnSync(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_MODEL_DIR: empty, MURMUR_DATA_DIR: join(empty, 'data') }, encoding: 'utf8', timeout: 60_000 });
+    const run = spawnSync(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
+      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_MODEL_DIR: empty, MURMUR_DATA_DIR: join(empty, 'data') },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/CONFIG_INVALID: MURMUR_MODEL_DIR: .* is not a Whisper model folder/);
   });
@@ -216,10 +282,15 @@ describe('at start and in workers', () => {
     const first = await startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', MURMUR_MAX_DURATION_SECONDS: '60' });
     const { id } = (await first.upload(wavBytes(tone(300, 20)), 'twenty.wav')).data.createJob;
     await first.stop();
-    const second = await startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '1', MURMUR_MAX_DURATION_SECONDS: '10', MURMUR_SEGMENTATION: 'fixed' }, first.dataDir);
+    const second = await startServer(
+      { MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '1', MURMUR_MAX_DURATION_SECONDS: '10', MURMUR_SEGMENTATION: 'fixed' },
+      first.dataDir,
+    );
     try {
       await expect
-        .poll(async () => (await second.gql(`query ($id: ID!) { job(id: $id) { status error { code } } }`, { id })).data.job, { timeout: 60_000 })
+        .poll(async () => (await second.gql(`query ($id: ID!) { job(id: $id) { status error { code } } }`, { id })).data.job, {
+          timeout: 60_000,
+        })
         .toEqual({ status: 'FAILED', error: { code: 'AUDIO_TOO_LONG' } });
     } finally {
       await second.stop();

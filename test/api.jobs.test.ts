@@ -25,7 +25,11 @@ describe('a job', () => {
     const created = await server.upload(hello(), 'hello.wav', { language: 'en' });
     expect(created.errors).toBeUndefined();
     const job = created.data.createJob;
-    expect(job).toMatchObject({ status: 'PENDING', attempts: 0, input: { filename: 'hello.wav', format: 'wav', sampleRate: 16000, channels: 1 } });
+    expect(job).toMatchObject({
+      status: 'PENDING',
+      attempts: 0,
+      input: { filename: 'hello.wav', format: 'wav', sampleRate: 16000, channels: 1 },
+    });
     expect(job.input.durationSeconds).toBeGreaterThan(0.5);
 
     const client = server.ws();
@@ -71,20 +75,25 @@ describe('a job', () => {
     const created = await Promise.all(Array.from({ length: 20 }, (_, i) => server.upload(audio, `burst-${i}.wav`)));
     const ids = created.map((c) => c.data.createJob.id as string);
     const client = server.ws();
-    const finals = await Promise.all(ids.map((id) => collect<{ jobUpdated: any }>(client, FOLLOW, { id }).then((u) => u.at(-1)!.jobUpdated)));
+    const finals = await Promise.all(
+      ids.map((id) => collect<{ jobUpdated: any }>(client, FOLLOW, { id }).then((u) => u.at(-1)!.jobUpdated)),
+    );
     await client.dispose();
     expect(finals.every((j) => j.status === 'DONE' && j.attempts === 1)).toBe(true);
     // The same audio gives the same transcript, whatever else shared its batch.
     expect(new Set(finals.map((j) => JSON.stringify(j.result.segments))).size).toBe(1);
     // What the workers reported: batch sizes of their claims.
-    const batches = server.events.slice(before).filter((e) => e.event === 'batch.started').map((e) => (e.jobIds as string[]).length);
+    const batches = server.events
+      .slice(before)
+      .filter((e) => e.event === 'batch.started')
+      .map((e) => (e.jobIds as string[]).length);
     expect(batches.reduce((a, b) => a + b, 0)).toBe(20);
     expect(Math.max(...batches)).toBeGreaterThan(1);
     // 20 jobs at 8 a batch want more than one worker: the server started a second (its maximum).
     expect(server.events.filter((e) => e.event === 'worker.started')).toHaveLength(2);
   });
 
-  it('decodes with the options it was created with, and each segment carries its window\'s confidence', async () => {
+  it("decodes with the options it was created with, and each segment carries its window's confidence", async () => {
     const audio = hello();
     const select = 'id options { prompt conditionOnPreviousText temperatures seed beamSize patience lengthPenalty }';
     const sampled = { language: 'en', temperatures: [1], seed: 42 };
@@ -96,14 +105,25 @@ describe('a job', () => {
       server.upload(audio, 'sampled-c.wav', { ...sampled, seed: 43 }, select),
       server.upload(audio, 'beams.wav', { language: 'en', beamSize: 3, patience: 2, lengthPenalty: 1 }, select),
     ]);
-    const none = { prompt: null, conditionOnPreviousText: false, temperatures: [0], seed: 0, beamSize: null, patience: null, lengthPenalty: null };
+    const none = {
+      prompt: null,
+      conditionOnPreviousText: false,
+      temperatures: [0],
+      seed: 0,
+      beamSize: null,
+      patience: null,
+      lengthPenalty: null,
+    };
     expect(created[0].data.createJob.options).toEqual(none);
     expect(created[2].data.createJob.options).toEqual({ ...none, temperatures: [1], seed: 42 });
     expect(created[5].data.createJob.options).toEqual({ ...none, beamSize: 3, patience: 2, lengthPenalty: 1 });
     expect(created[1].data.createJob.options.prompt).toBe('Murmur, Whisper');
     const client = server.ws();
-    const follow = 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { text segments { start end text avgLogprob compressionRatio noSpeechProb temperature } } } }';
-    const [plain, prompted, a, b, c, beams] = await Promise.all(created.map((r) => collect<{ jobUpdated: any }>(client, follow, { id: r.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)));
+    const follow =
+      'subscription ($id: ID!) { jobUpdated(id: $id) { status result { text segments { start end text avgLogprob compressionRatio noSpeechProb temperature } } } }';
+    const [plain, prompted, a, b, c, beams] = await Promise.all(
+      created.map((r) => collect<{ jobUpdated: any }>(client, follow, { id: r.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)),
+    );
     await client.dispose();
     for (const job of [plain, prompted, a, b, c, beams]) {
       expect(job.status).toBe('DONE');
@@ -124,19 +144,40 @@ describe('a job', () => {
 
   it('times words when asked: in segments, in the transcript, and as word-level subtitles', async () => {
     const audio = hello();
-    const [timed, plain] = await Promise.all([server.upload(audio, 'words.wav', { language: 'en', wordTimestamps: true }, 'id options { wordTimestamps }'), server.upload(audio, 'nowords.wav', { language: 'en' })]);
+    const [timed, plain] = await Promise.all([
+      server.upload(audio, 'words.wav', { language: 'en', wordTimestamps: true }, 'id options { wordTimestamps }'),
+      server.upload(audio, 'nowords.wav', { language: 'en' }),
+    ]);
     expect(timed.data.createJob.options.wordTimestamps).toBe(true);
     const client = server.ws();
-    const follow = 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { segments { start end text words { word start end probability } } words { word start end } srt(wordLevel: true) vtt(wordLevel: true) } } }';
+    const follow =
+      'subscription ($id: ID!) { jobUpdated(id: $id) { status result { segments { start end text words { word start end probability } } words { word start end } srt(wordLevel: true) vtt(wordLevel: true) } } }';
     const job = (await collect<{ jobUpdated: any }>(client, follow, { id: timed.data.createJob.id })).at(-1)!.jobUpdated;
-    const plainJob = (await collect<{ jobUpdated: any }>(client, 'subscription ($id: ID!) { jobUpdated(id: $id) { status result { words { word } segments { words { word } } } } }', { id: plain.data.createJob.id })).at(-1)!.jobUpdated;
+    const plainJob = (
+      await collect<{ jobUpdated: any }>(
+        client,
+        'subscription ($id: ID!) { jobUpdated(id: $id) { status result { words { word } segments { words { word } } } } }',
+        { id: plain.data.createJob.id },
+      )
+    ).at(-1)!.jobUpdated;
     await client.dispose();
     expect(job.status).toBe('DONE');
     const words = job.result.segments.flatMap((s: any) => s.words);
     expect(words.length).toBeGreaterThan(2);
     expect(job.result.words.map((w: any) => w.word)).toEqual(words.map((w: any) => w.word));
-    expect(words.map((w: any) => w.word).join('').trim()).toBe(job.result.segments.map((s: any) => s.text).join(' ').trim());
-    for (const s of job.result.segments) for (const w of s.words) expect(w.start >= s.start - 1e-9 && w.end <= s.end + 1e-9 && w.probability > 0).toBe(true);
+    expect(
+      words
+        .map((w: any) => w.word)
+        .join('')
+        .trim(),
+    ).toBe(
+      job.result.segments
+        .map((s: any) => s.text)
+        .join(' ')
+        .trim(),
+    );
+    for (const s of job.result.segments)
+      for (const w of s.words) expect(w.start >= s.start - 1e-9 && w.end <= s.end + 1e-9 && w.probability > 0).toBe(true);
     // one cue a word
     expect(job.result.srt.match(/ --> /g).length).toBe(words.length);
     expect(job.result.vtt.match(/ --> /g).length).toBe(words.length);
@@ -144,18 +185,36 @@ describe('a job', () => {
     expect(plainJob.status).toBe('DONE');
     expect(plainJob.result.words).toBeNull();
     expect(plainJob.result.segments.every((s: any) => s.words === null)).toBe(true);
-    const refused = await server.gql('query ($id: ID!) { job(id: $id) { result { srt(wordLevel: true) } } }', { id: plain.data.createJob.id });
+    const refused = await server.gql('query ($id: ID!) { job(id: $id) { result { srt(wordLevel: true) } } }', {
+      id: plain.data.createJob.id,
+    });
     expect(refused.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
   });
 
   it('a model that cannot time words fails only the job that asked (INVALID_OPTIONS), not its batch', async () => {
     const dir = await generatedModel({ crossAttentions: false }, 2);
-    const other = await startServer({ MURMUR_MODEL_DIR: dir, MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_JOBS: '8', MURMUR_BATCH_WINDOW_MS: '1000' });
+    const other = await startServer({
+      MURMUR_MODEL_DIR: dir,
+      MURMUR_MAX_WORKERS: '1',
+      MURMUR_BATCH_JOBS: '8',
+      MURMUR_BATCH_WINDOW_MS: '1000',
+    });
     try {
       const audio = hello();
-      const created = await Promise.all([other.upload(audio, 'a.wav', { language: 'en', wordTimestamps: true }), other.upload(audio, 'b.wav', { language: 'en' })]);
+      const created = await Promise.all([
+        other.upload(audio, 'a.wav', { language: 'en', wordTimestamps: true }),
+        other.upload(audio, 'b.wav', { language: 'en' }),
+      ]);
       const client = other.ws();
-      const finals = await Promise.all(created.map((c) => collect<{ jobUpdated: any }>(client, 'subscription ($id: ID!) { jobUpdated(id: $id) { status attempts error { code message } } }', { id: c.data.createJob.id }).then((u) => u.at(-1)!.jobUpdated)));
+      const finals = await Promise.all(
+        created.map((c) =>
+          collect<{ jobUpdated: any }>(
+            client,
+            'subscription ($id: ID!) { jobUpdated(id: $id) { status attempts error { code message } } }',
+            { id: c.data.createJob.id },
+          ).then((u) => u.at(-1)!.jobUpdated),
+        ),
+      );
       await client.dispose();
       expect(finals[0]).toMatchObject({ status: 'FAILED', attempts: 1, error: { code: 'INVALID_OPTIONS' } });
       expect(finals[0].error.message).toMatch(/cross-attention/);
@@ -166,7 +225,15 @@ describe('a job', () => {
   });
 
   it('refuses decoding options out of range, with BAD_USER_INPUT', async () => {
-    for (const input of [{ temperatures: [1.5] }, { temperatures: [] }, { prompt: 'x'.repeat(4001) }, { beamSize: 0 }, { beamSize: 17 }, { patience: 2 }, { beamSize: 2, lengthPenalty: -1 }]) {
+    for (const input of [
+      { temperatures: [1.5] },
+      { temperatures: [] },
+      { prompt: 'x'.repeat(4001) },
+      { beamSize: 0 },
+      { beamSize: 17 },
+      { patience: 2 },
+      { beamSize: 2, lengthPenalty: -1 },
+    ]) {
       const res = await server.upload(hello(), 'bad.wav', input);
       expect(res.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
     }
@@ -183,7 +250,9 @@ describe('a job', () => {
 
   it('pages through jobs newest first with a cursor', async () => {
     const one = await server.gql(`{ jobs(first: 2) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`);
-    const two = await server.gql(`query ($after: String) { jobs(first: 2, after: $after) { nodes { id } } }`, { after: one.data.jobs.pageInfo.endCursor });
+    const two = await server.gql(`query ($after: String) { jobs(first: 2, after: $after) { nodes { id } } }`, {
+      after: one.data.jobs.pageInfo.endCursor,
+    });
     expect(one.data.jobs.pageInfo.hasNextPage).toBe(true);
     expect(two.data.jobs.nodes).toHaveLength(2);
     const ids = [...one.data.jobs.edges.map((e: any) => e.node.id), ...two.data.jobs.nodes.map((n: any) => n.id)];
@@ -194,7 +263,9 @@ describe('a job', () => {
   });
 
   it('the committed schema file is the schema the server serves', async () => {
-    const printed = execFileSync(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'schema'], { encoding: 'utf8' });
+    const printed = execFileSync(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'schema'], {
+      encoding: 'utf8',
+    });
     expect(readFileSync(new URL('../schema/schema.graphql', import.meta.url), 'utf8')).toBe(printed);
     expect(printed).toMatch(/jobUpdated\(id: ID!\): Job!/);
   });

@@ -25,16 +25,31 @@ afterAll(() => server?.stop());
 
 async function create(key: string, seconds: number, input: Record<string, unknown> = {}, url = server.url) {
   const form = new FormData();
-  form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`, variables: { input: { ...input, file: null } } }));
+  form.set(
+    'operations',
+    JSON.stringify({
+      query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }`,
+      variables: { input: { ...input, file: null } },
+    }),
+  );
   form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
   form.set('0', new Blob([new Uint8Array(clip(seconds))]), 'clip.wav');
   const res = await fetch(url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', authorization: `Bearer ${key}` } });
   const body = (await res.json()) as any;
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), id: body.data?.createJob?.id as string | undefined, error: body.errors?.[0] };
+  return {
+    status: res.status,
+    retryAfter: res.headers.get('retry-after'),
+    id: body.data?.createJob?.id as string | undefined,
+    error: body.errors?.[0],
+  };
 }
 
 async function jobCount(): Promise<number> {
-  const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` }, body: JSON.stringify({ query: '{ queue { pending cancelled } }' }) });
+  const res = await fetch(server.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` },
+    body: JSON.stringify({ query: '{ queue { pending cancelled } }' }),
+  });
   const { data } = (await res.json()) as any;
   return data.queue.pending + data.queue.cancelled;
 }
@@ -58,7 +73,11 @@ describe('per-key limits', () => {
     // Another key has its own allowance.
     expect((await create(keys.k2, 0.5)).error).toBeUndefined();
 
-    const cancel = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.k1}` }, body: JSON.stringify({ query: `mutation { cancelJob(id: "${made[0]}") { status } }` }) });
+    const cancel = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.k1}` },
+      body: JSON.stringify({ query: `mutation { cancelJob(id: "${made[0]}") { status } }` }),
+    });
     expect(((await cancel.json()) as any).data.cancelJob.status).toBe('CANCELLED');
     expect((await create(keys.k1, 0.5)).error).toBeUndefined();
     const perMinute = await create(keys.k1, 0.5);
@@ -82,7 +101,12 @@ describe('per-key limits', () => {
 
 describe.each(['sqlite', 'postgres'])('per-key limits under racing requests on %s', (backend) => {
   it('50 parallel createJob at a limit of 10 jobs a minute create 10 (two API instances on PostgreSQL)', async () => {
-    const env = { MURMUR_AUTH: 'keys', MURMUR_MAX_WORKERS: '0', MURMUR_KEY_JOBS_PER_MINUTE: '10', ...(backend === 'postgres' && { MURMUR_DATABASE_URL: await freshDatabase() }) };
+    const env = {
+      MURMUR_AUTH: 'keys',
+      MURMUR_MAX_WORKERS: '0',
+      MURMUR_KEY_JOBS_PER_MINUTE: '10',
+      ...(backend === 'postgres' && { MURMUR_DATABASE_URL: await freshDatabase() }),
+    };
     const first = await startServer(env);
     const instances = backend === 'postgres' ? [first, await startServer(env)] : [first];
     try {
@@ -101,9 +125,18 @@ describe.each(['sqlite', 'postgres'])('per-key limits under racing requests on %
 
 describe('GraphQL limits', () => {
   async function ask(query: string) {
-    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` }, body: JSON.stringify({ query }) });
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` },
+      body: JSON.stringify({ query }),
+    });
     const body = (await res.json()) as any;
-    return { status: res.status, code: body.errors?.[0]?.extensions?.code as string | undefined, message: body.errors?.[0]?.message as string | undefined, data: body.data };
+    return {
+      status: res.status,
+      code: body.errors?.[0]?.extensions?.code as string | undefined,
+      message: body.errors?.[0]?.message as string | undefined,
+      data: body.data,
+    };
   }
   const aliases = (n: number, field = '__typename') => `{ ${Array.from({ length: n }, (_, i) => `a${i}: ${field}`).join(' ')} }`;
 
@@ -115,7 +148,7 @@ describe('GraphQL limits', () => {
     console.log(`20,000 aliases refused in ${(performance.now() - started).toFixed(0)} ms`);
   });
 
-  it('aliases, directives and cost each have a limit; GraphiQL\'s introspection passes', async () => {
+  it("aliases, directives and cost each have a limit; GraphiQL's introspection passes", async () => {
     expect((await ask(aliases(30, 'queue { pending }'))).code).toBeUndefined();
     expect(await ask(aliases(31, 'queue { pending }'))).toMatchObject({ code: 'QUERY_TOO_COMPLEX' });
     const directives = (n: number) => aliases(n, '__typename @include(if: true)');
@@ -123,7 +156,10 @@ describe('GraphQL limits', () => {
     expect(await ask(directives(21))).toMatchObject({ code: 'QUERY_TOO_COMPLEX', message: expect.stringMatching(/Directives limit/) });
     // Depth: the schema has no cycles and its deepest path is 6 fields, so the limit (10) guards future types; the deepest passes.
     expect((await ask(`{ jobs { edges { node { result { segments { text } } } } } }`)).code).toBeUndefined();
-    const costly = aliases(25, 'jobs(first: 100) { edges { cursor node { id status attempts progress createdAt input { filename bytes format durationSeconds } options { language task } result { text srt vtt segments { start end text } } } } }');
+    const costly = aliases(
+      25,
+      'jobs(first: 100) { edges { cursor node { id status attempts progress createdAt input { filename bytes format durationSeconds } options { language task } result { text srt vtt segments { start end text } } } } }',
+    );
     expect(await ask(costly)).toMatchObject({ code: 'QUERY_TOO_COMPLEX', message: expect.stringMatching(/Query Cost limit/) });
     const { getIntrospectionQuery } = await import('graphql');
     const introspection = await ask(getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, inputValueDeprecation: true }));
@@ -132,7 +168,11 @@ describe('GraphQL limits', () => {
   });
 
   it('a batch of operations in one request is refused', async () => {
-    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` }, body: JSON.stringify([{ query: '{ __typename }' }, { query: '{ __typename }' }]) });
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.admin}` },
+      body: JSON.stringify([{ query: '{ __typename }' }, { query: '{ __typename }' }]),
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as any).errors[0].extensions.code).toBe('BAD_USER_INPUT');
   });
@@ -140,7 +180,10 @@ describe('GraphQL limits', () => {
   it('the same limits hold on graphql-ws', async () => {
     const client = server.ws({ authorization: `Bearer ${keys.admin}` });
     const errors = await new Promise<any[]>((resolve) => {
-      client.subscribe({ query: aliases(31, 'queue { pending }') }, { next: (v) => resolve((v.errors as any[]) ?? []), error: (e) => resolve(e as any[]), complete: () => resolve([]) });
+      client.subscribe(
+        { query: aliases(31, 'queue { pending }') },
+        { next: (v) => resolve((v.errors as any[]) ?? []), error: (e) => resolve(e as any[]), complete: () => resolve([]) },
+      );
     });
     expect(errors[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
     await client.dispose();
@@ -154,7 +197,9 @@ describe('slow clients', () => {
       const { port, hostname } = new URL(slow.url);
       const { connect } = await import('node:net');
       const socket = connect(Number(port), hostname);
-      socket.write(`POST /graphql HTTP/1.1\r\nhost: x\r\ngraphql-preflight: 1\r\ncontent-type: multipart/form-data; boundary=b\r\ncontent-length: 100000\r\n\r\n--b\r\n`);
+      socket.write(
+        `POST /graphql HTTP/1.1\r\nhost: x\r\ngraphql-preflight: 1\r\ncontent-type: multipart/form-data; boundary=b\r\ncontent-length: 100000\r\n\r\n--b\r\n`,
+      );
       const drip = setInterval(() => socket.write('x'), 500);
       const started = Date.now();
       const answer = await new Promise<string>((resolve) => {

@@ -24,7 +24,23 @@ beforeAll(async () => {
     return out;
   });
   execFileSync('sox', [...parts, talk]);
-  execFileSync('ffmpeg', ['-v', 'error', '-stream_loop', '-1', '-i', talk, '-t', String(MINUTES * 60), '-ac', '1', '-ar', '22050', '-b:a', '48k', join(dir, 'long.mp3')]);
+  execFileSync('ffmpeg', [
+    '-v',
+    'error',
+    '-stream_loop',
+    '-1',
+    '-i',
+    talk,
+    '-t',
+    String(MINUTES * 60),
+    '-ac',
+    '1',
+    '-ar',
+    '22050',
+    '-b:a',
+    '48k',
+    join(dir, 'long.mp3'),
+  ]);
   mp3 = readFileSync(join(dir, 'long.mp3'));
   server = await startServer({ MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MAX_WORKERS: '1' });
 });
@@ -39,7 +55,11 @@ describe('a 30-minute recording', () => {
     expect(Math.abs(job.input.durationSeconds - MINUTES * 60)).toBeLessThan(0.05);
 
     const client = server.ws();
-    const updates = await collect<{ jobUpdated: any }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status progress result { segments { start end text } } } }`, { id: job.id });
+    const updates = await collect<{ jobUpdated: any }>(
+      client,
+      `subscription ($id: ID!) { jobUpdated(id: $id) { status progress result { segments { start end text } } } }`,
+      { id: job.id },
+    );
     await client.dispose();
     const done = updates.at(-1)!.jobUpdated;
     expect(done.status).toBe('DONE');

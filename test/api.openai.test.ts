@@ -19,7 +19,13 @@ const client = (apiKey: string, url: string) => new OpenAI({ apiKey, baseURL: `$
 const bearer = () => ({ authorization: `Bearer ${key}` });
 
 beforeAll(async () => {
-  server = await startServer({ MURMUR_AUTH: 'keys', MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MODEL_NAME: MODEL_NAME, MURMUR_MAX_WORKERS: '2', MURMUR_BATCH_JOBS: '8' });
+  server = await startServer({
+    MURMUR_AUTH: 'keys',
+    MURMUR_MODEL_DIR: await generatedModel(),
+    MURMUR_MODEL_NAME: MODEL_NAME,
+    MURMUR_MAX_WORKERS: '2',
+    MURMUR_BATCH_JOBS: '8',
+  });
   key = (await murmur(['keys', 'create', '--name', 'sdk', '--tenant', 'sdk'], { MURMUR_DATA_DIR: server.dataDir })).trim();
   openai = client(key, server.url);
 }, 120_000);
@@ -51,14 +57,22 @@ describe('OpenAI-compatible routes', () => {
   it('answers in every response format, each a job batched with the others, the same text as GraphQL shows', async () => {
     const formats = ['json', 'text', 'srt', 'vtt', 'verbose_json'] as const;
     const answers = await Promise.all(
-      formats.map(async (format, i) => openai.audio.transcriptions.create({ file: await file(`${format}.wav`), model: i % 2 ? MODEL_NAME : 'whisper-1', language: 'en', response_format: format }).withResponse()),
+      formats.map(async (format, i) =>
+        openai.audio.transcriptions
+          .create({ file: await file(`${format}.wav`), model: i % 2 ? MODEL_NAME : 'whisper-1', language: 'en', response_format: format })
+          .withResponse(),
+      ),
     );
     const jobs = await Promise.all(answers.map((a) => job(a.response.headers.get('x-murmur-job-id'))));
     const texts = new Set(jobs.map((j) => j.result.text));
     expect(texts.size).toBe(1); // the same audio, the same model: the same text
     const [text] = texts;
     expect(text.length).toBeGreaterThan(0);
-    for (const j of jobs) expect(j).toMatchObject({ status: 'DONE', options: { task: 'TRANSCRIBE', language: 'en', temperatures: [0, 0.2, 0.4, 0.6, 0.8, 1] } });
+    for (const j of jobs)
+      expect(j).toMatchObject({
+        status: 'DONE',
+        options: { task: 'TRANSCRIBE', language: 'en', temperatures: [0, 0.2, 0.4, 0.6, 0.8, 1] },
+      });
 
     const [json, plain, srt, vtt, verbose] = answers.map((a) => a.data as any);
     expect(json).toMatchObject({ text, usage: { type: 'duration', seconds: expect.any(Number) } });
@@ -97,19 +111,28 @@ describe('OpenAI-compatible routes', () => {
   });
 
   it('gives word timings for timestamp_granularities[]=word, with the segments only when asked too', async () => {
-    const both = await openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', response_format: 'verbose_json', timestamp_granularities: ['word', 'segment'] }).withResponse();
+    const both = await openai.audio.transcriptions
+      .create({ file: await file(), model: 'whisper-1', response_format: 'verbose_json', timestamp_granularities: ['word', 'segment'] })
+      .withResponse();
     const stored = await job(both.response.headers.get('x-murmur-job-id'));
     expect(stored.options.wordTimestamps).toBe(true);
     expect(both.data.words!.length).toBeGreaterThan(2);
     expect(both.data.words).toEqual(stored.result.words.map((w: any) => ({ word: w.word.trim(), start: w.start, end: w.end })));
     expect(both.data.segments!.length).toBeGreaterThan(0);
-    const words = await openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', response_format: 'verbose_json', timestamp_granularities: ['word'] });
+    const words = await openai.audio.transcriptions.create({
+      file: await file(),
+      model: 'whisper-1',
+      response_format: 'verbose_json',
+      timestamp_granularities: ['word'],
+    });
     expect(words.words!.length).toBeGreaterThan(2);
     expect(words.segments).toBeUndefined();
   });
 
   it('translates, and passes the prompt and the temperature on to the job', async () => {
-    const translated = await openai.audio.translations.create({ file: await file(), model: 'whisper-1', response_format: 'verbose_json', prompt: 'Fox, dog.', temperature: 0.3 }).withResponse();
+    const translated = await openai.audio.translations
+      .create({ file: await file(), model: 'whisper-1', response_format: 'verbose_json', prompt: 'Fox, dog.', temperature: 0.3 })
+      .withResponse();
     expect((translated.data as any).task).toBe('translate');
     const stored = await job(translated.response.headers.get('x-murmur-job-id'));
     expect(stored.options).toMatchObject({ task: 'TRANSLATE', prompt: 'Fox, dog.', temperatures: [0.3] });
@@ -117,7 +140,7 @@ describe('OpenAI-compatible routes', () => {
     expect(translated.data.text).toBe(stored.result.text);
   });
 
-  it('refuses in OpenAI\'s error shape, with fitting statuses', async () => {
+  it("refuses in OpenAI's error shape, with fitting statuses", async () => {
     const refusal = async (call: Promise<unknown>) => {
       const err = await call.then(
         () => null,
@@ -126,29 +149,69 @@ describe('OpenAI-compatible routes', () => {
       expect(err).toBeInstanceOf(OpenAI.APIError);
       return { status: err.status, code: err.code, param: err.param, type: err.type, message: err.message };
     };
-    expect(await refusal(client('mk_not-a-key', server.url).audio.transcriptions.create({ file: await file(), model: 'whisper-1' }))).toMatchObject({ status: 401, code: 'invalid_api_key' });
-    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'gpt-4o-transcribe' }))).toMatchObject({ status: 404, code: 'model_not_found', param: 'model' });
-    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', response_format: 'mp3' as never }))).toMatchObject({ status: 400, param: 'response_format', type: 'invalid_request_error' });
-    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', timestamp_granularities: ['word'] }))).toMatchObject({ status: 400, param: 'timestamp_granularities' });
-    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', temperature: 3 }))).toMatchObject({ status: 400, param: 'temperature' });
-    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', language: 'klingon' }))).toMatchObject({ status: 400, code: 'unknown_language', param: 'language' });
-    expect(await refusal(openai.audio.transcriptions.create({ file: await file('notes.wav', new TextEncoder().encode('not audio at all')), model: 'whisper-1' }))).toMatchObject({ status: 400, code: 'audio_undecodable' });
-    expect(await refusal(openai.audio.translations.create({ file: await file(), model: 'whisper-1', language: 'en' } as never))).toMatchObject({ status: 400, param: 'language', code: 'unknown_parameter' });
+    expect(
+      await refusal(client('mk_not-a-key', server.url).audio.transcriptions.create({ file: await file(), model: 'whisper-1' })),
+    ).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'gpt-4o-transcribe' }))).toMatchObject({
+      status: 404,
+      code: 'model_not_found',
+      param: 'model',
+    });
+    expect(
+      await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', response_format: 'mp3' as never })),
+    ).toMatchObject({ status: 400, param: 'response_format', type: 'invalid_request_error' });
+    expect(
+      await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', timestamp_granularities: ['word'] })),
+    ).toMatchObject({ status: 400, param: 'timestamp_granularities' });
+    expect(await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', temperature: 3 }))).toMatchObject({
+      status: 400,
+      param: 'temperature',
+    });
+    expect(
+      await refusal(openai.audio.transcriptions.create({ file: await file(), model: 'whisper-1', language: 'klingon' })),
+    ).toMatchObject({ status: 400, code: 'unknown_language', param: 'language' });
+    expect(
+      await refusal(
+        openai.audio.transcriptions.create({
+          file: await file('notes.wav', new TextEncoder().encode('not audio at all')),
+          model: 'whisper-1',
+        }),
+      ),
+    ).toMatchObject({ status: 400, code: 'audio_undecodable' });
+    expect(
+      await refusal(openai.audio.translations.create({ file: await file(), model: 'whisper-1', language: 'en' } as never)),
+    ).toMatchObject({ status: 400, param: 'language', code: 'unknown_parameter' });
     // without the SDK: no file, not multipart
     const form = new FormData();
     form.set('model', 'whisper-1');
-    const noFile = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, { method: 'POST', headers: bearer(), body: form });
+    const noFile = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: bearer(),
+      body: form,
+    });
     expect(noFile.status).toBe(400);
-    expect(await noFile.json()).toEqual({ error: { message: expect.stringContaining('file'), type: 'invalid_request_error', param: 'file', code: null } });
+    expect(await noFile.json()).toEqual({
+      error: { message: expect.stringContaining('file'), type: 'invalid_request_error', param: 'file', code: null },
+    });
     // a second file is refused, not dropped unseen
     const two = new FormData();
     two.set('model', 'whisper-1');
     two.append('file', new Blob([new Uint8Array(wavBytes(speech('one')))]), 'one.wav');
     two.append('file', new Blob([new Uint8Array(wavBytes(speech('two')))]), 'two.wav');
-    const twoFiles = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, { method: 'POST', headers: bearer(), body: two });
+    const twoFiles = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: bearer(),
+      body: two,
+    });
     expect(twoFiles.status).toBe(413);
-    expect(await twoFiles.json()).toMatchObject({ error: { code: 'input_too_large', message: expect.stringContaining('more than 1 file') } });
-    const notMultipart = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, { method: 'POST', headers: { ...bearer(), 'content-type': 'application/json' }, body: '{}' });
+    expect(await twoFiles.json()).toMatchObject({
+      error: { code: 'input_too_large', message: expect.stringContaining('more than 1 file') },
+    });
+    const notMultipart = await fetch(`${server.url.replace(/\/graphql$/, '')}/v1/audio/transcriptions`, {
+      method: 'POST',
+      headers: { ...bearer(), 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(notMultipart.status).toBe(400);
     // nothing refused was kept: every upload above is gone (the earlier tests' jobs are done, and their audio with them)
     await vi.waitFor(() => expect(readdirSync(join(server.dataDir, 'blobs', 'uploads'))).toEqual([]), { timeout: 5000 });
@@ -159,13 +222,21 @@ describe('OpenAI-compatible routes while no worker takes the job', () => {
   let idle: Server;
   let idleKey: string;
   beforeAll(async () => {
-    idle = await startServer({ MURMUR_AUTH: 'keys', MURMUR_MAX_WORKERS: '0', MURMUR_SYNC_TIMEOUT_SECONDS: '2', MURMUR_KEY_MAX_PENDING: '3' });
+    idle = await startServer({
+      MURMUR_AUTH: 'keys',
+      MURMUR_MAX_WORKERS: '0',
+      MURMUR_SYNC_TIMEOUT_SECONDS: '2',
+      MURMUR_KEY_MAX_PENDING: '3',
+    });
     idleKey = (await murmur(['keys', 'create', '--name', 'idle', '--tenant', 'idle'], { MURMUR_DATA_DIR: idle.dataDir })).trim();
   }, 120_000);
   afterAll(() => idle?.stop());
-  const pending = async () => (await idle.gql(`{ jobs(first: 50) { edges { node { id status } } } }`, {}, { authorization: `Bearer ${idleKey}` })).data.jobs.edges.map((e: any) => e.node);
+  const pending = async () =>
+    (
+      await idle.gql(`{ jobs(first: 50) { edges { node { id status } } } }`, {}, { authorization: `Bearer ${idleKey}` })
+    ).data.jobs.edges.map((e: any) => e.node);
 
-  it('answers 504 with the job\'s id past MURMUR_SYNC_TIMEOUT_SECONDS, and the job goes on', async () => {
+  it("answers 504 with the job's id past MURMUR_SYNC_TIMEOUT_SECONDS, and the job goes on", async () => {
     const err = await client(idleKey, idle.url)
       .audio.transcriptions.create({ file: await file(), model: 'whisper-1' })
       .catch((e) => e);
@@ -194,13 +265,17 @@ describe('OpenAI-compatible routes while no worker takes the job', () => {
     expect(created.status).toBe('PENDING');
     hangUp.abort();
     expect(await call).toBeInstanceOf(OpenAI.APIUserAbortError);
-    await vi.waitFor(async () => expect((await pending()).find((j: any) => j.id === created.id)?.status).toBe('CANCELLED'), { timeout: 5000 });
+    await vi.waitFor(async () => expect((await pending()).find((j: any) => j.id === created.id)?.status).toBe('CANCELLED'), {
+      timeout: 5000,
+    });
   });
 
-  it('keeps to the key\'s limits: over its pending jobs, 429 with Retry-After', async () => {
+  it("keeps to the key's limits: over its pending jobs, 429 with Retry-After", async () => {
     const sdk = client(idleKey, idle.url);
     // one job is still pending from the timeout test; two more fill the limit of 3 (each answers 504 after 2 s)
-    const fill = await Promise.all([0, 1].map(async () => sdk.audio.transcriptions.create({ file: await file(), model: 'whisper-1' }).catch((e) => e)));
+    const fill = await Promise.all(
+      [0, 1].map(async () => sdk.audio.transcriptions.create({ file: await file(), model: 'whisper-1' }).catch((e) => e)),
+    );
     expect(fill.map((e) => e.status)).toEqual([504, 504]);
     const err = await sdk.audio.transcriptions.create({ file: await file(), model: 'whisper-1' }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);

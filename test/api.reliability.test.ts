@@ -35,15 +35,22 @@ async function finalStates(server: Server, ids: string[]) {
 }
 
 const claimAs = (server: Server, workerId: string) =>
-  server.worker(`mutation ($input: ClaimInput!) { claimJobs(input: $input) { leaseToken job { id attempts } } }`, { input: { workerId, maxJobs: 10, maxSeconds: 1000 } });
+  server.worker(`mutation ($input: ClaimInput!) { claimJobs(input: $input) { leaseToken job { id attempts } } }`, {
+    input: { workerId, maxJobs: 10, maxSeconds: 1000 },
+  });
 const complete = (server: Server, jobId: string, leaseToken: number) =>
-  server.worker(`mutation ($jobId: ID!, $t: Int!) { completeJob(jobId: $jobId, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`, { jobId, t: leaseToken });
+  server.worker(
+    `mutation ($jobId: ID!, $t: Int!) { completeJob(jobId: $jobId, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`,
+    { jobId, t: leaseToken },
+  );
 
 describe('reliability', () => {
   it('a worker killed with SIGKILL mid-batch: its jobs finish on a new worker with attempts 2, none twice', async () => {
     const server = await start({ MURMUR_MODEL_DIR: slow, MURMUR_MAX_WORKERS: '1', MURMUR_SEGMENTATION: 'fixed' });
     const audio = long();
-    const ids = (await Promise.all([0, 1, 2, 3].map((i) => server.upload(audio, `long-${i}.wav`)))).map((r) => r.data.createJob.id as string);
+    const ids = (await Promise.all([0, 1, 2, 3].map((i) => server.upload(audio, `long-${i}.wav`)))).map(
+      (r) => r.data.createJob.id as string,
+    );
     const batch = await server.waitForEvent('batch.started', (e) => (e.jobIds as string[]).length === 4);
     process.kill(batch.workerPid as number, 'SIGKILL');
     await server.waitForEvent('worker.died', (e) => e.workerPid === batch.workerPid && e.signal === 'SIGKILL');
@@ -64,7 +71,9 @@ describe('reliability', () => {
     const states = await Promise.all(ids.map((id) => server.gql(JOB, { id }).then((r) => r.data.job)));
     const processing = states.find((j) => j.status === 'PROCESSING')!;
     const pending = states.find((j) => j.status === 'PENDING')!;
-    const cancelled = await Promise.all([processing, pending].map((j) => server.gql(`mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: j.id })));
+    const cancelled = await Promise.all(
+      [processing, pending].map((j) => server.gql(`mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: j.id })),
+    );
     expect(cancelled.map((c) => c.data.cancelJob.status)).toEqual(['CANCELLED', 'CANCELLED']);
     await server.waitForEvent('job.dropped', (e) => e.jobId === processing.id && e.state === 'CANCELLED');
     const finals = await finalStates(server, ids);
@@ -95,11 +104,13 @@ describe('reliability', () => {
     expect(second.job.attempts).toBe(2);
     const refused = await complete(server, id, first.leaseToken);
     expect(refused.errors?.[0].extensions?.code).toBe('LEASE_LOST');
-    const beat = await server.worker(`mutation ($l: [LeaseProgressInput!]!) { heartbeat(workerId: "w-1", leases: $l) { jobId state } }`, { l: [{ jobId: id, leaseToken: first.leaseToken }] });
+    const beat = await server.worker(`mutation ($l: [LeaseProgressInput!]!) { heartbeat(workerId: "w-1", leases: $l) { jobId state } }`, {
+      l: [{ jobId: id, leaseToken: first.leaseToken }],
+    });
     expect(beat.data.heartbeat).toEqual([{ jobId: id, state: 'LOST' }]);
     const accepted = await complete(server, id, second.leaseToken);
     expect(accepted.errors).toBeUndefined();
-    expect(accepted.data.completeJob.status).toBe("DONE");
+    expect(accepted.data.completeJob.status).toBe('DONE');
   });
 
   it('a restarted server still has every job it acknowledged', async () => {
@@ -114,7 +125,12 @@ describe('reliability', () => {
   });
 
   it('workers unload the model and exit when idle, and come back when work arrives', async () => {
-    const server = await start({ MURMUR_MODEL_DIR: fast, MURMUR_MAX_WORKERS: '1', MURMUR_WORKER_UNLOAD_AFTER: '0.5', MURMUR_WORKER_EXIT_AFTER: '2' });
+    const server = await start({
+      MURMUR_MODEL_DIR: fast,
+      MURMUR_MAX_WORKERS: '1',
+      MURMUR_WORKER_UNLOAD_AFTER: '0.5',
+      MURMUR_WORKER_EXIT_AFTER: '2',
+    });
     const audio = wavBytes(speech('idle'));
     const one = (await server.upload(audio, 'one.wav')).data.createJob.id;
     await finalStates(server, [one]);

@@ -26,7 +26,9 @@ describe('deletion', () => {
     const id = await create();
     expect(stored()).toHaveLength(1);
     const client = server.ws();
-    const followed = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id });
+    const followed = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, {
+      id,
+    });
     await new Promise((r) => setTimeout(r, 300));
     const res = await server.gql(`mutation ($id: ID!) { deleteJob(id: $id) }`, { id });
     expect(res.data.deleteJob).toBe(id);
@@ -43,10 +45,20 @@ describe('deletion', () => {
     const done = await create();
     await server.gql(`mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id: cancelled });
     // Finish one by the worker protocol.
-    const claim = await server.worker(`mutation { claimJobs(input: { workerId: "w", maxJobs: 5, maxSeconds: 60 }) { leaseToken job { id } } }`);
+    const claim = await server.worker(
+      `mutation { claimJobs(input: { workerId: "w", maxJobs: 5, maxSeconds: 60 }) { leaseToken job { id } } }`,
+    );
     for (const lease of claim.data.claimJobs) {
-      if (lease.job.id === done) await server.worker(`mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "x", language: "en", model: "m", segments: [] }) { id } }`, { id: done, t: lease.leaseToken });
-      else await server.worker(`mutation ($id: ID!, $t: Int!) { releaseJob(jobId: $id, leaseToken: $t) { id } }`, { id: lease.job.id, t: lease.leaseToken });
+      if (lease.job.id === done)
+        await server.worker(
+          `mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "x", language: "en", model: "m", segments: [] }) { id } }`,
+          { id: done, t: lease.leaseToken },
+        );
+      else
+        await server.worker(`mutation ($id: ID!, $t: Int!) { releaseJob(jobId: $id, leaseToken: $t) { id } }`, {
+          id: lease.job.id,
+          t: lease.leaseToken,
+        });
     }
     expect(await jobOf(done)).toEqual({ status: 'DONE' });
     const deadline = Date.now() + 15_000;

@@ -24,7 +24,12 @@ const MAX_BYTES = 200_000;
 beforeAll(async () => {
   s3 = await startS3();
   store = new S3BlobStore({ bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, prefix: '' });
-  server = await startServer({ ...s3.env, MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MAX_WORKERS: '0', MURMUR_MAX_UPLOAD_BYTES: String(MAX_BYTES) });
+  server = await startServer({
+    ...s3.env,
+    MURMUR_MODEL_DIR: await generatedModel(),
+    MURMUR_MAX_WORKERS: '0',
+    MURMUR_MAX_UPLOAD_BYTES: String(MAX_BYTES),
+  });
 });
 afterAll(async () => {
   await server?.stop();
@@ -35,12 +40,19 @@ const CREATE = `mutation ($input: CreateJobInput!) { createJob(input: $input) { 
 const CLAIM = `mutation { claimJobs(input: { workerId: "w", maxJobs: 10, maxSeconds: 1000 }) { leaseToken audioUrl job { id } } }`;
 
 async function presignedUpload(bytes: Uint8Array, filename: string): Promise<string> {
-  const { data } = await server.gql(`mutation ($f: String!) { createUpload(input: { filename: $f }) { key url headers { name value } expiresAt } }`, { f: filename });
+  const { data } = await server.gql(
+    `mutation ($f: String!) { createUpload(input: { filename: $f }) { key url headers { name value } expiresAt } }`,
+    { f: filename },
+  );
   const { key, url, headers, expiresAt } = data.createUpload;
   expect(Date.parse(expiresAt)).toBeGreaterThan(Date.now());
   // Straight to the store, not through the API.
   expect(url.startsWith(s3.endpoint)).toBe(true);
-  const put = await fetch(url, { method: 'PUT', body: Buffer.from(bytes), headers: Object.fromEntries(headers.map((h: { name: string; value: string }) => [h.name, h.value])) });
+  const put = await fetch(url, {
+    method: 'PUT',
+    body: Buffer.from(bytes),
+    headers: Object.fromEntries(headers.map((h: { name: string; value: string }) => [h.name, h.value])),
+  });
   expect(put.status).toBe(200);
   return key;
 }
@@ -62,8 +74,13 @@ describe('audio in S3', () => {
     expect(fetched.equals(Buffer.from(audio))).toBe(true);
 
     const client = server.ws();
-    const follow = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id: lease.job.id });
-    const done = await server.worker(`mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`, { id: lease.job.id, t: lease.leaseToken });
+    const follow = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, {
+      id: lease.job.id,
+    });
+    const done = await server.worker(
+      `mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`,
+      { id: lease.job.id, t: lease.leaseToken },
+    );
     expect(done.data.completeJob.status).toBe('DONE');
     expect((await follow).at(-1)!.jobUpdated.status).toBe('DONE');
     await client.dispose();
@@ -101,8 +118,19 @@ describe('audio in S3', () => {
     const taken = await presignedUpload(wavBytes(tone(300, 1)), 'taken.wav');
     const left = await presignedUpload(wavBytes(tone(300, 1)), 'left.wav');
     // The server sweeps every minute; here the same sweep runs at once, with its own queue (a real SQLite file) holding a job that took one upload.
-    const queue = new SqliteQueue(openDatabase(join(mkdtempSync(join(tmpdir(), 'murmur-sweep-')), 'q.sqlite')), queueOptions(readConfig({})));
-    await queue.create({ filename: 'taken.wav', bytes: 1, durationSeconds: 1, format: 'wav', sampleRate: 16000, channels: 1, blobKey: taken });
+    const queue = new SqliteQueue(
+      openDatabase(join(mkdtempSync(join(tmpdir(), 'murmur-sweep-')), 'q.sqlite')),
+      queueOptions(readConfig({})),
+    );
+    await queue.create({
+      filename: 'taken.wav',
+      bytes: 1,
+      durationSeconds: 1,
+      format: 'wav',
+      sampleRate: 16000,
+      channels: 1,
+      blobKey: taken,
+    });
     expect(await expireUploads(queue, store, 60_000)).toBe(0);
     expect(await expireUploads(queue, store, 0)).toBeGreaterThanOrEqual(1);
     expect(await store.size(left)).toBeNull();

@@ -49,7 +49,13 @@ beforeAll(async () => {
   const model = await generatedModel();
   [guarded, open] = await Promise.all([
     startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0' }),
-    startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', MURMUR_ALLOW_PRIVATE_URLS: '1', MURMUR_MAX_UPLOAD_BYTES: '500000', MURMUR_URL_TIMEOUT_SECONDS: '1' }),
+    startServer({
+      MURMUR_MODEL_DIR: model,
+      MURMUR_MAX_WORKERS: '0',
+      MURMUR_ALLOW_PRIVATE_URLS: '1',
+      MURMUR_MAX_UPLOAD_BYTES: '500000',
+      MURMUR_URL_TIMEOUT_SECONDS: '1',
+    }),
   ]);
 });
 afterAll(async () => {
@@ -76,7 +82,24 @@ describe('audio by URL', () => {
   });
 
   it('tells public addresses from the rest, IPv4-mapped IPv6 included', () => {
-    for (const a of ['10.0.0.1', '172.16.5.4', '192.168.1.1', '169.254.169.254', '100.64.0.1', '127.0.0.1', '0.0.0.0', '224.0.0.1', '255.255.255.255', '::1', '::', 'fc00::1', 'fe80::1', '::ffff:10.0.0.1', '::ffff:169.254.169.254', 'ff02::1']) {
+    for (const a of [
+      '10.0.0.1',
+      '172.16.5.4',
+      '192.168.1.1',
+      '169.254.169.254',
+      '100.64.0.1',
+      '127.0.0.1',
+      '0.0.0.0',
+      '224.0.0.1',
+      '255.255.255.255',
+      '::1',
+      '::',
+      'fc00::1',
+      'fe80::1',
+      '::ffff:10.0.0.1',
+      '::ffff:169.254.169.254',
+      'ff02::1',
+    ]) {
       expect(publicAddress(a), a).toBe(false);
     }
     for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700:4700::1111', '::ffff:8.8.8.8']) expect(publicAddress(a), a).toBe(true);

@@ -54,7 +54,8 @@ describe('decoding', () => {
       expect(Math.abs(reference.durationSeconds - SOURCE_SECONDS)).toBeLessThan(0.01);
       expect(reference.samples.length).toBe(Math.round(reference.durationSeconds * 16000));
       if (tolerance === null) {
-        if (format === 'm4a' || format === 'webm') await expect(decodeAudioFile(path, { ffmpeg: false })).rejects.toMatchObject({ code: 'AUDIO_UNSUPPORTED' });
+        if (format === 'm4a' || format === 'webm')
+          await expect(decodeAudioFile(path, { ffmpeg: false })).rejects.toMatchObject({ code: 'AUDIO_UNSUPPORTED' });
         return;
       }
       const js = await decodeAudioFile(path, { ffmpeg: false });
@@ -150,8 +151,9 @@ describe('decoding is bounded', () => {
     try {
       return await work();
     } finally {
-      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
     }
   };
   let tenMinutes: string;
@@ -160,21 +162,27 @@ describe('decoding is bounded', () => {
     execFileSync('ffmpeg', ['-v', 'error', '-y', '-f', 'lavfi', '-i', 'sine=d=600', '-c:a', 'libmp3lame', '-b:a', '32k', tenMinutes]);
   });
 
-  it('in time: ffmpeg is stopped past its allowance for the audio\'s length', async () => {
+  it("in time: ffmpeg is stopped past its allowance for the audio's length", async () => {
     // A FIFO nobody writes to: ffmpeg waits on it for ever unless it is stopped.
     const fifo = join(dir, 'never.fifo');
     execFileSync('mkfifo', [fifo]);
-    const stuck = withEnv({ MURMUR_DECODE_BASE_SECONDS: '1', MURMUR_DECODE_SECONDS_PER_MINUTE: '1' }, () => ffmpegDecode(fifo, 'never.mp3', 'mp3', false, 0, 60));
+    const stuck = withEnv({ MURMUR_DECODE_BASE_SECONDS: '1', MURMUR_DECODE_SECONDS_PER_MINUTE: '1' }, () =>
+      ffmpegDecode(fifo, 'never.mp3', 'mp3', false, 0, 60),
+    );
     await expect(stuck).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE', message: expect.stringMatching(/within 2 s/) });
     // 0.1 s + 0.01 s per minute: 0.2 s for ten minutes, far less than decoding them takes; the defaults are plenty.
-    const short = withEnv({ MURMUR_DECODE_BASE_SECONDS: '0.1', MURMUR_DECODE_SECONDS_PER_MINUTE: '0.01' }, () => decodeAudioFile(tenMinutes, { ffmpeg: true }).then((d) => d.durationSeconds));
+    const short = withEnv({ MURMUR_DECODE_BASE_SECONDS: '0.1', MURMUR_DECODE_SECONDS_PER_MINUTE: '0.01' }, () =>
+      decodeAudioFile(tenMinutes, { ffmpeg: true }).then((d) => d.durationSeconds),
+    );
     await expect(short).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE', message: expect.stringMatching(/within/) });
     expect((await decodeAudioFile(tenMinutes, { ffmpeg: true })).durationSeconds).toBeCloseTo(600, 0);
   }, 30_000);
 
   it('in memory: ffmpeg runs under an address-space limit', async () => {
     // 64 MB is too little even to load ffmpeg's libraries: the limit is applied.
-    const refused = withEnv({ MURMUR_DECODE_MEMORY_MB: '64' }, () => decodeAudioFile(tenMinutes, { ffmpeg: true }).then((d) => d.durationSeconds));
+    const refused = withEnv({ MURMUR_DECODE_MEMORY_MB: '64' }, () =>
+      decodeAudioFile(tenMinutes, { ffmpeg: true }).then((d) => d.durationSeconds),
+    );
     await expect(refused).rejects.toMatchObject({ code: 'AUDIO_UNDECODABLE' });
   });
 });

@@ -45,22 +45,42 @@ async function answer(res: Response): Promise<Answer> {
 
 function form(bytes: Uint8Array, filename: string, input: Record<string, unknown> = {}): FormData {
   const f = new FormData();
-  f.set('operations', JSON.stringify({ query: 'mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }', variables: { input: { ...input, file: null } } }));
+  f.set(
+    'operations',
+    JSON.stringify({
+      query: 'mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }',
+      variables: { input: { ...input, file: null } },
+    }),
+  );
   f.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
   f.set('0', new Blob([new Uint8Array(bytes)]), filename);
   return f;
 }
 
-const upload = (bytes: Uint8Array, filename: string, input?: Record<string, unknown>, headers: Record<string, string> = bearer()) => () =>
-  fetch(server.url, { method: 'POST', body: form(bytes, filename, input), headers: { 'graphql-preflight': '1', ...headers } }).then(answer);
+const upload =
+  (bytes: Uint8Array, filename: string, input?: Record<string, unknown>, headers: Record<string, string> = bearer()) =>
+  () =>
+    fetch(server.url, { method: 'POST', body: form(bytes, filename, input), headers: { 'graphql-preflight': '1', ...headers } }).then(
+      answer,
+    );
 
-const json = (body: unknown, headers: Record<string, string> = {}) => () =>
-  fetch(server.url, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body), headers: { 'content-type': 'application/json', ...bearer(), ...headers } }).then(answer);
+const json =
+  (body: unknown, headers: Record<string, string> = {}) =>
+  () =>
+    fetch(server.url, {
+      method: 'POST',
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...bearer(), ...headers },
+    }).then(answer);
 
 const query = (q: string, variables: Record<string, unknown> = {}) => json({ query: q, variables });
 
 const raw = (body: string | Buffer, headers: Record<string, string>) => () =>
-  fetch(server.url, { method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers: { ...bearer(), ...headers } }).then(answer);
+  fetch(server.url, {
+    method: 'POST',
+    body: typeof body === 'string' ? body : new Uint8Array(body),
+    headers: { ...bearer(), ...headers },
+  }).then(answer);
 
 /** A body sent in chunks of 64 kB with no content-length, as a stream is. */
 const chunked = (body: Buffer) => () =>
@@ -78,7 +98,15 @@ const chunked = (body: Buffer) => () =>
 
 function multipart(parts: { name: string; value: string | Uint8Array; filename?: string }[], boundary = 'xBOUNDARYx'): Buffer {
   return Buffer.concat([
-    ...parts.map((p) => Buffer.concat([Buffer.from(`--${boundary}\r\ncontent-disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n\r\n`), Buffer.from(p.value), Buffer.from('\r\n')])),
+    ...parts.map((p) =>
+      Buffer.concat([
+        Buffer.from(
+          `--${boundary}\r\ncontent-disposition: form-data; name="${p.name}"${p.filename ? `; filename="${p.filename}"` : ''}\r\n\r\n`,
+        ),
+        Buffer.from(p.value),
+        Buffer.from('\r\n'),
+      ]),
+    ),
     Buffer.from(`--${boundary}--\r\n`),
   ]);
 }
@@ -93,9 +121,16 @@ const stalled = () => () =>
   new Promise<Answer>((resolve, reject) => {
     const { port, hostname } = new URL(server.url);
     const socket = connect(Number(port), hostname);
-    const head = multipart([{ name: 'operations', value: OPS }, { name: 'map', value: MAP }]).subarray(0, -16);
-    socket.write(`POST /graphql HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ngraphql-preflight: 1\r\ncontent-type: multipart/form-data; boundary=xBOUNDARYx\r\ncontent-length: 1000000\r\n\r\n`);
-    socket.write(Buffer.concat([head, Buffer.from(`--xBOUNDARYx\r\ncontent-disposition: form-data; name="0"; filename="slow.wav"\r\n\r\nRIFF`)]));
+    const head = multipart([
+      { name: 'operations', value: OPS },
+      { name: 'map', value: MAP },
+    ]).subarray(0, -16);
+    socket.write(
+      `POST /graphql HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ngraphql-preflight: 1\r\ncontent-type: multipart/form-data; boundary=xBOUNDARYx\r\ncontent-length: 1000000\r\n\r\n`,
+    );
+    socket.write(
+      Buffer.concat([head, Buffer.from(`--xBOUNDARYx\r\ncontent-disposition: form-data; name="0"; filename="slow.wav"\r\n\r\nRIFF`)]),
+    );
     let text = '';
     socket.on('data', (d) => (text += d));
     socket.on('error', reject);
@@ -138,7 +173,10 @@ function corpus(): Case[] {
   const good = wavBytes(tone(1));
   const hls = (pad = 0) => {
     const playlist = `#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:2,\n${canaryPath}\n#EXT-X-ENDLIST\n`;
-    return Buffer.concat([Buffer.from([0x49, 0x44, 0x33, 4, 0, 0, 0, 0, 0, 0]), Buffer.from(playlist + (pad ? `#${'x'.repeat(pad)}\n` : ''))]);
+    return Buffer.concat([
+      Buffer.from([0x49, 0x44, 0x33, 4, 0, 0, 0, 0, 0, 0]),
+      Buffer.from(playlist + (pad ? `#${'x'.repeat(pad)}\n` : '')),
+    ]);
   };
   const dash = `<?xml version="1.0"?><MPD xmlns="urn:mpeg:dash:schema:mpd:2011" type="static" mediaPresentationDuration="PT2S" minBufferTime="PT1S"><Period><AdaptationSet mimeType="audio/mp4"><Representation id="a" bandwidth="1000"><BaseURL>${canaryPath}</BaseURL></Representation></AdaptationSet></Period></MPD>`;
   const ffconcat = `ffconcat version 1.0\nfile '${canaryPath}'\n`;
@@ -161,7 +199,11 @@ function corpus(): Case[] {
     { name: 'a WAV at 1 MHz', send: upload(wavHeader({ rate: 1_000_000 }), 'fast.wav'), code: 'AUDIO_UNSUPPORTED' },
     { name: 'a WAV whose block align disagrees', send: upload(wavHeader({ align: 7 }), 'align.wav'), code: 'AUDIO_UNDECODABLE' },
     // A size past the end reads as "to the end" (what pipes leave, ffmpeg and sox read it so): the length is the file's real one.
-    { name: 'a WAV declaring 4 GB of samples and holding none', send: upload(wavHeader({ declared: 0xfffffff0, dataBytes: 0 }), 'liar.wav'), code: 'AUDIO_EMPTY' },
+    {
+      name: 'a WAV declaring 4 GB of samples and holding none',
+      send: upload(wavHeader({ declared: 0xfffffff0, dataBytes: 0 }), 'liar.wav'),
+      code: 'AUDIO_EMPTY',
+    },
     { name: 'an MP3 cut in half', send: upload(cut(mp3, 0.5), 'cut.mp3'), code: 'AUDIO_UNDECODABLE' },
     { name: 'an OGG Vorbis cut in half', send: upload(cut(ogg, 0.5), 'cut.ogg'), code: 'AUDIO_UNDECODABLE' },
     { name: 'an Opus file cut in half', send: upload(cut(opus, 0.5), 'cut.opus'), code: 'AUDIO_UNDECODABLE' },
@@ -169,51 +211,214 @@ function corpus(): Case[] {
     { name: 'an M4A cut in half', send: upload(cut(m4a, 0.5), 'cut.m4a'), code: 'AUDIO_UNDECODABLE' },
     { name: 'an MP4 with video and no audio', send: upload(videoOnly, 'video.m4a'), code: 'AUDIO_UNDECODABLE' },
     // Huge audio
-    { name: 'a file over MURMUR_MAX_UPLOAD_BYTES', send: upload(Buffer.concat([good, Buffer.alloc(MAX_UPLOAD)]), 'huge.wav'), code: 'INPUT_TOO_LARGE' },
+    {
+      name: 'a file over MURMUR_MAX_UPLOAD_BYTES',
+      send: upload(Buffer.concat([good, Buffer.alloc(MAX_UPLOAD)]), 'huge.wav'),
+      code: 'INPUT_TOO_LARGE',
+    },
     { name: 'audio over MURMUR_MAX_DURATION_SECONDS (WAV)', send: upload(wavBytes(tone(121)), 'long.wav'), code: 'AUDIO_TOO_LONG' },
     { name: 'audio over MURMUR_MAX_DURATION_SECONDS (MP3)', send: upload(long, 'long.mp3'), code: 'AUDIO_TOO_LONG' },
     // Crafted containers that name other files
     // In-process, the MP3 decoder finds no frame in it; ffmpeg, told the demuxer, finds none either. Neither reads the canary.
     { name: 'an HLS playlist behind an ID3 tag (probed in-process)', send: upload(hls(), 'playlist.mp3'), code: 'AUDIO_EMPTY' },
-    { name: 'an HLS playlist behind an ID3 tag, over 4 MB (probed by ffmpeg)', send: upload(hls(5_000_000), 'big-playlist.mp3'), code: 'AUDIO_UNDECODABLE' },
-    { name: 'a DASH manifest behind an ftyp box', send: upload(Buffer.concat([Buffer.from([0, 0, 0, 16]), Buffer.from('ftypdash'), Buffer.alloc(4), Buffer.from(dash)]), 'manifest.m4a'), code: 'AUDIO_UNDECODABLE' },
-    { name: 'a plain HLS playlist', send: upload(Buffer.from(`#EXTM3U\n#EXTINF:2,\n${canaryPath}\n`), 'list.m3u8'), code: 'AUDIO_UNDECODABLE' },
+    {
+      name: 'an HLS playlist behind an ID3 tag, over 4 MB (probed by ffmpeg)',
+      send: upload(hls(5_000_000), 'big-playlist.mp3'),
+      code: 'AUDIO_UNDECODABLE',
+    },
+    {
+      name: 'a DASH manifest behind an ftyp box',
+      send: upload(
+        Buffer.concat([Buffer.from([0, 0, 0, 16]), Buffer.from('ftypdash'), Buffer.alloc(4), Buffer.from(dash)]),
+        'manifest.m4a',
+      ),
+      code: 'AUDIO_UNDECODABLE',
+    },
+    {
+      name: 'a plain HLS playlist',
+      send: upload(Buffer.from(`#EXTM3U\n#EXTINF:2,\n${canaryPath}\n`), 'list.m3u8'),
+      code: 'AUDIO_UNDECODABLE',
+    },
     { name: 'an ffconcat script', send: upload(Buffer.from(ffconcat), 'concat.txt'), code: 'AUDIO_UNDECODABLE' },
-    { name: 'an ffconcat script behind a RIFF/WAVE header', send: upload(Buffer.concat([wavHeader({ dataBytes: 0 }).subarray(0, 36), Buffer.from(ffconcat)]), 'concat.wav'), code: 'AUDIO_UNDECODABLE' },
+    {
+      name: 'an ffconcat script behind a RIFF/WAVE header',
+      send: upload(Buffer.concat([wavHeader({ dataBytes: 0 }).subarray(0, 36), Buffer.from(ffconcat)]), 'concat.wav'),
+      code: 'AUDIO_UNDECODABLE',
+    },
     { name: 'an SDP description (RTP from an address)', send: upload(Buffer.from(sdp), 'stream.sdp'), code: 'AUDIO_UNDECODABLE' },
-    { name: 'an OGG header around a playlist', send: upload(Buffer.concat([Buffer.from('OggS'), Buffer.alloc(24), Buffer.from(`#EXTM3U\n${canaryPath}\n`)]), 'list.ogg'), code: 'AUDIO_UNDECODABLE' },
+    {
+      name: 'an OGG header around a playlist',
+      send: upload(Buffer.concat([Buffer.from('OggS'), Buffer.alloc(24), Buffer.from(`#EXTM3U\n${canaryPath}\n`)]), 'list.ogg'),
+      code: 'AUDIO_UNDECODABLE',
+    },
     // Abusive GraphQL
     { name: '20,000 aliases', send: query(aliases(20_000)), code: 'QUERY_TOO_COMPLEX' },
     { name: '31 aliases of the queue', send: query(aliases(31, 'jobs { nodes { id } }')), code: 'QUERY_TOO_COMPLEX' },
     { name: '21 directives', send: query(aliases(21, '__typename @include(if: true)')), code: 'QUERY_TOO_COMPLEX' },
-    { name: 'a query over the cost limit', send: query(aliases(25, 'jobs(first: 100) { edges { node { id status input { filename bytes format } result { text srt vtt segments { start end text } } } } }')), code: 'QUERY_TOO_COMPLEX' },
+    {
+      name: 'a query over the cost limit',
+      send: query(
+        aliases(
+          25,
+          'jobs(first: 100) { edges { node { id status input { filename bytes format } result { text srt vtt segments { start end text } } } } }',
+        ),
+      ),
+      code: 'QUERY_TOO_COMPLEX',
+    },
     { name: 'a batch of two operations', send: json([{ query: '{ __typename }' }, { query: '{ __typename }' }]), code: 'BAD_USER_INPUT' },
     { name: 'a body that is not JSON', send: json('{"query": "{ __typename }"'), code: 'BAD_USER_INPUT' },
-    { name: 'a chunked JSON body over MURMUR_MAX_REQUEST_BYTES (no length declared)', send: chunked(Buffer.from(JSON.stringify({ query: '{ __typename }', variables: { pad: 'x'.repeat(2 << 20) } }))), code: 'INPUT_TOO_LARGE' },
-    { name: 'a model name that is not percent-encoding', send: () => fetch(server.url.replace(/\/graphql$/, '/v1/models/%E0%A4%A'), { headers: bearer() }).then(answer), code: 'invalid_request_error' },
-    { name: 'a JSON body over MURMUR_MAX_REQUEST_BYTES', send: json({ query: '{ __typename }', variables: { pad: 'x'.repeat(2 << 20) } }), code: 'INPUT_TOO_LARGE' },
-    { name: 'a form-encoded POST', send: raw('query=%7B__typename%7D', { 'content-type': 'application/x-www-form-urlencoded' }), code: 'UNSUPPORTED_MEDIA_TYPE' },
+    {
+      name: 'a chunked JSON body over MURMUR_MAX_REQUEST_BYTES (no length declared)',
+      send: chunked(Buffer.from(JSON.stringify({ query: '{ __typename }', variables: { pad: 'x'.repeat(2 << 20) } }))),
+      code: 'INPUT_TOO_LARGE',
+    },
+    {
+      name: 'a model name that is not percent-encoding',
+      send: () => fetch(server.url.replace(/\/graphql$/, '/v1/models/%E0%A4%A'), { headers: bearer() }).then(answer),
+      code: 'invalid_request_error',
+    },
+    {
+      name: 'a JSON body over MURMUR_MAX_REQUEST_BYTES',
+      send: json({ query: '{ __typename }', variables: { pad: 'x'.repeat(2 << 20) } }),
+      code: 'INPUT_TOO_LARGE',
+    },
+    {
+      name: 'a form-encoded POST',
+      send: raw('query=%7B__typename%7D', { 'content-type': 'application/x-www-form-urlencoded' }),
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+    },
     { name: 'a query that does not parse', send: query('{ jobs { '), code: 'GRAPHQL_PARSE_FAILED' },
     { name: 'an unknown field', send: query('{ secrets }'), code: 'GRAPHQL_VALIDATION_FAILED' },
-    { name: 'a variable of the wrong type', send: query('query ($n: Int) { jobs(first: $n) { nodes { id } } }', { n: 'ten' }), code: 'BAD_USER_INPUT' },
+    {
+      name: 'a variable of the wrong type',
+      send: query('query ($n: Int) { jobs(first: $n) { nodes { id } } }', { n: 'ten' }),
+      code: 'BAD_USER_INPUT',
+    },
     { name: 'a page of 1000 jobs', send: query('{ jobs(first: 1000) { nodes { id } } }'), code: 'BAD_USER_INPUT' },
     { name: 'a forged cursor', send: query('{ jobs(after: "garbage") { nodes { id } } }'), code: 'BAD_USER_INPUT' },
     { name: 'createJob with no audio', send: query('mutation { createJob(input: { language: "en" }) { id } }'), code: 'BAD_USER_INPUT' },
-    { name: 'createJob with an upload key and a URL', send: query('mutation { createJob(input: { uploadKey: "incoming/x/a.wav", url: "https://example.com/a.mp3" }) { id } }'), code: 'BAD_USER_INPUT' },
-    { name: 'an idempotency key of 201 characters', send: query(`mutation { createJob(input: { url: "https://example.com/a.mp3", idempotencyKey: "${'k'.repeat(201)}" }) { id } }`), code: 'BAD_USER_INPUT' },
+    {
+      name: 'createJob with an upload key and a URL',
+      send: query('mutation { createJob(input: { uploadKey: "incoming/x/a.wav", url: "https://example.com/a.mp3" }) { id } }'),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: 'an idempotency key of 201 characters',
+      send: query(`mutation { createJob(input: { url: "https://example.com/a.mp3", idempotencyKey: "${'k'.repeat(201)}" }) { id } }`),
+      code: 'BAD_USER_INPUT',
+    },
     { name: 'an unknown language', send: upload(good, 'a.wav', { language: 'klingon' }), code: 'UNKNOWN_LANGUAGE' },
-    { name: 'an upload key nobody handed out', send: query('mutation { createJob(input: { uploadKey: "incoming/00000000-0000-0000-0000-000000000000/a.wav" }) { id } }'), code: 'UPLOAD_NOT_FOUND' },
+    {
+      name: 'an upload key nobody handed out',
+      send: query('mutation { createJob(input: { uploadKey: "incoming/00000000-0000-0000-0000-000000000000/a.wav" }) { id } }'),
+      code: 'UPLOAD_NOT_FOUND',
+    },
     // Abusive multipart
-    { name: 'a multipart request without the preflight header', send: upload(good, 'a.wav', {}, { ...bearer(), 'graphql-preflight': '' }), code: 'PREFLIGHT_REQUIRED' },
-    { name: 'a multipart request without a boundary', send: raw('whatever', { 'content-type': 'multipart/form-data', 'graphql-preflight': '1' }), code: 'BAD_USER_INPUT' },
-    { name: 'operations that are not JSON', send: raw(multipart([{ name: 'operations', value: '{nope' }, { name: 'map', value: MAP }, { name: '0', value: good, filename: 'a.wav' }]), MULTIPART), code: 'BAD_USER_INPUT' },
-    { name: 'a map that is not a list of paths', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: '{"0":"variables.file"}' }, { name: '0', value: good, filename: 'a.wav' }]), MULTIPART), code: 'BAD_USER_INPUT' },
-    { name: 'a map through __proto__', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: '{"0":["__proto__.polluted"]}' }, { name: '0', value: good, filename: 'a.wav' }]), MULTIPART), code: 'BAD_USER_INPUT' },
-    { name: 'a map naming a file that never comes', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: MAP }]), MULTIPART), code: 'BAD_USER_INPUT' },
-    { name: 'files before the map', send: raw(multipart([{ name: '0', value: good, filename: 'a.wav' }, { name: 'operations', value: OPS }, { name: 'map', value: MAP }]), MULTIPART), code: 'BAD_USER_INPUT' },
-    { name: '17 files in one request', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: JSON.stringify(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [String(i), ['variables.file']]))) }, ...Array.from({ length: 17 }, (_, i) => ({ name: String(i), value: good, filename: `${i}.wav` }))]), MULTIPART), code: 'INPUT_TOO_LARGE' },
-    { name: 'a field over 1 MB', send: raw(multipart([{ name: 'operations', value: JSON.stringify({ query: OPS, pad: 'x'.repeat(1.5 * (1 << 20)) }) }, { name: 'map', value: MAP }, { name: '0', value: good, filename: 'a.wav' }]), MULTIPART), code: 'INPUT_TOO_LARGE' },
-    { name: '30 extra fields', send: raw(multipart([{ name: 'operations', value: OPS }, { name: 'map', value: MAP }, ...Array.from({ length: 30 }, (_, i) => ({ name: `f${i}`, value: 'x' }))]), MULTIPART), code: 'INPUT_TOO_LARGE' },
+    {
+      name: 'a multipart request without the preflight header',
+      send: upload(good, 'a.wav', {}, { ...bearer(), 'graphql-preflight': '' }),
+      code: 'PREFLIGHT_REQUIRED',
+    },
+    {
+      name: 'a multipart request without a boundary',
+      send: raw('whatever', { 'content-type': 'multipart/form-data', 'graphql-preflight': '1' }),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: 'operations that are not JSON',
+      send: raw(
+        multipart([
+          { name: 'operations', value: '{nope' },
+          { name: 'map', value: MAP },
+          { name: '0', value: good, filename: 'a.wav' },
+        ]),
+        MULTIPART,
+      ),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: 'a map that is not a list of paths',
+      send: raw(
+        multipart([
+          { name: 'operations', value: OPS },
+          { name: 'map', value: '{"0":"variables.file"}' },
+          { name: '0', value: good, filename: 'a.wav' },
+        ]),
+        MULTIPART,
+      ),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: 'a map through __proto__',
+      send: raw(
+        multipart([
+          { name: 'operations', value: OPS },
+          { name: 'map', value: '{"0":["__proto__.polluted"]}' },
+          { name: '0', value: good, filename: 'a.wav' },
+        ]),
+        MULTIPART,
+      ),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: 'a map naming a file that never comes',
+      send: raw(
+        multipart([
+          { name: 'operations', value: OPS },
+          { name: 'map', value: MAP },
+        ]),
+        MULTIPART,
+      ),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: 'files before the map',
+      send: raw(
+        multipart([
+          { name: '0', value: good, filename: 'a.wav' },
+          { name: 'operations', value: OPS },
+          { name: 'map', value: MAP },
+        ]),
+        MULTIPART,
+      ),
+      code: 'BAD_USER_INPUT',
+    },
+    {
+      name: '17 files in one request',
+      send: raw(
+        multipart([
+          { name: 'operations', value: OPS },
+          { name: 'map', value: JSON.stringify(Object.fromEntries(Array.from({ length: 17 }, (_, i) => [String(i), ['variables.file']]))) },
+          ...Array.from({ length: 17 }, (_, i) => ({ name: String(i), value: good, filename: `${i}.wav` })),
+        ]),
+        MULTIPART,
+      ),
+      code: 'INPUT_TOO_LARGE',
+    },
+    {
+      name: 'a field over 1 MB',
+      send: raw(
+        multipart([
+          { name: 'operations', value: JSON.stringify({ query: OPS, pad: 'x'.repeat(1.5 * (1 << 20)) }) },
+          { name: 'map', value: MAP },
+          { name: '0', value: good, filename: 'a.wav' },
+        ]),
+        MULTIPART,
+      ),
+      code: 'INPUT_TOO_LARGE',
+    },
+    {
+      name: '30 extra fields',
+      send: raw(
+        multipart([
+          { name: 'operations', value: OPS },
+          { name: 'map', value: MAP },
+          ...Array.from({ length: 30 }, (_, i) => ({ name: `f${i}`, value: 'x' })),
+        ]),
+        MULTIPART,
+      ),
+      code: 'INPUT_TOO_LARGE',
+    },
     // Slow clients
     { name: 'an upload that stops sending', send: stalled(), code: 'UPLOAD_STALLED' },
     // Hostile URLs
@@ -232,20 +437,40 @@ function corpus(): Case[] {
       ['multicast', 'http://224.0.0.1/'],
     ].map(([name, u]) => ({ name: `a URL: ${name}`, send: url(u), code: 'URL_FORBIDDEN' })),
     // Hostile webhook addresses
-    { name: 'a callbackUrl on loopback', send: upload(good, 'a.wav', { callbackUrl: 'http://127.0.0.1:4000/graphql' }), code: 'URL_FORBIDDEN' },
-    { name: 'a callbackUrl at the cloud metadata address', send: upload(good, 'a.wav', { callbackUrl: 'http://169.254.169.254/latest' }), code: 'URL_FORBIDDEN' },
+    {
+      name: 'a callbackUrl on loopback',
+      send: upload(good, 'a.wav', { callbackUrl: 'http://127.0.0.1:4000/graphql' }),
+      code: 'URL_FORBIDDEN',
+    },
+    {
+      name: 'a callbackUrl at the cloud metadata address',
+      send: upload(good, 'a.wav', { callbackUrl: 'http://169.254.169.254/latest' }),
+      code: 'URL_FORBIDDEN',
+    },
     { name: 'a callbackUrl that is not http', send: upload(good, 'a.wav', { callbackUrl: 'file:///etc/passwd' }), code: 'URL_FORBIDDEN' },
     // Keys
     { name: 'an upload with no key', send: upload(good, 'a.wav', {}, {}), code: 'UNAUTHENTICATED' },
-    { name: 'an upload with a made-up key', send: upload(good, 'a.wav', {}, { authorization: 'Bearer mk_' + 'A'.repeat(43) }), code: 'UNAUTHENTICATED' },
-    { name: 'an upload with the worker token', send: upload(good, 'a.wav', {}, { authorization: `Bearer ${WORKER_TOKEN}` }), code: 'FORBIDDEN' },
+    {
+      name: 'an upload with a made-up key',
+      send: upload(good, 'a.wav', {}, { authorization: 'Bearer mk_' + 'A'.repeat(43) }),
+      code: 'UNAUTHENTICATED',
+    },
+    {
+      name: 'an upload with the worker token',
+      send: upload(good, 'a.wav', {}, { authorization: `Bearer ${WORKER_TOKEN}` }),
+      code: 'FORBIDDEN',
+    },
   ];
 }
 
 const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.process.pid}/status`, 'utf8'))![1]);
 const blobs = () => {
   const dir = join(server.dataDir, 'blobs');
-  return existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String).filter((f) => !['uploads', 'incoming'].includes(f)) : [];
+  return existsSync(dir)
+    ? readdirSync(dir, { recursive: true })
+        .map(String)
+        .filter((f) => !['uploads', 'incoming'].includes(f))
+    : [];
 };
 
 describe('the bad-input corpus', () => {
@@ -260,12 +485,18 @@ describe('the bad-input corpus', () => {
     expect(results.every((r) => r.got.status < 500)).toBe(true);
 
     expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
-    const jobs = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', ...bearer() }, body: JSON.stringify({ query: '{ jobs { nodes { id } } }' }) });
+    const jobs = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...bearer() },
+      body: JSON.stringify({ query: '{ jobs { nodes { id } } }' }),
+    });
     expect(((await jobs.json()) as any).data.jobs.nodes).toEqual([]);
     await new Promise((r) => setTimeout(r, 500));
     expect(blobs()).toEqual([]);
     const after = rssKb();
-    console.log(`bad-input corpus: ${cases.length} cases refused; API RSS ${(before / 1024).toFixed(0)} MiB before, ${(after / 1024).toFixed(0)} MiB after`);
+    console.log(
+      `bad-input corpus: ${cases.length} cases refused; API RSS ${(before / 1024).toFixed(0)} MiB before, ${(after / 1024).toFixed(0)} MiB after`,
+    );
     expect(after).toBeLessThan(before + 150 * 1024);
   });
 });

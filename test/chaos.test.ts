@@ -24,7 +24,7 @@ afterAll(async () => {
 
 // A seeded generator: a failing run can be replayed.
 let seed = Number(process.env.MURMUR_CHAOS_SEED ?? Date.now() % 100_000);
-const random = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('chaos', () => {
@@ -32,7 +32,13 @@ describe('chaos', () => {
     console.log(`chaos seed ${seed} (MURMUR_CHAOS_SEED replays it)`);
     const model = await generatedModel();
     const port = await freePort();
-    const env = { PORT: String(port), MURMUR_MAX_WORKERS: '0', MURMUR_MAX_ATTEMPTS: '50', MURMUR_LEASE_SECONDS: '1.5', MURMUR_SHUTDOWN_SECONDS: '1' };
+    const env = {
+      PORT: String(port),
+      MURMUR_MAX_WORKERS: '0',
+      MURMUR_MAX_ATTEMPTS: '50',
+      MURMUR_LEASE_SECONDS: '1.5',
+      MURMUR_SHUTDOWN_SECONDS: '1',
+    };
     server = await startServer(env);
     const { dataDir, url } = server;
     const spawnWorker = () => {
@@ -89,7 +95,9 @@ describe('chaos', () => {
     const deadline = Date.now() + 120_000;
     let states: { id: string; status: string; attempts: number }[];
     for (;;) {
-      const page = await server.gql(`{ jobs(first: 100) { nodes { id status attempts } pageInfo { hasNextPage } } queue { done pending processing failed cancelled } }`);
+      const page = await server.gql(
+        `{ jobs(first: 100) { nodes { id status attempts } pageInfo { hasNextPage } } queue { done pending processing failed cancelled } }`,
+      );
       states = page.data.jobs.nodes;
       if (states.length === ids.length && states.every((s) => s.status === 'DONE')) break;
       if (Date.now() > deadline) throw new Error(`not all done: ${JSON.stringify(page.data.queue)}`);

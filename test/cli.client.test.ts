@@ -19,13 +19,17 @@ let folder: string;
 /** `murmur …` as a user runs it: exit code and both streams, never throwing. */
 function cli(args: string[], options: { cwd?: string } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: options.cwd, env: { ...process.env, MURMUR_API_URL: server.url, MURMUR_API_KEY: key }, timeout: 120_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: options.cwd, env: { ...process.env, MURMUR_API_URL: server.url, MURMUR_API_KEY: key }, timeout: 120_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
 
-const jobCount = async () => (await server.gql(`{ jobs(first: 100) { nodes { id } } }`, {}, { authorization: `Bearer ${key}` })).data.jobs.nodes.length;
+const jobCount = async () =>
+  (await server.gql(`{ jobs(first: 100) { nodes { id } } }`, {}, { authorization: `Bearer ${key}` })).data.jobs.nodes.length;
 
 beforeAll(async () => {
   server = await startServer({ MURMUR_AUTH: 'keys', MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MAX_WORKERS: '2' });
@@ -57,7 +61,10 @@ describe('murmur submit', () => {
     expect(again.code).toBe(0);
     expect(await jobCount()).toBe(jobs);
     // nor sent again: no request of the re-run carried a file (the server's log of each request and its size)
-    const sizes = server.events.slice(sentBefore).filter((e) => e.event === 'request' && e.method === 'POST').map((e) => (e.bytes as number | undefined) ?? 0);
+    const sizes = server.events
+      .slice(sentBefore)
+      .filter((e) => e.event === 'request' && e.method === 'POST')
+      .map((e) => (e.bytes as number | undefined) ?? 0);
     expect(sizes.length).toBeGreaterThan(0);
     expect(Math.max(...sizes)).toBeLessThan(statSync(join(folder, 'talks', 'first.wav')).size);
     expect(readFileSync(join(folder, 'talks', 'first.srt'), 'utf8')).toBe(srt);
@@ -87,8 +94,11 @@ describe('murmur submit', () => {
     // script(1) runs the command in a real pseudo-terminal and copies what it wrote
     const command = [process.execPath, BIN, 'submit', bars, '--concurrency', '2'].map((a) => `'${a}'`).join(' ');
     const run = await new Promise<{ code: number; out: string }>((resolve) =>
-      execFile('script', ['-qefc', command, '/dev/null'], { env: { ...process.env, MURMUR_API_URL: server.url, MURMUR_API_KEY: key, TERM: 'xterm', COLUMNS: '120' }, timeout: 120_000 }, (err, stdout) =>
-        resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }),
+      execFile(
+        'script',
+        ['-qefc', command, '/dev/null'],
+        { env: { ...process.env, MURMUR_API_URL: server.url, MURMUR_API_KEY: key, TERM: 'xterm', COLUMNS: '120' }, timeout: 120_000 },
+        (err, stdout) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, out: stdout }),
       ),
     );
     expect(run.code).toBe(0);
@@ -107,7 +117,9 @@ describe('murmur jobs', () => {
     const idleKey = (await murmur(['keys', 'create', '--name', 'cli'], { MURMUR_DATA_DIR: idle.dataDir })).trim();
     const on = (args: string[]) =>
       new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile(process.execPath, [BIN, ...args, '--api', idle.url, '--key', idleKey], { timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
+        execFile(process.execPath, [BIN, ...args, '--api', idle.url, '--key', idleKey], { timeout: 60_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? 1 : 0, stdout, stderr }),
+        ),
       );
     try {
       const sent = await on(['submit', join(folder, 'talks', 'first.wav'), '--no-wait']);

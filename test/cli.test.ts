@@ -21,12 +21,26 @@ describe('murmur transcribe', () => {
 
   it('prints one JSON object with text, language, segments and the generated tokens', async () => {
     const file = join(POCKETSPHINX, RECORDINGS[2]);
-    const { stdout, stderr } = await murmur('transcribe', file, '--model', model, '--language', 'en', '--timestamps', '--json', '--segmentation', 'fixed');
+    const { stdout, stderr } = await murmur(
+      'transcribe',
+      file,
+      '--model',
+      model,
+      '--language',
+      'en',
+      '--timestamps',
+      '--json',
+      '--segmentation',
+      'fixed',
+    );
     const result = JSON.parse(stdout);
     expect(Object.keys(result).sort()).toEqual(['language', 'segments', 'text', 'tokens']);
     expect(result.language).toBe('en');
     // a generated model says so, in the log on stderr (JSON lines: stderr is not a terminal)
-    const log = stderr.trim().split('\n').map((l) => JSON.parse(l));
+    const log = stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(log).toContainEqual(expect.objectContaining({ event: 'model.synthetic', level: 40 }));
     // the same as the runtime in-process
     const m = await WhisperModel.load(model);
@@ -35,7 +49,9 @@ describe('murmur transcribe', () => {
     expect(result.tokens).toEqual(expected.tokens);
     // each segment with its window's confidence, and where the window starts (one fixed window: 0)
     const { avgLogprob, compressionRatio, noSpeechProb, temperature } = expected;
-    expect(result.segments).toEqual(expected.segments.map((seg) => ({ ...seg, seek: 0, avgLogprob, compressionRatio, noSpeechProb, temperature })));
+    expect(result.segments).toEqual(
+      expected.segments.map((seg) => ({ ...seg, seek: 0, avgLogprob, compressionRatio, noSpeechProb, temperature })),
+    );
     expect(result.text).toBe(expected.text);
   });
 
@@ -52,7 +68,17 @@ describe('murmur transcribe', () => {
     for (let i = 0; i < long.length; i++) long[i] = a[i % a.length];
     const file = join(mkdtempSync(join(tmpdir(), 'murmur-long-')), 'long.wav');
     writeFileSync(file, wav.encode([long], { sampleRate: 16000, bitDepth: 16 }));
-    const { stdout } = await murmur('transcribe', file, '--model', model, '--timestamps', '--word-timestamps', '--json', '--segmentation', 'fixed');
+    const { stdout } = await murmur(
+      'transcribe',
+      file,
+      '--model',
+      model,
+      '--timestamps',
+      '--word-timestamps',
+      '--json',
+      '--segmentation',
+      'fixed',
+    );
     const result = JSON.parse(stdout);
     const starts = result.segments.map((s: { start: number }) => s.start);
     expect(starts.some((s: number) => s >= 60)).toBe(true);
@@ -61,7 +87,8 @@ describe('murmur transcribe', () => {
     type Timed = { start: number; end: number };
     const words: Timed[] = result.segments.flatMap((s: { words: Timed[] }) => s.words);
     expect(words.some((w) => w.start >= 60)).toBe(true);
-    for (const s of result.segments) for (const w of s.words) expect(w.start >= s.start - 1e-9 && w.end <= s.end + 1e-9 && w.end <= 65).toBe(true);
+    for (const s of result.segments)
+      for (const w of s.words) expect(w.start >= s.start - 1e-9 && w.end <= s.end + 1e-9 && w.end <= 65).toBe(true);
     expect(words.map((w) => w.start)).toEqual([...words.map((w) => w.start)].sort((x, y) => x - y));
   });
 
@@ -73,7 +100,11 @@ describe('murmur transcribe', () => {
       return join(dir, name);
     });
     // side by side: each run is mostly its own start-up
-    const results = await Promise.all(files.map(async (file) => JSON.parse((await murmur('transcribe', file, '--model', model, '--language', 'en', '--timestamps', '--json')).stdout)));
+    const results = await Promise.all(
+      files.map(async (file) =>
+        JSON.parse((await murmur('transcribe', file, '--model', model, '--language', 'en', '--timestamps', '--json')).stdout),
+      ),
+    );
     for (const result of results) {
       expect(result.language).toBe('en');
       expect(result.segments.length).toBeGreaterThan(0);
@@ -92,17 +123,52 @@ describe('murmur transcribe', () => {
   it('refuses a file that is not audio, and a missing model, with a code and a non-zero exit', async () => {
     const notAudio = join(mkdtempSync(join(tmpdir(), 'murmur-bad-')), 'notes.wav');
     writeFileSync(notAudio, 'these are not samples');
-    await expect(murmur('transcribe', notAudio, '--model', model)).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('AUDIO_UNDECODABLE') });
-    await expect(murmur('transcribe', join(POCKETSPHINX, RECORDINGS[0]), '--model', '/nonexistent')).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('MODEL_NOT_FOUND') });
+    await expect(murmur('transcribe', notAudio, '--model', model)).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('AUDIO_UNDECODABLE'),
+    });
+    await expect(murmur('transcribe', join(POCKETSPHINX, RECORDINGS[0]), '--model', '/nonexistent')).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('MODEL_NOT_FOUND'),
+    });
   });
 });
 
 describe('murmur model synthetic', () => {
   it('writes a model folder in the onnx-community layout with the requested shape', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'murmur-gen-')), 'en-model');
-    const { stdout } = await murmur('model', 'synthetic', '--out', out, '--vocabulary', 'english', '--d-model', '32', '--decoder-layers', '3', '--heads', '2', '--tokens', '7', '--seed', '42', '--dtypes', 'fp32,fp16');
+    const { stdout } = await murmur(
+      'model',
+      'synthetic',
+      '--out',
+      out,
+      '--vocabulary',
+      'english',
+      '--d-model',
+      '32',
+      '--decoder-layers',
+      '3',
+      '--heads',
+      '2',
+      '--tokens',
+      '7',
+      '--seed',
+      '42',
+      '--dtypes',
+      'fp32,fp16',
+    );
     expect(JSON.parse(stdout)).toMatchObject({ out, dModel: 32, decoderLayers: 3, heads: 2, tokensPerWindow: 7, seed: 42 });
-    for (const f of ['config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'onnx/encoder_model.onnx', 'onnx/decoder_model_merged.onnx', 'onnx/encoder_model_fp16.onnx', 'onnx/decoder_model_merged_fp16.onnx']) {
+    for (const f of [
+      'config.json',
+      'generation_config.json',
+      'preprocessor_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'onnx/encoder_model.onnx',
+      'onnx/decoder_model_merged.onnx',
+      'onnx/encoder_model_fp16.onnx',
+      'onnx/decoder_model_merged_fp16.onnx',
+    ]) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
     const config = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8'));
@@ -114,13 +180,17 @@ describe('murmur model synthetic', () => {
   });
 
   it('refuses a shape it cannot build', async () => {
-    await expect(murmur('model', 'synthetic', '--out', join(tmpdir(), 'murmur-never'), '--d-model', '30', '--heads', '4')).rejects.toMatchObject({ stderr: expect.stringContaining('not divisible') });
+    await expect(
+      murmur('model', 'synthetic', '--out', join(tmpdir(), 'murmur-never'), '--d-model', '30', '--heads', '4'),
+    ).rejects.toMatchObject({ stderr: expect.stringContaining('not divisible') });
   });
 });
 
 describe('murmur serve and murmur worker', () => {
   it('a bad configuration value stops the server with a message naming the variable', async () => {
-    const err = await run(process.execPath, ['src/cli/bin.js', 'serve'], { env: { ...process.env, PORT: 'eighty', MURMUR_MAX_ATTEMPTS: '0' } }).catch((e) => e);
+    const err = await run(process.execPath, ['src/cli/bin.js', 'serve'], {
+      env: { ...process.env, PORT: 'eighty', MURMUR_MAX_ATTEMPTS: '0' },
+    }).catch((e) => e);
     expect(err.code).toBe(1);
     expect(err.stderr).toMatch(/CONFIG_INVALID: .*PORT/);
     expect(err.stderr).toMatch(/MURMUR_MAX_ATTEMPTS/);
@@ -129,7 +199,9 @@ describe('murmur serve and murmur worker', () => {
   it('a worker without a token refuses to start', async () => {
     const env = { ...process.env };
     delete env.MURMUR_WORKER_TOKEN;
-    const err = await run(process.execPath, ['src/cli/bin.js', 'worker', '--api', 'http://127.0.0.1:9/graphql', '--model', 'nowhere'], { env }).catch((e) => e);
+    const err = await run(process.execPath, ['src/cli/bin.js', 'worker', '--api', 'http://127.0.0.1:9/graphql', '--model', 'nowhere'], {
+      env,
+    }).catch((e) => e);
     expect(err.code).toBe(1);
     expect(err.stderr).toMatch(/UNAUTHENTICATED: no worker token/);
   });

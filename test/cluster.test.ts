@@ -91,9 +91,15 @@ describe('a cluster', () => {
       let result;
       if (n % 3 === 0) {
         // Presigned: the bytes go straight to the store, the job takes the key.
-        const up = await server.gql(`mutation ($f: String!) { createUpload(input: { filename: $f }) { key url headers { name value } } }`, { f: `p${n}.wav` });
+        const up = await server.gql(`mutation ($f: String!) { createUpload(input: { filename: $f }) { key url headers { name value } } }`, {
+          f: `p${n}.wav`,
+        });
         const { key, url, headers } = up.data.createUpload;
-        const put = await fetch(url, { method: 'PUT', body: Buffer.from(audio), headers: Object.fromEntries(headers.map((h: any) => [h.name, h.value])) });
+        const put = await fetch(url, {
+          method: 'PUT',
+          body: Buffer.from(audio),
+          headers: Object.fromEntries(headers.map((h: any) => [h.name, h.value])),
+        });
         expect(put.status).toBe(200);
         result = await server.gql(CREATE, { input: { uploadKey: key } });
       } else {
@@ -124,7 +130,8 @@ describe('a cluster', () => {
     // Short jobs were done by cpu workers, long ones by gpu workers.
     const byPool: Record<string, number> = {};
     for (const id of created.map((c) => c.id)) {
-      const { job } = (await servers[0].gql(`query ($id: ID!) { job(id: $id) { status workerId input { durationSeconds } } }`, { id })).data;
+      const { job } = (await servers[0].gql(`query ($id: ID!) { job(id: $id) { status workerId input { durationSeconds } } }`, { id }))
+        .data;
       expect(job.status).toBe('DONE');
       const pool = poolOf.get(job.workerId);
       expect(pool).toBe(job.input.durationSeconds <= 1.5 ? 'CPU' : 'GPU');
@@ -132,8 +139,13 @@ describe('a cluster', () => {
     }
     expect(byPool).toEqual({ CPU: 50, GPU: 50 });
     // The surviving workers report the provider they loaded: this machine has no GPU, so cpu for both pools.
-    const survivors = (await servers[1].gql(`{ queue { liveWorkers { id pool provider device } } }`)).data.queue.liveWorkers.filter((w: { id: string }) => [workers[1], workers[3]].some((x) => w.id.endsWith(`-${x.process.pid}`)));
-    expect(survivors.map((w: { pool: string; provider: string; device: string }) => [w.pool, w.provider, w.device]).sort()).toEqual([['CPU', 'cpu', 'CPU'], ['GPU', 'cpu', 'CPU']]);
+    const survivors = (await servers[1].gql(`{ queue { liveWorkers { id pool provider device } } }`)).data.queue.liveWorkers.filter(
+      (w: { id: string }) => [workers[1], workers[3]].some((x) => w.id.endsWith(`-${x.process.pid}`)),
+    );
+    expect(survivors.map((w: { pool: string; provider: string; device: string }) => [w.pool, w.provider, w.device]).sort()).toEqual([
+      ['CPU', 'cpu', 'CPU'],
+      ['GPU', 'cpu', 'CPU'],
+    ]);
     const metrics = await Promise.all(ports.map((p) => fetch(`http://127.0.0.1:${p}/metrics`).then((r) => r.text())));
     for (const m of metrics) {
       expect(m).toMatch(/^murmur_jobs\{status="DONE"\} 100$/m);

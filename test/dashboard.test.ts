@@ -44,12 +44,24 @@ async function offlinePage(): Promise<{ page: Page; blocked: string[]; bytes: ()
     blocked.push(route.request().url());
     return route.abort();
   });
-  page.on('response', (r) => void r.body().then((b) => (bytes += b.length), () => {}));
+  page.on(
+    'response',
+    (r) =>
+      void r.body().then(
+        (b) => (bytes += b.length),
+        () => {},
+      ),
+  );
   return { page, blocked, bytes: () => bytes };
 }
 
 // A short wait of its own: playwright's default (30 s) would outlast expect.poll's timeout.
-const statusOf = (page: Page, filename: string) => page.locator('#jobs tbody tr', { hasText: filename }).locator('.status').innerText({ timeout: 250 }).catch(() => '');
+const statusOf = (page: Page, filename: string) =>
+  page
+    .locator('#jobs tbody tr', { hasText: filename })
+    .locator('.status')
+    .innerText({ timeout: 250 })
+    .catch(() => '');
 
 describe('the dashboard', () => {
   it('asks for the key, shows the queue, takes a dropped file, follows it to DONE and downloads its SRT', async () => {
@@ -63,7 +75,16 @@ describe('the dashboard', () => {
     console.log(`dashboard first load: ${(bytes() / 1024).toFixed(1)} kB`);
     await page.fill('#key-input', key);
     await page.click('#key-form button[type=submit]');
-    await expect.poll(() => page.locator('dd[data-count="live workers"]').innerText().catch(() => ''), { timeout: 15_000 }).toMatch(/^\d+$/);
+    await expect
+      .poll(
+        () =>
+          page
+            .locator('dd[data-count="live workers"]')
+            .innerText()
+            .catch(() => ''),
+        { timeout: 15_000 },
+      )
+      .toMatch(/^\d+$/);
 
     await page.setInputFiles('#file', speechFile('a file given to the dashboard'));
     await expect.poll(() => page.locator('#uploads .state').first().innerText(), { timeout: 15_000 }).toBe('sent');

@@ -56,7 +56,11 @@ function murmurContainers(): Container[] {
       const spec = doc.toJS();
       for (const c of spec?.spec?.template?.spec?.containers ?? []) {
         if (!String(c.image).startsWith('murmur:')) continue;
-        out.push({ where: `kubernetes/${file} ${spec.metadata.name}`, env: (c.env ?? []).map((e: { name: string }) => e.name), args: c.args ?? ['serve'] });
+        out.push({
+          where: `kubernetes/${file} ${spec.metadata.name}`,
+          env: (c.env ?? []).map((e: { name: string }) => e.name),
+          args: c.args ?? ['serve'],
+        });
       }
     }
   }
@@ -84,14 +88,18 @@ describe('deploy/', () => {
       const command = program.commands.find((cmd: Command) => cmd.name() === c.args[0]);
       expect(command, `${c.where}: murmur ${c.args[0]}`).toBeDefined();
       const known = new Set(command!.options.map((o) => o.long));
-      for (const arg of c.args.filter((a) => a.startsWith('--'))) expect(known.has(arg), `${c.where}: murmur ${c.args[0]} ${arg}`).toBe(true);
+      for (const arg of c.args.filter((a) => a.startsWith('--')))
+        expect(known.has(arg), `${c.where}: murmur ${c.args[0]} ${arg}`).toBe(true);
     }
     expect(readFileSync(join(deploy, 'Dockerfile'), 'utf8')).toMatch(/ENTRYPOINT \["node", "src\/cli\/bin\.js"\]/);
   });
 
   it('scales workers on metrics the API exports', async () => {
     const keda = parseAllDocuments(readFileSync(join(deploy, 'kubernetes', 'keda.yaml'), 'utf8')).map((d) => d.toJS());
-    const queue = new SqliteQueue(openDatabase(join(mkdtempSync(join(tmpdir(), 'murmur-deploy-')), 'q.sqlite')), queueOptions(readConfig({})));
+    const queue = new SqliteQueue(
+      openDatabase(join(mkdtempSync(join(tmpdir(), 'murmur-deploy-')), 'q.sqlite')),
+      queueOptions(readConfig({})),
+    );
     const exported = (await new Metrics(queue).registry.getMetricsAsJSON()).map((m) => m.name);
     await queue.close();
     for (const object of keda) {

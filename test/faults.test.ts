@@ -34,7 +34,10 @@ afterAll(async () => {
 
 /** `murmur serve` that is expected to stop at start: its exit code and what it said. */
 async function serveFails(env: Record<string, string>): Promise<{ code: number; stderr: string }> {
-  const err = await promisify(execFile)(process.execPath, [BIN, 'serve'], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', ...env }, timeout: 60_000 }).catch((e) => e);
+  const err = await promisify(execFile)(process.execPath, [BIN, 'serve'], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', ...env },
+    timeout: 60_000,
+  }).catch((e) => e);
   return { code: err.code, stderr: String(err.stderr) };
 }
 
@@ -64,16 +67,29 @@ describe('at start', () => {
 
   it('a database that does not answer is waited for: named once the wait is over, used as soon as it is up', async () => {
     const nobody = await freePort();
-    const gaveUp = await serveFails({ MURMUR_DATABASE_URL: `postgres://postgres@127.0.0.1:${nobody}/postgres`, MURMUR_DATABASE_WAIT_SECONDS: '1' });
+    const gaveUp = await serveFails({
+      MURMUR_DATABASE_URL: `postgres://postgres@127.0.0.1:${nobody}/postgres`,
+      MURMUR_DATABASE_WAIT_SECONDS: '1',
+    });
     expect(gaveUp.code).toBe(1);
-    expect(gaveUp.stderr).toMatch(/CONFIG_INVALID: MURMUR_DATABASE_URL: cannot use postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres: .*ECONNREFUSED/);
+    expect(gaveUp.stderr).toMatch(
+      /CONFIG_INVALID: MURMUR_DATABASE_URL: cannot use postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres: .*ECONNREFUSED/,
+    );
 
     const cluster = await startPostgresCluster();
     clusters.push(cluster);
     cluster.stop();
     // Started by hand: the test must see the server waiting before it brings the database up.
     const child = spawn(process.execPath, [BIN, 'serve'], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', MURMUR_DATABASE_URL: cluster.url, MURMUR_DATABASE_WAIT_SECONDS: '60', MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0' },
+      env: {
+        ...process.env,
+        PORT: '0',
+        HOST: '127.0.0.1',
+        MURMUR_DATABASE_URL: cluster.url,
+        MURMUR_DATABASE_WAIT_SECONDS: '60',
+        MURMUR_MODEL_DIR: model,
+        MURMUR_MAX_WORKERS: '0',
+      },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -82,7 +98,9 @@ describe('at start', () => {
       for (let l = await lines.next(); !l.done; l = await lines.next()) if (pattern.test(l.value)) return l.value;
       throw new Error(`the server ended without saying ${pattern}`);
     };
-    expect(await next(/does not answer/)).toMatch(/PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres does not answer .*; waiting up to 60 s/);
+    expect(await next(/does not answer/)).toMatch(
+      /PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres does not answer .*; waiting up to 60 s/,
+    );
     cluster.start();
     const url = (await next(/murmur listening on/)).match(/on (\S+)/)![1];
     expect((await fetch(url.replace('/graphql', '/readyz'))).status).toBe(200);
@@ -93,7 +111,13 @@ describe('during the run', () => {
   it('PostgreSQL goes away and comes back: unready meanwhile, new work refused with DATABASE_UNAVAILABLE, acknowledged jobs finish afterwards, events flow again', async () => {
     const cluster = await startPostgresCluster();
     clusters.push(cluster);
-    const server = await startServer({ MURMUR_DATABASE_URL: cluster.url, MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '1', MURMUR_SEGMENTATION: 'fixed', MURMUR_WORKER_EXIT_AFTER: '600' });
+    const server = await startServer({
+      MURMUR_DATABASE_URL: cluster.url,
+      MURMUR_MODEL_DIR: model,
+      MURMUR_MAX_WORKERS: '1',
+      MURMUR_SEGMENTATION: 'fixed',
+      MURMUR_WORKER_EXIT_AFTER: '600',
+    });
     servers.push(server);
     const audio = wavBytes(tone(300, 1));
     const before = (await server.upload(audio, 'before.wav')).data.createJob.id;
@@ -108,7 +132,13 @@ describe('during the run', () => {
     await expect.poll(async () => (await ready(server)).status, { timeout: 30_000 }).toBe(200);
     const after = (await server.upload(audio, 'after.wav')).data.createJob.id;
     const client = server.ws();
-    const finals = await Promise.all([before, after].map((id) => collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id }).then((u) => u.at(-1)!.jobUpdated.status)));
+    const finals = await Promise.all(
+      [before, after].map((id) =>
+        collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id }).then(
+          (u) => u.at(-1)!.jobUpdated.status,
+        ),
+      ),
+    );
     await client.dispose();
     expect(finals).toEqual(['DONE', 'DONE']);
     // The server lived through it: the same process answered before, during and after.
@@ -119,19 +149,30 @@ describe('during the run', () => {
     const cluster = await startPostgresCluster();
     clusters.push(cluster);
     // A lease that outlasts the outage: this test is about the subscription, not about expiry.
-    const server = await startServer({ MURMUR_DATABASE_URL: cluster.url, MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', MURMUR_LEASE_SECONDS: '120' });
+    const server = await startServer({
+      MURMUR_DATABASE_URL: cluster.url,
+      MURMUR_MODEL_DIR: model,
+      MURMUR_MAX_WORKERS: '0',
+      MURMUR_LEASE_SECONDS: '120',
+    });
     servers.push(server);
     const { id } = (await server.upload(wavBytes(tone(300, 1)), 'through.wav')).data.createJob;
     const client = server.ws();
-    const followed = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, { id });
-    const [lease] = (await server.worker(`mutation { claimJobs(input: { workerId: "w", maxJobs: 1, maxSeconds: 100 }) { leaseToken } }`)).data.claimJobs;
+    const followed = collect<{ jobUpdated: { status: string } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status } }`, {
+      id,
+    });
+    const [lease] = (await server.worker(`mutation { claimJobs(input: { workerId: "w", maxJobs: 1, maxSeconds: 100 }) { leaseToken } }`))
+      .data.claimJobs;
 
     // Down long enough for the listener's reconnection backoff to stretch; completed as soon as queries work again.
     cluster.stop();
     await new Promise((r) => setTimeout(r, 4000));
     cluster.start();
     await expect.poll(async () => (await ready(server)).status, { timeout: 30_000, interval: 50 }).toBe(200);
-    const done = await server.worker(`mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`, { id, t: lease.leaseToken });
+    const done = await server.worker(
+      `mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "t", language: "en", model: "m", segments: [] }) { status } }`,
+      { id, t: lease.leaseToken },
+    );
     expect(done.data.completeJob.status).toBe('DONE');
     expect((await followed).at(-1)!.jobUpdated.status).toBe('DONE');
     await client.dispose();
@@ -140,7 +181,12 @@ describe('during the run', () => {
   it('the S3 store goes away and comes back: unready meanwhile, uploads refused with BLOB_STORE_UNAVAILABLE, then accepted again', async () => {
     const s3 = await startS3();
     s3s.push(s3);
-    const server = await startServer({ ...s3.env, MURMUR_DATABASE_URL: await freshDatabase(), MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0' });
+    const server = await startServer({
+      ...s3.env,
+      MURMUR_DATABASE_URL: await freshDatabase(),
+      MURMUR_MODEL_DIR: model,
+      MURMUR_MAX_WORKERS: '0',
+    });
     servers.push(server);
     const audio = wavBytes(tone(300, 1));
     expect((await server.upload(audio, 'before.wav')).errors).toBeUndefined();

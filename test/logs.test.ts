@@ -25,12 +25,22 @@ afterAll(() => server?.stop());
 const FOLLOW = `subscription ($id: ID!) { jobUpdated(id: $id) { id status } }`;
 
 describe('the service log', () => {
-  it('names the request of each line written for it, as the answer\'s x-request-id does, and never logs a query string', async () => {
+  it("names the request of each line written for it, as the answer's x-request-id does, and never logs a query string", async () => {
     const form = new FormData();
-    form.set('operations', JSON.stringify({ query: 'mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }', variables: { input: { file: null } } }));
+    form.set(
+      'operations',
+      JSON.stringify({
+        query: 'mutation ($input: CreateJobInput!) { createJob(input: $input) { id } }',
+        variables: { input: { file: null } },
+      }),
+    );
     form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
     form.set('0', new Blob([new Uint8Array(wavBytes(speech('a request to follow')))]), 'follow.wav');
-    const res = await fetch(server.url, { method: 'POST', body: form, headers: { 'graphql-preflight': '1', 'x-request-id': 'logs-test-1' } });
+    const res = await fetch(server.url, {
+      method: 'POST',
+      body: form,
+      headers: { 'graphql-preflight': '1', 'x-request-id': 'logs-test-1' },
+    });
     expect(res.headers.get('x-request-id')).toBe('logs-test-1');
     const { data } = (await res.json()) as { data: { createJob: { id: string } } };
     const created = await server.waitForEvent('job.created', (e) => e.jobId === data.createJob.id);
@@ -68,12 +78,19 @@ describe('the service log', () => {
   });
 });
 
-describe('a program\'s log', () => {
+describe("a program's log", () => {
   const transcribe = (env: Record<string, string>) =>
-    run(process.execPath, [BIN, 'transcribe', join(POCKETSPHINX, RECORDINGS[0]), '--model', model, '--segmentation', 'fixed'], { env: { ...process.env, ...env } });
+    run(process.execPath, [BIN, 'transcribe', join(POCKETSPHINX, RECORDINGS[0]), '--model', model, '--segmentation', 'fixed'], {
+      env: { ...process.env, ...env },
+    });
 
   it('writes JSON entries on stderr when it is not a terminal, at MURMUR_LOG_LEVEL and above', async () => {
-    const entries = (stderr: string) => stderr.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const entries = (stderr: string) =>
+      stderr
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l));
     const all = entries((await transcribe({})).stderr);
     expect(all.map((e) => e.event)).toEqual(expect.arrayContaining(['model.provider', 'model.synthetic']));
     const warnings = entries((await transcribe({ MURMUR_LOG_LEVEL: 'warn' })).stderr);
@@ -89,20 +106,33 @@ describe('a program\'s log', () => {
   });
 
   it('refuses a level it does not know, naming the variable', async () => {
-    const refused = await run(process.execPath, [BIN, 'serve'], { env: { ...process.env, MURMUR_LOG_LEVEL: 'loud', HOST: '127.0.0.1' } }).catch((err) => err);
+    const refused = await run(process.execPath, [BIN, 'serve'], {
+      env: { ...process.env, MURMUR_LOG_LEVEL: 'loud', HOST: '127.0.0.1' },
+    }).catch((err) => err);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/CONFIG_INVALID: .*MURMUR_LOG_LEVEL/);
   });
 });
 
-describe('relaying a worker\'s line', () => {
+describe("relaying a worker's line", () => {
   it('keeps its level, fields and message, adds the bindings, and keeps a line that is not an entry as child.output', () => {
     const { log, entries } = recordingLogger();
-    relayLine(log, JSON.stringify({ level: 50, time: 1, pid: 7, event: 'job.not_recorded', jobId: 'j1', workerId: 'w1', msg: 'not recorded' }), { workerPid: 7 });
+    relayLine(
+      log,
+      JSON.stringify({ level: 50, time: 1, pid: 7, event: 'job.not_recorded', jobId: 'j1', workerId: 'w1', msg: 'not recorded' }),
+      { workerPid: 7 },
+    );
     relayLine(log, 'onnxruntime: a native warning', { workerPid: 7 });
     relayLine(log, '', { workerPid: 7 });
     expect(entries).toHaveLength(2);
-    expect(entries[0]).toMatchObject({ level: 50, event: 'job.not_recorded', jobId: 'j1', workerId: 'w1', workerPid: 7, msg: 'not recorded' });
+    expect(entries[0]).toMatchObject({
+      level: 50,
+      event: 'job.not_recorded',
+      jobId: 'j1',
+      workerId: 'w1',
+      workerPid: 7,
+      msg: 'not recorded',
+    });
     expect(entries[0].time).not.toBe(1);
     expect(entries[1]).toMatchObject({ level: 40, event: 'child.output', workerPid: 7, msg: 'onnxruntime: a native warning' });
   });

@@ -31,14 +31,22 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((resolve) => hub.close(() => resolve())));
 
-const download = (...args: string[]) => run(process.execPath, ['src/cli/bin.js', 'model', 'download', ...args], { env: { ...process.env, HF_TOKEN: 'hf_test_token' } });
+const download = (...args: string[]) =>
+  run(process.execPath, ['src/cli/bin.js', 'model', 'download', ...args], { env: { ...process.env, HF_TOKEN: 'hf_test_token' } });
 
 describe('murmur model download', () => {
   it('fetches the folder a runtime can load, byte for byte, with the token', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'murmur-dl-')), 'whisper-test');
     const { stdout } = await download('whisper-test', '--hub', hubUrl, '--out', out, '--dtypes', 'fp32,q8');
     expect(stdout).toContain(`MURMUR_MODEL_DIR=${out}`);
-    for (const f of ['config.json', 'generation_config.json', 'preprocessor_config.json', 'tokenizer.json', 'onnx/encoder_model.onnx', 'onnx/decoder_model_merged_quantized.onnx']) {
+    for (const f of [
+      'config.json',
+      'generation_config.json',
+      'preprocessor_config.json',
+      'tokenizer.json',
+      'onnx/encoder_model.onnx',
+      'onnx/decoder_model_merged_quantized.onnx',
+    ]) {
       expect(readFileSync(join(out, f)).equals(readFileSync(join(source, f)))).toBe(true);
     }
     expect(requests.every((r) => r.authorization === 'Bearer hf_test_token')).toBe(true);
@@ -49,7 +57,9 @@ describe('murmur model download', () => {
 
   it('takes the hub address from MURMUR_HUB_URL', async () => {
     const out = join(mkdtempSync(join(tmpdir(), 'murmur-dl-')), 'm');
-    await run(process.execPath, ['src/cli/bin.js', 'model', 'download', 'onnx-community/whisper-test', '--out', out], { env: { ...process.env, MURMUR_HUB_URL: hubUrl } });
+    await run(process.execPath, ['src/cli/bin.js', 'model', 'download', 'onnx-community/whisper-test', '--out', out], {
+      env: { ...process.env, MURMUR_HUB_URL: hubUrl },
+    });
     expect(existsSync(join(out, 'onnx', 'decoder_model_merged.onnx'))).toBe(true);
   });
 

@@ -20,7 +20,9 @@ describe('on its own', () => {
   it('neither the API nor a worker running a job connects anywhere but loopback (no telemetry, no lookups)', async () => {
     server = await startServer({ MURMUR_MODEL_DIR: await generatedModel(), MURMUR_MAX_WORKERS: '1', MURMUR_WORKER_UNLOAD_AFTER: '120' });
     const trace = join(mkdtempSync(join(tmpdir(), 'murmur-strace-')), 'connect.txt');
-    const strace = spawn('strace', ['-f', '-qq', '-e', 'trace=connect,sendto,sendmsg', '-o', trace, '-p', String(server.process.pid)], { stdio: 'ignore' });
+    const strace = spawn('strace', ['-f', '-qq', '-e', 'trace=connect,sendto,sendmsg', '-o', trace, '-p', String(server.process.pid)], {
+      stdio: 'ignore',
+    });
     const attached = new Promise<void>((resolve, reject) => {
       strace.once('error', reject);
       setTimeout(resolve, 1000);
@@ -29,7 +31,9 @@ describe('on its own', () => {
 
     const { data } = await server.upload(wavBytes(new Float32Array(16000 * 2).map((_, i) => 0.3 * Math.sin(i / 7))), 'offline.wav');
     const id = data.createJob.id;
-    await expect.poll(async () => (await server!.gql(`{ job(id: "${id}") { status } }`)).data.job.status, { timeout: 60_000, interval: 250 }).toBe('DONE');
+    await expect
+      .poll(async () => (await server!.gql(`{ job(id: "${id}") { status } }`)).data.job.status, { timeout: 60_000, interval: 250 })
+      .toBe('DONE');
     // The worker's sessions stay loaded (MURMUR_WORKER_UNLOAD_AFTER) past the moment onnxruntime's telemetry would go out.
     await new Promise((r) => setTimeout(r, 15_000));
     const ended = new Promise((r) => strace.once('exit', r));

@@ -80,7 +80,16 @@ const backends: Record<string, (options: Partial<QueueOptions>) => Promise<Backe
   },
 };
 
-const job = (n: number, extra: Partial<NewJob> = {}): NewJob => ({ filename: `a${n}.wav`, bytes: 100, durationSeconds: 10, format: 'wav', sampleRate: 16000, channels: 1, blobKey: `k${n}`, ...extra });
+const job = (n: number, extra: Partial<NewJob> = {}): NewJob => ({
+  filename: `a${n}.wav`,
+  bytes: 100,
+  durationSeconds: 10,
+  format: 'wav',
+  sampleRate: 16000,
+  channels: 1,
+  blobKey: `k${n}`,
+  ...extra,
+});
 const cpu = (id: string) => ({ id, pool: 'cpu' as const });
 const transcript = { text: 'x', language: 'en', model: 'm', segments: [] };
 
@@ -164,7 +173,9 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       await queue.expireLeases();
       const [current] = await queue.claim(cpu('w2'), 1, 60);
       await expect(queue.complete(id, old.leaseToken, transcript)).rejects.toMatchObject({ code: 'LEASE_LOST' });
-      await expect(queue.fail(id, old.leaseToken, { code: 'E', message: 'm', retryable: false })).rejects.toMatchObject({ code: 'LEASE_LOST' });
+      await expect(queue.fail(id, old.leaseToken, { code: 'E', message: 'm', retryable: false })).rejects.toMatchObject({
+        code: 'LEASE_LOST',
+      });
       expect(await queue.heartbeat([{ jobId: id, leaseToken: old.leaseToken }])).toEqual([{ jobId: id, state: 'LOST' }]);
       expect(await queue.complete(id, current.leaseToken, transcript)).toMatchObject({ status: 'DONE', progress: 1, result: transcript });
       await expect(queue.complete(id, current.leaseToken, transcript)).rejects.toMatchObject({ code: 'LEASE_LOST' });
@@ -187,14 +198,21 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
         clock.now += delay;
       }
       const [last] = await queue.claim(cpu('w'), 1, 60);
-      expect(await queue.fail(id, last.leaseToken, { code: 'WORKER_ERROR', message: 'again', retryable: true })).toMatchObject({ status: 'FAILED', attempts: 3, errorMessage: 'again' });
+      expect(await queue.fail(id, last.leaseToken, { code: 'WORKER_ERROR', message: 'again', retryable: true })).toMatchObject({
+        status: 'FAILED',
+        attempts: 3,
+        errorMessage: 'again',
+      });
     });
 
     it('a permanent failure fails at once', async () => {
       const { queue } = await setup();
       const { id } = (await queue.create(job(0))).job;
       const [lease] = await queue.claim(cpu('w'), 1, 60);
-      expect(await queue.fail(id, lease.leaseToken, { code: 'AUDIO_UNDECODABLE', message: 'bad', retryable: false })).toMatchObject({ status: 'FAILED', attempts: 1 });
+      expect(await queue.fail(id, lease.leaseToken, { code: 'AUDIO_UNDECODABLE', message: 'bad', retryable: false })).toMatchObject({
+        status: 'FAILED',
+        attempts: 1,
+      });
     });
   });
 
@@ -202,7 +220,10 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
     it('an idempotency key returns the same job instead of a second one, also when both arrive at once', async () => {
       const { queue, peer } = await setup();
       const other = await peer();
-      const [a, b] = await Promise.all([queue.create(job(0, { idempotencyKey: 'upload-7' })), other.create(job(1, { idempotencyKey: 'upload-7' }))]);
+      const [a, b] = await Promise.all([
+        queue.create(job(0, { idempotencyKey: 'upload-7' })),
+        other.create(job(1, { idempotencyKey: 'upload-7' })),
+      ]);
       expect([a.created, b.created].sort()).toEqual([false, true]);
       expect(b.job.id).toBe(a.job.id);
       expect((await queue.findByIdempotencyKey('upload-7', 'default'))?.id).toBe(a.job.id);
@@ -367,7 +388,7 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       await queue.cancel(ids[2]);
       clock.now += 10_000;
       await queue.fail(leases[1].job.id, leases[1].leaseToken, { code: 'AUDIO_UNDECODABLE', message: 'bad', retryable: false });
-      expect((await queue.stats())).toMatchObject({ done: 1, failed: 1, cancelled: 1, pending: 1 });
+      expect(await queue.stats()).toMatchObject({ done: 1, failed: 1, cancelled: 1, pending: 1 });
       // Finished before the failure: the done and the cancelled job; the pending one never goes.
       const purged = await queue.purgeFinished(clock.now - 5_000, 100);
       expect(purged.map((j) => j.id).sort()).toEqual([leases[0].job.id, ids[2]].sort());
@@ -414,7 +435,12 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       await queue.create(job(2, { apiKeyId: 'k2', durationSeconds: 99 }));
       const [lease] = await queue.claim(cpu('w'), 1, 100);
       await queue.complete(lease.job.id, lease.leaseToken, transcript);
-      expect(await queue.usage('k1', clock.now - 60_000)).toEqual({ created: 2, seconds: 42, firstCreatedAt: clock.now - 30_000, pending: 1 });
+      expect(await queue.usage('k1', clock.now - 60_000)).toEqual({
+        created: 2,
+        seconds: 42,
+        firstCreatedAt: clock.now - 30_000,
+        pending: 1,
+      });
       expect(await queue.usage('k1', clock.now - 10_000)).toEqual({ created: 1, seconds: 12, firstCreatedAt: clock.now, pending: 1 });
       expect(await queue.usage('k3', 0)).toEqual({ created: 0, seconds: 0, firstCreatedAt: null, pending: 0 });
     });
@@ -424,7 +450,8 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       const other = await peer();
       const results = await Promise.allSettled([queue, other, queue, other].map((q, i) => q.create(job(i, { blobKey: 'uploads/same' }))));
       expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-      for (const r of results.filter((r) => r.status === 'rejected')) expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'UPLOAD_ALREADY_USED' });
+      for (const r of results.filter((r) => r.status === 'rejected'))
+        expect((r as PromiseRejectedResult).reason).toMatchObject({ code: 'UPLOAD_ALREADY_USED' });
       // The idempotent repeat of the winner is still the winner's job.
       const won = (await queue.findByBlobKey('uploads/same'))!;
       expect(await other.create(job(9, { blobKey: 'uploads/same', idempotencyKey: 'x' })).catch((e) => e.code)).toBe('UPLOAD_ALREADY_USED');
@@ -453,7 +480,9 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       clock.now = expires;
       expect(await queue.reserve('k1', limits, clock.now, clock.now + 5_000)).toHaveProperty('id');
       // Pending jobs: the two jobs still open and the new place count.
-      expect(await queue.reserve('k1', { perWindow: 0, windowMs: 60_000, maxPending: 3 }, clock.now, clock.now + 5_000)).toEqual({ refused: { created: 3, seconds: 0, firstCreatedAt: 1_000_000, pending: 3 } });
+      expect(await queue.reserve('k1', { perWindow: 0, windowMs: 60_000, maxPending: 3 }, clock.now, clock.now + 5_000)).toEqual({
+        refused: { created: 3, seconds: 0, firstCreatedAt: 1_000_000, pending: 3 },
+      });
     });
 
     it('keys: made with a secret found by it, listed, revoked; names unique', async () => {
@@ -503,7 +532,7 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       expect(await queue.forgetQuietWorkers()).toBe(0);
     });
 
-    it('short jobs go to cpu workers and long ones to gpu workers; each pool takes the other\'s while that pool has nobody', async () => {
+    it("short jobs go to cpu workers and long ones to gpu workers; each pool takes the other's while that pool has nobody", async () => {
       const { queue, clock } = await setup();
       const short = (await queue.create(job(0, { durationSeconds: 60 }))).job.id;
       const long = (await queue.create(job(1, { durationSeconds: 600 }))).job.id;
@@ -540,7 +569,14 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       clock.now = Date.now();
       const tick = setInterval(() => (clock.now = Date.now()), 5);
       try {
-        const claim = claimWhenReady(queue, { workerId: 'w', pool: 'cpu', maxJobs: 4, maxSeconds: 1000, waitMs: 20_000, batchWindowMs: 300 });
+        const claim = claimWhenReady(queue, {
+          workerId: 'w',
+          pool: 'cpu',
+          maxJobs: 4,
+          maxSeconds: 1000,
+          waitMs: 20_000,
+          batchWindowMs: 300,
+        });
         await new Promise((r) => setTimeout(r, 300));
         const created = Date.now();
         for (let n = 0; n < 3; n++) await creator.create(job(n));
@@ -558,7 +594,9 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       const sweeper = await peer();
       for (let n = 0; n < 6; n++) await queue.create(job(n));
       await queue.claim(cpu('gone'), 6, 1000);
-      const claims = [0, 1, 2].map((w) => claimWhenReady(queue, { workerId: `w${w}`, pool: 'cpu', maxJobs: 2, maxSeconds: 1000, waitMs: 20_000, batchWindowMs: 0 }));
+      const claims = [0, 1, 2].map((w) =>
+        claimWhenReady(queue, { workerId: `w${w}`, pool: 'cpu', maxJobs: 2, maxSeconds: 1000, waitMs: 20_000, batchWindowMs: 0 }),
+      );
       await new Promise((r) => setTimeout(r, 300));
       // The six leases run out together: one sweep, one `work` event.
       clock.now += 11_000;
@@ -573,14 +611,22 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       const { queue, clock } = await setup();
       clock.now = Date.now();
       const abort = new AbortController();
-      const claim = claimWhenReady(queue, { workerId: 'w', pool: 'cpu', maxJobs: 4, maxSeconds: 1000, waitMs: 10_000, batchWindowMs: 5000, signal: abort.signal });
+      const claim = claimWhenReady(queue, {
+        workerId: 'w',
+        pool: 'cpu',
+        maxJobs: 4,
+        maxSeconds: 1000,
+        waitMs: 10_000,
+        batchWindowMs: 5000,
+        signal: abort.signal,
+      });
       await queue.create(job(0));
       setTimeout(() => abort.abort(), 100);
       expect(await claim).toEqual([]);
       expect((await queue.stats()).pending).toBe(1);
     });
 
-    it('every change of a job reaches the other instances\' listeners, in order', async () => {
+    it("every change of a job reaches the other instances' listeners, in order", async () => {
       const { queue, peer } = await setup();
       const watcher = await peer();
       const seen: string[] = [];

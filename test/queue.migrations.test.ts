@@ -19,7 +19,15 @@ describe.each([
     // drizzle-kit takes its paths relative to the working directory: run it from / on a copy.
     const { stdout } = await promisify(execFile)(
       join(root, 'node_modules/.bin/drizzle-kit'),
-      ['generate', '--dialect', dialect, '--schema', relative('/', join(root, 'src/queue', folder, 'schema.ts')), '--out', relative('/', out)],
+      [
+        'generate',
+        '--dialect',
+        dialect,
+        '--schema',
+        relative('/', join(root, 'src/queue', folder, 'schema.ts')),
+        '--out',
+        relative('/', out),
+      ],
       { cwd: '/' },
     );
     expect(stdout).toMatch(/No schema changes/);

@@ -45,7 +45,7 @@ function write(name: string): string {
 const env = () => ({ ...process.env, MURMUR_API_KEY: key });
 
 describe('README examples', () => {
-  it('openai.mjs: OpenAI\'s SDK prints the text, then each word with its times', async () => {
+  it("openai.mjs: OpenAI's SDK prints the text, then each word with its times", async () => {
     const { stdout } = await run(process.execPath, [write('openai.mjs')], { cwd: folder, env: env() });
     const [text, ...words] = stdout.trim().split('\n');
     expect(text.length).toBeGreaterThan(0);
@@ -56,7 +56,10 @@ describe('README examples', () => {
   it('submit.sh: murmur submit writes recording.srt beside the file', async () => {
     // `npx murmur` is this project's bin: run it from the project, in the folder holding the recording
     const script = write('submit.sh').replace(/\.sh$/, '.run.sh');
-    writeFileSync(script, readFileSync(write('submit.sh'), 'utf8').replace('npx murmur', `${process.execPath} ${join(ROOT, 'src/cli/bin.js')}`));
+    writeFileSync(
+      script,
+      readFileSync(write('submit.sh'), 'utf8').replace('npx murmur', `${process.execPath} ${join(ROOT, 'src/cli/bin.js')}`),
+    );
     const { stdout } = await run('bash', [script], { cwd: folder, env: env() });
     expect(stdout).toMatch(/^done recording\.wav → .*recording\.srt$/m);
     expect(readFileSync(join(folder, 'recording.srt'), 'utf8')).toMatch(/^1\n00:00:\d\d,\d{3} --> /);

@@ -14,7 +14,8 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.stop('SIGKILL')));
 });
 
-const speechLike = (seconds: number) => new Float32Array(Math.round(16000 * seconds)).map((_, i) => 0.3 * Math.sin(i / 7) * Math.sin(i / 3000));
+const speechLike = (seconds: number) =>
+  new Float32Array(Math.round(16000 * seconds)).map((_, i) => 0.3 * Math.sin(i / 7) * Math.sin(i / 3000));
 const downloadsOf = (pid: number) => readdirSync(tmpdir()).filter((n) => n.startsWith(`murmur-audio-${pid}-`));
 
 async function processing(server: Server, id: string): Promise<{ workerId: string }> {
@@ -41,12 +42,20 @@ describe('graceful shutdown', () => {
     const body = new TransformStream<Uint8Array, Uint8Array>();
     const writer = body.writable.getWriter();
     const form = new FormData();
-    form.set('operations', JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } }));
+    form.set(
+      'operations',
+      JSON.stringify({ query: 'mutation ($file: File!) { createJob(input: { file: $file }) { id status } }', variables: { file: null } }),
+    );
     form.set('map', JSON.stringify({ 0: ['variables.file'] }));
     form.set('0', new Blob([new Uint8Array(wavBytes(speechLike(1)))]), 'late.wav');
     const encoded = new Response(form);
     const bytes = new Uint8Array(await encoded.arrayBuffer());
-    const inFlight = fetch(server.url, { method: 'POST', body: body.readable, headers: { 'content-type': encoded.headers.get('content-type')!, 'graphql-preflight': '1' }, duplex: 'half' } as RequestInit);
+    const inFlight = fetch(server.url, {
+      method: 'POST',
+      body: body.readable,
+      headers: { 'content-type': encoded.headers.get('content-type')!, 'graphql-preflight': '1' },
+      duplex: 'half',
+    } as RequestInit);
     await writer.write(bytes.subarray(0, 1000));
     await new Promise((r) => setTimeout(r, 200));
 
@@ -69,7 +78,10 @@ describe('graceful shutdown', () => {
     // On the same data, with no workers: the long job waits again, its attempt not counted.
     const again = await startServer({ MURMUR_MAX_WORKERS: '0' }, server.dataDir);
     servers.push(again);
-    const { data } = await again.gql(`query ($a: ID!, $b: ID!) { a: job(id: $a) { status attempts } b: job(id: $b) { status } }`, { a: id, b: finished.data.createJob.id });
+    const { data } = await again.gql(`query ($a: ID!, $b: ID!) { a: job(id: $a) { status attempts } b: job(id: $b) { status } }`, {
+      a: id,
+      b: finished.data.createJob.id,
+    });
     expect(data).toEqual({ a: { status: 'PENDING', attempts: 0 }, b: { status: 'PENDING' } });
   });
 
@@ -80,7 +92,11 @@ describe('graceful shutdown', () => {
     const worker = startWorker(server.url, model, ['--shutdown-seconds', '60']);
     const { id } = (await server.upload(wavBytes(speechLike(3)), 'short.wav')).data.createJob;
     const client = server.ws();
-    const updates = collect<{ jobUpdated: { status: string; attempts: number } }>(client, `subscription ($id: ID!) { jobUpdated(id: $id) { status attempts } }`, { id });
+    const updates = collect<{ jobUpdated: { status: string; attempts: number } }>(
+      client,
+      `subscription ($id: ID!) { jobUpdated(id: $id) { status attempts } }`,
+      { id },
+    );
     await processing(server, id);
     await worker.stop('SIGTERM');
     const last = (await updates).at(-1)!.jobUpdated;

@@ -25,7 +25,8 @@ const stores: Record<string, () => BlobStore> = {
     dirs.push(dir);
     return new LocalBlobStore(dir);
   },
-  s3: () => new S3BlobStore({ bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, prefix: `t${Math.random().toString(36).slice(2)}/` }),
+  s3: () =>
+    new S3BlobStore({ bucket: s3.bucket, endpoint: s3.endpoint, forcePathStyle: true, prefix: `t${Math.random().toString(36).slice(2)}/` }),
 };
 
 async function* chunks(total: number, size = 64 * 1024): AsyncIterable<Uint8Array> {
@@ -50,7 +51,11 @@ describe.each(Object.keys(stores))('the %s blob store', (name) => {
     expect(await store.put('uploads/a', chunks(total))).toBe(total);
     expect(await store.size('uploads/a')).toBe(total);
     expect((await readAll(store, 'uploads/a')).equals(expected(total))).toBe(true);
-    expect((await store.readRange('uploads/a', 5 * 1024 * 1024 - 3, 10)).equals(expected(total).subarray(5 * 1024 * 1024 - 3, 5 * 1024 * 1024 + 7))).toBe(true);
+    expect(
+      (await store.readRange('uploads/a', 5 * 1024 * 1024 - 3, 10)).equals(
+        expected(total).subarray(5 * 1024 * 1024 - 3, 5 * 1024 * 1024 + 7),
+      ),
+    ).toBe(true);
     expect((await store.readRange('uploads/a', total - 4, 100)).equals(expected(total).subarray(total - 4))).toBe(true);
     const copy = await store.withLocalFile('uploads/a', async (path) => readFileSync(path));
     expect(copy.equals(expected(total))).toBe(true);

@@ -9,11 +9,15 @@ const segments = [
 
 describe('subtitles', () => {
   it('SubRip: numbered cues, comma milliseconds, hours, no blank line inside a cue', () => {
-    expect(toSrt(segments)).toBe('1\n00:00:00,020 --> 00:00:04,150\nTom & Jerry <laugh> --> done\n\n2\n01:02:03,004 --> 01:02:05,500\nan hour in,\nstill talking\n');
+    expect(toSrt(segments)).toBe(
+      '1\n00:00:00,020 --> 00:00:04,150\nTom & Jerry <laugh> --> done\n\n2\n01:02:03,004 --> 01:02:05,500\nan hour in,\nstill talking\n',
+    );
   });
 
   it('WebVTT: header, dot milliseconds, &, < and > escaped', () => {
-    expect(toVtt(segments)).toBe('WEBVTT\n\n1\n00:00:00.020 --> 00:00:04.150\nTom &amp; Jerry &lt;laugh&gt; --&gt; done\n\n2\n01:02:03.004 --> 01:02:05.500\nan hour in,\nstill talking\n');
+    expect(toVtt(segments)).toBe(
+      'WEBVTT\n\n1\n00:00:00.020 --> 00:00:04.150\nTom &amp; Jerry &lt;laugh&gt; --&gt; done\n\n2\n01:02:03.004 --> 01:02:05.500\nan hour in,\nstill talking\n',
+    );
   });
 
   it('no segments: an empty SubRip file and a bare WebVTT header', () => {

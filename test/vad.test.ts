@@ -55,7 +55,10 @@ describe('voice activity', () => {
     expect(await vad.probabilities(other)).toEqual(fresh);
     const [first, second] = await Promise.allSettled([vad.probabilities(audio), vad.probabilities(other)]);
     expect(first.status).toBe('fulfilled');
-    expect(second).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: expect.stringMatching(/one recording at a time/) }) });
+    expect(second).toMatchObject({
+      status: 'rejected',
+      reason: expect.objectContaining({ message: expect.stringMatching(/one recording at a time/) }),
+    });
   });
 
   it('packs regions into chunks of at most 30 s, in order, and splits longer speech', async () => {
@@ -73,14 +76,27 @@ describe('voice activity', () => {
     // Regions share a chunk, silence cut out, up to 30 s of speech; the next region starts a new one.
     const probs = new Float32Array(Math.ceil((RATE * 100) / 512));
     const regions: Span[] = [0, 12, 24, 50].map((s) => ({ start: s * RATE, end: (s + 8) * RATE }));
-    expect(speechChunks(regions, probs).map((c) => c.map((s) => [s.start / RATE, s.end / RATE]))).toEqual([[[0, 8], [12, 20], [24, 32]], [[50, 58]]]);
+    expect(speechChunks(regions, probs).map((c) => c.map((s) => [s.start / RATE, s.end / RATE]))).toEqual([
+      [
+        [0, 8],
+        [12, 20],
+        [24, 32],
+      ],
+      [[50, 58]],
+    ]);
     // A chunk's audio is its spans back to back, and its times map back onto the recording.
     const chunk = speechChunks(regions, probs)[0];
     expect(chunkAudio(long, chunk)).toHaveLength(24 * RATE);
-    expect([recordingTime(chunk, 0), recordingTime(chunk, 7.5), recordingTime(chunk, 8, true), recordingTime(chunk, 8), recordingTime(chunk, 17)]).toEqual([0, 7.5, 8, 12, 25]);
+    expect([
+      recordingTime(chunk, 0),
+      recordingTime(chunk, 7.5),
+      recordingTime(chunk, 8, true),
+      recordingTime(chunk, 8),
+      recordingTime(chunk, 17),
+    ]).toEqual([0, 7.5, 8, 12, 25]);
   });
 
-  it('transcribes only the chunks, with segment times on the recording\'s timeline', async () => {
+  it("transcribes only the chunks, with segment times on the recording's timeline", async () => {
     const model = await WhisperModel.load(await generatedModel());
     const chunks = await speechChunksOf(vad, audio);
     const [t] = await transcribeMany(model, [{ samples: audio, chunks, language: 'en', timestamps: true }]);
@@ -97,7 +113,9 @@ describe('voice activity', () => {
     expect(chunks).toHaveLength(1);
     expect(t.segments.at(-1)!.end).toBeGreaterThan(truth[1][0]);
     // A recording without speech costs no decoding and yields no text.
-    const [quiet] = await transcribeMany(model, [{ samples: new Float32Array(RATE * 10), chunks: await speechChunksOf(vad, new Float32Array(RATE * 10)), language: 'en' }]).catch(async () => [null]);
+    const [quiet] = await transcribeMany(model, [
+      { samples: new Float32Array(RATE * 10), chunks: await speechChunksOf(vad, new Float32Array(RATE * 10)), language: 'en' },
+    ]).catch(async () => [null]);
     expect(quiet).toMatchObject({ text: '', segments: [] });
   });
 });

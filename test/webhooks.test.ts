@@ -50,10 +50,15 @@ const ENV = { MURMUR_MAX_WORKERS: '0', MURMUR_ALLOW_PRIVATE_URLS: '1', MURMUR_WE
 const JOB = `query ($id: ID!) { job(id: $id) { status webhook { url attempts lastStatus deliveredAt nextAttemptAt } } }`;
 
 async function finish(server: Server, id: string): Promise<void> {
-  const claim = await server.worker(`mutation { claimJobs(input: { workerId: "w", maxJobs: 1, maxSeconds: 60 }) { leaseToken job { id } } }`);
+  const claim = await server.worker(
+    `mutation { claimJobs(input: { workerId: "w", maxJobs: 1, maxSeconds: 60 }) { leaseToken job { id } } }`,
+  );
   const lease = claim.data.claimJobs[0];
   expect(lease.job.id).toBe(id);
-  await server.worker(`mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "hello there", language: "en", model: "m", segments: [{ start: 0, end: 1, text: "hello there" }] }) { id } }`, { id, t: lease.leaseToken });
+  await server.worker(
+    `mutation ($id: ID!, $t: Int!) { completeJob(jobId: $id, leaseToken: $t, result: { text: "hello there", language: "en", model: "m", segments: [{ start: 0, end: 1, text: "hello there" }] }) { id } }`,
+    { id, t: lease.leaseToken },
+  );
 }
 
 async function until<T>(read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 20_000): Promise<T> {
@@ -73,9 +78,17 @@ describe('webhooks', () => {
     const hooks = await receiver([500, 'hang', 200]);
     receivers.push(hooks);
     const { id } = (await server.upload(audio, 'a.wav', { callbackUrl: hooks.url })).data.createJob;
-    expect((await server.gql(JOB, { id })).data.job.webhook).toMatchObject({ url: hooks.url, attempts: 0, deliveredAt: null, nextAttemptAt: null });
+    expect((await server.gql(JOB, { id })).data.job.webhook).toMatchObject({
+      url: hooks.url,
+      attempts: 0,
+      deliveredAt: null,
+      nextAttemptAt: null,
+    });
     await finish(server, id);
-    const job = await until(async () => (await server.gql(JOB, { id })).data.job, (j) => j.webhook.deliveredAt !== null);
+    const job = await until(
+      async () => (await server.gql(JOB, { id })).data.job,
+      (j) => j.webhook.deliveredAt !== null,
+    );
     expect(job.webhook).toMatchObject({ attempts: 3, lastStatus: 200, nextAttemptAt: null });
     expect(hooks.seen).toHaveLength(3);
 
@@ -89,7 +102,12 @@ describe('webhooks', () => {
     // One message, tried three times: one id (receivers drop repeats by it).
     expect(new Set(hooks.seen.map((s) => s.headers['webhook-id'])).size).toBe(1);
     // The check can fail: another secret, or a changed body, is refused.
-    expect(() => new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(hooks.seen[2].body, hooks.seen[2].headers as Record<string, string>)).toThrow();
+    expect(() =>
+      new Webhook(`whsec_${Buffer.alloc(32, 7).toString('base64')}`).verify(
+        hooks.seen[2].body,
+        hooks.seen[2].headers as Record<string, string>,
+      ),
+    ).toThrow();
     expect(() => verifier.verify(hooks.seen[2].body.replace('hello', 'HELLO'), hooks.seen[2].headers as Record<string, string>)).toThrow();
   });
 
@@ -99,7 +117,10 @@ describe('webhooks', () => {
     receivers.push(hooks);
     const { id } = (await server.upload(audio, 'b.wav', { callbackUrl: hooks.url })).data.createJob;
     await server.gql(`mutation ($id: ID!) { cancelJob(id: $id) { status } }`, { id });
-    await until(async () => hooks.seen.length, (n) => n > 0);
+    await until(
+      async () => hooks.seen.length,
+      (n) => n > 0,
+    );
     expect(JSON.parse(hooks.seen[0].body)).toMatchObject({ type: 'job.cancelled', data: { id, status: 'CANCELLED', result: null } });
   });
 
@@ -112,7 +133,10 @@ describe('webhooks', () => {
     const url = `http://127.0.0.1:${port}/hooks`;
     const { id } = (await server.upload(audio, 'c.wav', { callbackUrl: url })).data.createJob;
     await finish(server, id);
-    const failing = await until(async () => (await server.gql(JOB, { id })).data.job, (j) => j.webhook.attempts >= 1);
+    const failing = await until(
+      async () => (await server.gql(JOB, { id })).data.job,
+      (j) => j.webhook.attempts >= 1,
+    );
     expect(failing.webhook).toMatchObject({ lastStatus: 0, deliveredAt: null });
     await server.stop();
 
@@ -120,7 +144,10 @@ describe('webhooks', () => {
     receivers.push(hooks);
     const again = await startServer(ENV, server.dataDir);
     servers.push(again);
-    const job = await until(async () => (await again.gql(JOB, { id })).data.job, (j) => j.webhook.deliveredAt !== null);
+    const job = await until(
+      async () => (await again.gql(JOB, { id })).data.job,
+      (j) => j.webhook.deliveredAt !== null,
+    );
     expect(job.webhook.lastStatus).toBe(200);
     expect(hooks.seen).toHaveLength(1);
   });

@@ -44,7 +44,13 @@ describe('prompts', () => {
     const ours = await model.transcribe(inputs.map((audio, i) => ({ audio, language: 'en', prompt: prompts[i] })));
     const seen = new Set<string>();
     for (const [i, audio] of inputs.entries()) {
-      const decoderPrompt = [...(prompts[i].length ? [ids.startOfPrev!, ...prompts[i]] : []), ids.sot, ids.languages.get('en')!, ids.transcribe!, ids.noTimestamps];
+      const decoderPrompt = [
+        ...(prompts[i].length ? [ids.startOfPrev!, ...prompts[i]] : []),
+        ids.sot,
+        ids.languages.get('en')!,
+        ids.transcribe!,
+        ids.noTimestamps,
+      ];
       const theirs = await reference.generateFrom(audio, decoderPrompt, ids.eot);
       expect(ours[i].tokens).toEqual(theirs);
       seen.add(theirs.join());
@@ -63,7 +69,7 @@ describe('prompts', () => {
     expect(a.tokens).toEqual(b.tokens);
   });
 
-  it('conditions each window on the previous one\'s output when asked (and not by default)', async () => {
+  it("conditions each window on the previous one's output when asked (and not by default)", async () => {
     const long = new Float32Array(16000 * 70);
     const parts = [recording(RECORDINGS[2]), recording(RECORDINGS[3]), recording(RECORDINGS[0])];
     parts.forEach((p, i) => long.set(p.subarray(0, Math.min(p.length, 16000 * 23)), i * 16000 * 30));
@@ -88,7 +94,7 @@ describe('prompts', () => {
 });
 
 describe('confidence', () => {
-  it('matches log-probabilities recomputed from transformers.js\'s logits: average log-probability and no-speech probability, with and without a prompt', async () => {
+  it("matches log-probabilities recomputed from transformers.js's logits: average log-probability and no-speech probability, with and without a prompt", async () => {
     const { ids, rules } = model.folder;
     const prompt = model.encodePrompt('Marianne');
     for (const withPrompt of [false, true]) {
@@ -116,7 +122,7 @@ describe('confidence', () => {
     }
   });
 
-  it('measures compression as openai/whisper does (ratios computed with Python\'s zlib)', () => {
+  it("measures compression as openai/whisper does (ratios computed with Python's zlib)", () => {
     expect(compressionRatio('hello hello hello hello hello hello hello hello hello hello')).toBeCloseTo(3.4705882352941178, 12);
     expect(compressionRatio('The quick brown fox jumps over the lazy dog.')).toBeCloseTo(0.8627450980392157, 12);
     expect(compressionRatio('Grüße aus Köln, 東京から')).toBeCloseTo(0.775, 12);
@@ -129,7 +135,11 @@ describe('sampling and temperature fallback', () => {
     const inputs = audios();
     const hot = { language: 'en', temperatures: [1] };
     const alone = await model.transcribe([{ audio: inputs[0], ...hot, seed: 7 }]);
-    const batched = await model.transcribe([{ audio: inputs[1], language: 'en' }, { audio: inputs[0], ...hot, seed: 7 }, { audio: inputs[2], ...hot, seed: 3 }]);
+    const batched = await model.transcribe([
+      { audio: inputs[1], language: 'en' },
+      { audio: inputs[0], ...hot, seed: 7 },
+      { audio: inputs[2], ...hot, seed: 3 },
+    ]);
     expect(batched[1].tokens).toEqual(alone[0].tokens);
     expect(batched[1].temperature).toBe(1);
     const [greedy] = await model.transcribe([{ audio: inputs[0], language: 'en' }]);
@@ -145,7 +155,13 @@ describe('sampling and temperature fallback', () => {
     expect(greedy[1].avgLogprob).toBeGreaterThan(-5);
     const runsBefore = model.decoderRuns;
     const ours = await model.transcribe(
-      inputs.map((audio, i) => ({ audio, language: 'en', temperatures: i === 0 ? FALLBACK_TEMPERATURES : [0], fallback: { logprob: threshold, noSpeech: 1 }, seed: 5 })),
+      inputs.map((audio, i) => ({
+        audio,
+        language: 'en',
+        temperatures: i === 0 ? FALLBACK_TEMPERATURES : [0],
+        fallback: { logprob: threshold, noSpeech: 1 },
+        seed: 5,
+      })),
       { batchSize: 3 },
     );
     expect(ours[0].temperature).toBe(1);
@@ -153,7 +169,9 @@ describe('sampling and temperature fallback', () => {
     expect(ours[1].temperature).toBe(0);
     expect(ours[0].tokens).not.toEqual(greedy[0].tokens);
     // the output kept is the last attempt's: reproducible from the seed
-    const again = await model.transcribe([{ audio: inputs[0], language: 'en', temperatures: FALLBACK_TEMPERATURES, fallback: { logprob: threshold, noSpeech: 1 }, seed: 5 }]);
+    const again = await model.transcribe([
+      { audio: inputs[0], language: 'en', temperatures: FALLBACK_TEMPERATURES, fallback: { logprob: threshold, noSpeech: 1 }, seed: 5 },
+    ]);
     expect(again[0].tokens).toEqual(ours[0].tokens);
     expect(model.decoderRuns).toBeGreaterThan(runsBefore);
   });
@@ -162,10 +180,14 @@ describe('sampling and temperature fallback', () => {
     const audio = audios()[0];
     const [greedy] = await model.transcribe([{ audio, language: 'en' }]);
     const noSpeech = greedy.noSpeechProb / 2;
-    const [dropped] = await model.transcribe([{ audio, language: 'en', temperatures: [0, 0.5], fallback: { noSpeech, logprob: greedy.avgLogprob + 1 } }]);
+    const [dropped] = await model.transcribe([
+      { audio, language: 'en', temperatures: [0, 0.5], fallback: { noSpeech, logprob: greedy.avgLogprob + 1 } },
+    ]);
     expect(dropped).toMatchObject({ silence: true, text: '', segments: [], tokens: [], temperature: 0 });
     // likely enough text is kept, whatever the no-speech probability
-    const [kept] = await model.transcribe([{ audio, language: 'en', temperatures: [0, 0.5], fallback: { noSpeech, logprob: greedy.avgLogprob - 1 } }]);
+    const [kept] = await model.transcribe([
+      { audio, language: 'en', temperatures: [0, 0.5], fallback: { noSpeech, logprob: greedy.avgLogprob - 1 } },
+    ]);
     expect(kept.silence).toBe(false);
     expect(kept.tokens).toEqual(greedy.tokens);
     // without fallback nothing is dropped
@@ -179,19 +201,30 @@ describe('sampling and temperature fallback', () => {
  * MaximumLikelihoodRanker describe it: the whole prefix through the decoder at
  * every step (no cache, no batch), one segment, no timestamps.
  */
-async function plainBeamSearch(m: WhisperModel, audio: Float32Array, prefix: number[], beamSize: number, patience: number, lengthPenalty: number | null) {
+async function plainBeamSearch(
+  m: WhisperModel,
+  audio: Float32Array,
+  prefix: number[],
+  beamSize: number,
+  patience: number,
+  lengthPenalty: number | null,
+) {
   const { dims, ids, rules, encoderPath, decoderPath } = m.folder;
   const encoder = await ort.InferenceSession.create(encoderPath);
   const decoder = await ort.InferenceSession.create(decoderPath);
   const features = logMelSpectrogram(audio, dims.nMels);
-  const states = (await encoder.run({ [encoder.inputNames[0]]: new ort.Tensor('float32', features, [1, dims.nMels, 3000]) }))[encoder.outputNames[0]];
+  const states = (await encoder.run({ [encoder.inputNames[0]]: new ort.Tensor('float32', features, [1, dims.nMels, 3000]) }))[
+    encoder.outputNames[0]
+  ];
   const logprobsAfter = async (tokens: number[]) => {
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens.map(BigInt)), [1, tokens.length]),
       encoder_hidden_states: states,
       use_cache_branch: new ort.Tensor('bool', Uint8Array.of(0), [1]),
     };
-    for (const name of decoder.inputNames) if (name.startsWith('past_key_values')) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, dims.decoderHeads, 0, dims.headDim]);
+    for (const name of decoder.inputNames)
+      if (name.startsWith('past_key_values'))
+        feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, dims.decoderHeads, 0, dims.headDim]);
     const logits = ((await decoder.run(feeds)).logits.data as Float32Array).slice((tokens.length - 1) * dims.vocabSize);
     const banned = new Set([...rules.suppressTokens, ...(tokens.length === prefix.length ? rules.beginSuppressTokens : [])]);
     banned.forEach((t) => (logits[t] = -Infinity));
@@ -253,29 +286,44 @@ describe('beam search', () => {
     [3, 1, null],
     [5, 1, null],
     [5, 2, 1],
-  ] as const)('with %i beams (patience %d, length penalty %s) matches the plain implementation, beams of several segments in one batch with greedy rows', async (beamSize, patience, lengthPenalty) => {
-    const inputs = [...audios(), recording(RECORDINGS[3])];
-    const ours = await small.transcribe([
-      { audio: inputs[3], language: 'en' },
-      ...inputs.slice(0, 3).map((audio) => ({ audio, language: 'en', beamSize, patience, lengthPenalty })),
-    ]);
-    const greedy = await small.transcribe(inputs.slice(0, 3).map((audio) => ({ audio, language: 'en' })));
-    let differs = 0;
-    for (let i = 0; i < 3; i++) {
-      const plain = await plainBeamSearch(small, inputs[i], prefix(), beamSize, patience, lengthPenalty);
-      expect(ours[i + 1].tokens).toEqual(plain.tokens);
-      expect(ours[i + 1].avgLogprob).toBeCloseTo(plain.avgLogprob, 4);
-      if (plain.tokens.join() !== greedy[i].tokens.join()) differs++;
-    }
-    // the greedy row beside the beams is untouched by them
-    const [alone] = await small.transcribe([{ audio: inputs[3], language: 'en' }]);
-    expect(ours[0].tokens).toEqual(alone.tokens);
-    expect(differs).toBeGreaterThan(0);
-  });
+  ] as const)(
+    'with %i beams (patience %d, length penalty %s) matches the plain implementation, beams of several segments in one batch with greedy rows',
+    async (beamSize, patience, lengthPenalty) => {
+      const inputs = [...audios(), recording(RECORDINGS[3])];
+      const ours = await small.transcribe([
+        { audio: inputs[3], language: 'en' },
+        ...inputs.slice(0, 3).map((audio) => ({ audio, language: 'en', beamSize, patience, lengthPenalty })),
+      ]);
+      const greedy = await small.transcribe(inputs.slice(0, 3).map((audio) => ({ audio, language: 'en' })));
+      let differs = 0;
+      for (let i = 0; i < 3; i++) {
+        const plain = await plainBeamSearch(small, inputs[i], prefix(), beamSize, patience, lengthPenalty);
+        expect(ours[i + 1].tokens).toEqual(plain.tokens);
+        expect(ours[i + 1].avgLogprob).toBeCloseTo(plain.avgLogprob, 4);
+        if (plain.tokens.join() !== greedy[i].tokens.join()) differs++;
+      }
+      // the greedy row beside the beams is untouched by them
+      const [alone] = await small.transcribe([{ audio: inputs[3], language: 'en' }]);
+      expect(ours[0].tokens).toEqual(alone.tokens);
+      expect(differs).toBeGreaterThan(0);
+    },
+  );
 
   // Generated models end every candidate at the same length, so ranking by length and patience are checked on made-up steps.
   const EOT = 9;
-  const row = (tokens: number[], sumLogprob: number, beam: ReturnType<typeof beamGroup>): DecodeRow => ({ index: 0, tokens, sotIndex: 0, sampleBegin: 1, timestamps: false, temperature: 0, sampler: null, sumLogprob, noSpeechProb: 0, done: false, beam });
+  const row = (tokens: number[], sumLogprob: number, beam: ReturnType<typeof beamGroup>): DecodeRow => ({
+    index: 0,
+    tokens,
+    sotIndex: 0,
+    sampleBegin: 1,
+    timestamps: false,
+    temperature: 0,
+    sampler: null,
+    sumLogprob,
+    noSpeechProb: 0,
+    done: false,
+    beam,
+  });
   const step = (top: [number, number][][]) => ({
     tokens: [],
     logprobs: [],
@@ -287,23 +335,59 @@ describe('beam search', () => {
 
   it('ranks candidates by log-probability over length, or over ((5 + length) / 6) ^ penalty', () => {
     // 4 tokens at -2 and 10 tokens at -4.5: per token -0.5 against -0.45; penalty 1: -2 / 1.5 against -4.5 / 2.5; penalty 0: the sums
-    for (const [penalty, length] of [[null, 10], [0, 4], [1, 4]] as const) {
+    for (const [penalty, length] of [
+      [null, 10],
+      [0, 4],
+      [1, 4],
+    ] as const) {
       const group = beamGroup(2, 1, penalty);
-      group.finished.push({ tokens: [0, 1, 2, 3, 4, EOT], sumLogprob: -2 }, { tokens: [0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, EOT], sumLogprob: -4.5 });
+      group.finished.push(
+        { tokens: [0, 1, 2, 3, 4, EOT], sumLogprob: -2 },
+        { tokens: [0, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, EOT], sumLogprob: -4.5 },
+      );
       const best = bestCandidate(row([0], 0, group));
       expect(best.tokens.length - 2).toBe(length);
     }
   });
 
   it('with patience, goes on until beamSize × patience candidates have ended', () => {
-    for (const [patience, continues] of [[1, false], [2, true]] as const) {
+    for (const [patience, continues] of [
+      [1, false],
+      [2, true],
+    ] as const) {
       const group = beamGroup(2, patience);
       const rows = [row([0, 1], -1, group), row([0, 2], -1.5, group)];
       // both beams' likeliest continuation ends: two candidates
-      const next = advanceBeams(group, rows, [0, 1], step([[[EOT, -0.1], [3, -1], [4, -2]], [[EOT, -0.1], [5, -1], [6, -3]]]), 3, EOT, 448);
-      expect(group.finished.map((c) => c.tokens)).toEqual([[0, 1, EOT], [0, 2, EOT]]);
+      const next = advanceBeams(
+        group,
+        rows,
+        [0, 1],
+        step([
+          [
+            [EOT, -0.1],
+            [3, -1],
+            [4, -2],
+          ],
+          [
+            [EOT, -0.1],
+            [5, -1],
+            [6, -3],
+          ],
+        ]),
+        3,
+        EOT,
+        448,
+      );
+      expect(group.finished.map((c) => c.tokens)).toEqual([
+        [0, 1, EOT],
+        [0, 2, EOT],
+      ]);
       expect(next.length > 0).toBe(continues);
-      if (continues) expect(next.map((b) => b.row.tokens)).toEqual([[0, 1, 3], [0, 2, 5]]);
+      if (continues)
+        expect(next.map((b) => b.row.tokens)).toEqual([
+          [0, 1, 3],
+          [0, 2, 5],
+        ]);
     }
   });
 });

@@ -12,9 +12,18 @@ import { Reference } from './helpers/reference.ts';
 
 const SHAPES: [string, Partial<SyntheticShape>][] = [
   ['multilingual, 80 mels, d 64, 2+2 layers', {}],
-  ['English-only, d 48, 3+2 layers, 4 heads', { vocabulary: 'english', dModel: 48, encoderLayers: 3, decoderLayers: 2, heads: 4, ffnDim: 192 }],
-  ['large-v3 vocabulary, 128 mels, d 96, 2+3 layers, 6 heads', { vocabulary: 'v3', nMels: 128, dModel: 96, decoderLayers: 3, heads: 6, ffnDim: 384 }],
-  ['multilingual, d 128, 1+4 layers, 8 heads, 40 tokens', { dModel: 128, encoderLayers: 1, decoderLayers: 4, heads: 8, ffnDim: 512, tokensPerWindow: 40 }],
+  [
+    'English-only, d 48, 3+2 layers, 4 heads',
+    { vocabulary: 'english', dModel: 48, encoderLayers: 3, decoderLayers: 2, heads: 4, ffnDim: 192 },
+  ],
+  [
+    'large-v3 vocabulary, 128 mels, d 96, 2+3 layers, 6 heads',
+    { vocabulary: 'v3', nMels: 128, dModel: 96, decoderLayers: 3, heads: 6, ffnDim: 384 },
+  ],
+  [
+    'multilingual, d 128, 1+4 layers, 8 heads, 40 tokens',
+    { dModel: 128, encoderLayers: 1, decoderLayers: 4, heads: 8, ffnDim: 512, tokensPerWindow: 40 },
+  ],
 ];
 
 const inputs = () => [recording(RECORDINGS[0]), recording(RECORDINGS[2]), speech('Nothing accepted is ever lost.'), tone(300, 4)];
@@ -37,7 +46,12 @@ describe.each(SHAPES)('greedy tokens match transformers.js: %s', (_name, shape) 
   const cases = [
     { timestamps: false, ...(multilingual && { language: 'en' }) },
     { timestamps: true, ...(multilingual && { language: 'en' }) },
-    ...(multilingual ? [{ timestamps: false, language: 'de', task: 'translate' as const }, { timestamps: true, language: 'ja' }] : []),
+    ...(multilingual
+      ? [
+          { timestamps: false, language: 'de', task: 'translate' as const },
+          { timestamps: true, language: 'ja' },
+        ]
+      : []),
   ];
 
   it.each(cases)('with %o', async (options) => {

@@ -57,7 +57,10 @@ describe('language detection', () => {
     expect(byName.tokens).toEqual(byCode.tokens);
     expect(upper.tokens).toEqual(byCode.tokens);
     expect(byName.language).toBe('de');
-    await expect(model.transcribe([{ audio, language: 'klingon' }])).rejects.toMatchObject({ code: 'UNKNOWN_LANGUAGE', message: expect.stringContaining('"klingon"') });
+    await expect(model.transcribe([{ audio, language: 'klingon' }])).rejects.toMatchObject({
+      code: 'UNKNOWN_LANGUAGE',
+      message: expect.stringContaining('"klingon"'),
+    });
   });
 
   it('detects once for a whole recording (its first window) through detectLanguage', async () => {

@@ -7,7 +7,17 @@ import type { GenerationRules, TokenIds } from '../src/whisper/modelFolder.ts';
 import { Rng } from '../src/whisper/rng.ts';
 import { TokenSelector } from '../src/whisper/tokenSelector.ts';
 
-const ids: TokenIds = { eot: 10, sot: 13, noTimestamps: 11, timestampBegin: 12, noSpeech: null, startOfPrev: null, transcribe: null, translate: null, languages: new Map() };
+const ids: TokenIds = {
+  eot: 10,
+  sot: 13,
+  noTimestamps: 11,
+  timestampBegin: 12,
+  noSpeech: null,
+  startOfPrev: null,
+  transcribe: null,
+  translate: null,
+  languages: new Map(),
+};
 const V = 12 + 60;
 const rules: GenerationRules = { suppressTokens: [3], beginSuppressTokens: [1, 10], maxInitialTimestampIndex: 50, maxLength: 448 };
 const ts = (i: number) => 12 + i;
@@ -93,7 +103,7 @@ describe('TokenSelector', () => {
     expect(tokens).toEqual([ts(5)]);
   });
 
-  it('samples at a temperature in proportion to softmax(logits / T), from each row\'s own seeded generator', async () => {
+  it("samples at a temperature in proportion to softmax(logits / T), from each row's own seeded generator", async () => {
     const row = { tokens: [13, 11, 4], sampleBegin: 2, timestamps: false };
     const x = logits(-Infinity, { 0: 1, 2: 0.5, 4: 0, 5: -1 });
     const T = 1.5;
@@ -112,7 +122,12 @@ describe('TokenSelector', () => {
     }
     const z = [1, 0.5, 0, -1].reduce((sum, v) => sum + Math.exp(v / T), 0);
     expect([...counts.keys()].sort()).toEqual([0, 2, 4, 5]);
-    for (const [token, value] of [[0, 1], [2, 0.5], [4, 0], [5, -1]]) {
+    for (const [token, value] of [
+      [0, 1],
+      [2, 0.5],
+      [4, 0],
+      [5, -1],
+    ]) {
       const p = Math.exp(value / T) / z;
       expect(Math.abs(counts.get(token)! - draws * p)).toBeLessThan(4 * Math.sqrt(draws * p * (1 - p)));
     }

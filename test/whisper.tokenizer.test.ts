@@ -50,9 +50,13 @@ describe('WhisperTokenizer', () => {
       { start: 11.5, end: 12.4, text: 'three', tokens: [t(1.5), ...word(' three'), t(2.4)] },
       { start: 13, end: 15, text: 'four', tokens: [t(3), ...word(' four')] },
     ]);
-    expect(timedSegments(word(' just text'), ours, 4, 2.5, false)).toEqual([{ start: 4, end: 6.5, text: 'just text', tokens: word(' just text') }]);
+    expect(timedSegments(word(' just text'), ours, 4, 2.5, false)).toEqual([
+      { start: 4, end: 6.5, text: 'just text', tokens: word(' just text') },
+    ]);
     // a timestamp in the window's padding, past the audio, is held to the audio's end
-    expect(timedSegments([t(0.5), ...word(' late'), t(9.5)], ours, 30, 3.2, true)).toEqual([{ start: 30.5, end: 33.2, text: 'late', tokens: [t(0.5), ...word(' late'), t(9.5)] }]);
+    expect(timedSegments([t(0.5), ...word(' late'), t(9.5)], ours, 30, 3.2, true)).toEqual([
+      { start: 30.5, end: 33.2, text: 'late', tokens: [t(0.5), ...word(' late'), t(9.5)] },
+    ]);
     expect(timedSegments([], ours, 0, 2.5, false)).toEqual([]);
   });
 });

@@ -13,7 +13,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { alignmentGraph } from '../src/whisper/alignmentGraph.ts';
 import { WhisperModel, type SegmentResult } from '../src/whisper/index.ts';
 import type { SyntheticShape } from '../src/whisper/synthetic/index.ts';
-import { assignWords, dtw, findAlignment, medianFilter, mergePunctuations, prepareAlignment, type WordTiming } from '../src/whisper/timing.ts';
+import {
+  assignWords,
+  dtw,
+  findAlignment,
+  medianFilter,
+  mergePunctuations,
+  prepareAlignment,
+  type WordTiming,
+} from '../src/whisper/timing.ts';
 import { RECORDINGS, recording, speech } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 import { Reference } from './helpers/reference.ts';
@@ -22,7 +30,11 @@ import { Rng } from '../src/whisper/rng.ts';
 const SHAPES: [string, Partial<SyntheticShape>, number][] = [
   ['multilingual, d 64, 2+2 layers', { tokensPerWindow: 30 }, 5],
   ['multilingual, d 128, 1+4 layers, 8 heads', { dModel: 128, encoderLayers: 1, decoderLayers: 4, heads: 8, ffnDim: 512 }, 19],
-  ['large-v3 vocabulary, 128 mels, d 96, 2+3 layers, 6 heads', { vocabulary: 'v3', nMels: 128, dModel: 96, decoderLayers: 3, heads: 6, ffnDim: 384 }, 7],
+  [
+    'large-v3 vocabulary, 128 mels, d 96, 2+3 layers, 6 heads',
+    { vocabulary: 'v3', nMels: 128, dModel: 96, decoderLayers: 3, heads: 6, ffnDim: 384 },
+    7,
+  ],
 ];
 
 /** 30 s of recorded speech, the recording looped. */
@@ -46,7 +58,10 @@ describe.each(SHAPES)('word timings against transformers.js: %s', (_name, shape,
 
   it('gives the same words, each ending within one frame, in one batch with windows that ask for none', async () => {
     const audios = [window(RECORDINGS[2]), window(RECORDINGS[3])];
-    const ours = await model.transcribe([{ audio: audios[1], language: 'en' }, ...audios.map((audio) => ({ audio, language: 'en', wordTimestamps: true }))], { alignmentRows: 'transformers.js' });
+    const ours = await model.transcribe(
+      [{ audio: audios[1], language: 'en' }, ...audios.map((audio) => ({ audio, language: 'en', wordTimestamps: true }))],
+      { alignmentRows: 'transformers.js' },
+    );
     expect(ours[0].wordAlignment).toBeUndefined();
     const eot = model.folder.ids.eot;
     for (const [i, audio] of audios.entries()) {
@@ -142,7 +157,7 @@ describe('word probabilities and the alignment graph', () => {
     await expectDecodedProbabilities(beam, audio, [...sot, ids.noTimestamps], Infinity);
   });
 
-  it('cuts from the merged decoder a graph that computes only the alignment layers\' cross-attention, the same weights', async () => {
+  it("cuts from the merged decoder a graph that computes only the alignment layers' cross-attention, the same weights", async () => {
     const merged = readFileSync(join(dir, 'onnx', 'decoder_model_merged.onnx'));
     const cut = alignmentGraph(merged, [0])!;
     const { onnx } = onnxProto;
@@ -166,24 +181,29 @@ describe('word probabilities and the alignment graph', () => {
     for (let l = 0; l < decoderLayers; l++) {
       for (const part of ['key', 'value']) {
         feeds[`past_key_values.${l}.decoder.${part}`] = new ort.Tensor('float32', new Float32Array(0), [1, decoderHeads, 0, headDim]);
-        feeds[`past_key_values.${l}.encoder.${part}`] = new ort.Tensor('float32', Float32Array.from({ length: decoderHeads * audioContext * headDim }, () => rng.next() - 0.5), [1, decoderHeads, audioContext, headDim]);
+        feeds[`past_key_values.${l}.encoder.${part}`] = new ort.Tensor(
+          'float32',
+          Float32Array.from({ length: decoderHeads * audioContext * headDim }, () => rng.next() - 0.5),
+          [1, decoderHeads, audioContext, headDim],
+        );
       }
     }
     const expected = (await full.run(feeds, ['cross_attentions.0']))['cross_attentions.0'].data as Float32Array;
-    const got = (await alone.run(Object.fromEntries(alone.inputNames.map((n) => [n, feeds[n]]))))['cross_attentions.0'].data as Float32Array;
+    const got = (await alone.run(Object.fromEntries(alone.inputNames.map((n) => [n, feeds[n]]))))['cross_attentions.0']
+      .data as Float32Array;
     expect(got).toEqual(expected);
     await Promise.all([full.release(), alone.release()]);
   });
 });
 
-describe('openai/whisper\'s parts', () => {
+describe("openai/whisper's parts", () => {
   let model: WhisperModel;
   beforeAll(async () => {
     model = await WhisperModel.load(await generatedModel({ crossAttentions: true }, 3));
   });
   afterAll(() => model?.dispose());
 
-  it('crops the attention to a short window\'s own frames: no word ends after the audio, with timestamps or without', async () => {
+  it("crops the attention to a short window's own frames: no word ends after the audio, with timestamps or without", async () => {
     const audio = speech('Words are timed within the audio, never after it.');
     const seconds = audio.length / 16000;
     expect(seconds).toBeLessThan(10);
@@ -210,10 +230,15 @@ describe('openai/whisper\'s parts', () => {
   };
   /** Attention logits: each text row looks at its own place in the first 5 s, and every row far more at 28 s. */
   const logits = (frames: number) =>
-    Array.from({ length: ROWS }, (_, r) => Array.from({ length: frames }, (_, f) => (r > SOT && r < ROWS - 1 && Math.abs(f - 50 * (r - SOT)) < 5 ? 4 : 0) + (f > 1395 && f < 1405 ? 9 : 0)));
+    Array.from({ length: ROWS }, (_, r) =>
+      Array.from(
+        { length: frames },
+        (_, f) => (r > SOT && r < ROWS - 1 && Math.abs(f - 50 * (r - SOT)) < 5 ? 4 : 0) + (f > 1395 && f < 1405 ? 9 : 0),
+      ),
+    );
   const tokenizer = () => model.tokenizer;
 
-  it('takes the softmax over the audio\'s frames only (renormalising a cropped softmax is the same), so attention past the audio cannot pull words there', () => {
+  it("takes the softmax over the audio's frames only (renormalising a cropped softmax is the same), so attention past the audio cannot pull words there", () => {
     const eot = model.folder.ids.eot;
     const textTokens = [300, 301, 302, 303];
     const common = { textTokens, rows: ROWS, sotLength: SOT, tokenProbabilities: [0.5, 0.5, 0.5, 0.5], medianFilterWidth: 7 };
@@ -234,7 +259,13 @@ describe('openai/whisper\'s parts', () => {
     const plain = (row: number[], width: number) => {
       const pad = width >> 1;
       const n = row.length;
-      return row.map((_, i) => Array.from({ length: width }, (_, k) => row[Math.abs(i + k - pad) >= n ? 2 * (n - 1) - (i + k - pad) : Math.abs(i + k - pad)]).sort((a, b) => a - b)[pad]);
+      return row.map(
+        (_, i) =>
+          Array.from(
+            { length: width },
+            (_, k) => row[Math.abs(i + k - pad) >= n ? 2 * (n - 1) - (i + k - pad) : Math.abs(i + k - pad)],
+          ).sort((a, b) => a - b)[pad],
+      );
     };
     for (let t = 0; t < 100; t++) {
       const row = Array.from({ length: 7 + (t % 30) }, (_, i) => Math.fround(Math.sin(i * 7.3 + t) * 3));
@@ -253,7 +284,17 @@ describe('openai/whisper\'s parts', () => {
   const timing = (word: string, start: number, end: number, tokens = [1]): WordTiming => ({ word, tokens, start, end, probability: 0.9 });
 
   it('merges punctuation as merge_punctuations does: opening marks into the next word, closing marks into the previous', () => {
-    const words = [timing(' “', 0, 0.1), timing('Hello', 0.1, 0.5), timing(',', 0.5, 0.6), timing(' world', 0.6, 1), timing('.', 1, 1.1), timing('”', 1.1, 1.2), timing(' (', 1.2, 1.3), timing(' fine', 1.3, 1.6), timing(')', 1.6, 1.7)];
+    const words = [
+      timing(' “', 0, 0.1),
+      timing('Hello', 0.1, 0.5),
+      timing(',', 0.5, 0.6),
+      timing(' world', 0.6, 1),
+      timing('.', 1, 1.1),
+      timing('”', 1.1, 1.2),
+      timing(' (', 1.2, 1.3),
+      timing(' fine', 1.3, 1.6),
+      timing(')', 1.6, 1.7),
+    ];
     mergePunctuations(words);
     expect(words.map((w) => w.word)).toEqual(['', ' “Hello,', '', ' world.”', '', '', '', ' ( fine)', '']);
     // a merged word keeps its own times and gathers the tokens
@@ -262,7 +303,13 @@ describe('openai/whisper\'s parts', () => {
 
   it('shortens long words at sentence ends to twice the median word, before merging (add_word_timestamps)', () => {
     // durations 0.2, 0.3, 0.4, 3 (".": over 2 × median 0.35), 0.3 → median of non-zero 0.3
-    const words = [timing(' One', 0, 0.2), timing(' two', 0.2, 0.5), timing(' three', 0.5, 0.9), timing('.', 0.9, 3.9), timing(' Four', 3.9, 4.2)];
+    const words = [
+      timing(' One', 0, 0.2),
+      timing(' two', 0.2, 0.5),
+      timing(' three', 0.5, 0.9),
+      timing('.', 0.9, 3.9),
+      timing(' Four', 3.9, 4.2),
+    ];
     const { alignment, medianDuration } = prepareAlignment(words);
     expect(medianDuration).toBeCloseTo(0.3, 10);
     expect(alignment[3]).toMatchObject({ word: '', start: 0.9 });
@@ -275,7 +322,10 @@ describe('openai/whisper\'s parts', () => {
 
   it('cuts back a long first word after a pause and prefers segment edges over long edge words (add_word_timestamps)', () => {
     // median 0.3 (capped at 0.7); the first word runs 2 s, starting 5 s after the last speech
-    const prepared = { alignment: [timing(' Long', 5, 7), timing(' word', 7, 7.3), timing(' here', 7.3, 7.6), timing(' end', 7.6, 7.9)], medianDuration: 0.3 };
+    const prepared = {
+      alignment: [timing(' Long', 5, 7), timing(' word', 7, 7.3), timing(' here', 7.3, 7.6), timing(' end', 7.6, 7.9)],
+      medianDuration: 0.3,
+    };
     const { segments, lastSpeech } = assignWords([{ start: 6.8, end: 7.9, textTokens: 4 }], prepared, 0, 30, 0);
     const words = segments[0].words;
     // words[0].end − last speech > 4 × median and its length > 2 × median: it starts 2 × median before its end
@@ -293,10 +343,22 @@ describe('openai/whisper\'s parts', () => {
     expect(inside.segments[0].words[0].start).toBeCloseTo(Math.max(0, Math.min(7 - 0.3, 6)), 10);
     expect(inside.segments[0].start).toBe(6);
     // a last word running over 0.5 s past its segment's end ends at the segment's end (or its start + median)
-    const tail = assignWords([{ start: 5, end: 7.4, textTokens: 4 }], { alignment: [timing(' a', 5, 5.3), timing(' b', 5.3, 5.6), timing(' c', 5.6, 5.9), timing(' d', 5.9, 8.5)], medianDuration: 0.3 }, 0, 30, 4.9);
+    const tail = assignWords(
+      [{ start: 5, end: 7.4, textTokens: 4 }],
+      { alignment: [timing(' a', 5, 5.3), timing(' b', 5.3, 5.6), timing(' c', 5.6, 5.9), timing(' d', 5.9, 8.5)], medianDuration: 0.3 },
+      0,
+      30,
+      4.9,
+    );
     expect(tail.segments[0].words[3].end).toBeCloseTo(7.4, 10);
     // no word ends after the window's audio
-    const clipped = assignWords([{ start: 0, end: 3, textTokens: 1 }], { alignment: [timing(' late', 2.9, 3.4)], medianDuration: 0.3 }, 10, 3, 10);
+    const clipped = assignWords(
+      [{ start: 0, end: 3, textTokens: 1 }],
+      { alignment: [timing(' late', 2.9, 3.4)], medianDuration: 0.3 },
+      10,
+      3,
+      10,
+    );
     expect(clipped.segments[0].words[0].end).toBeLessThanOrEqual(13);
   });
 });

@@ -58,7 +58,19 @@ export const isTransient = (err: unknown) => err instanceof ApiCallError && isUn
 export interface JobFields {
   id: string;
   input: { filename: string; durationSeconds: number };
-  options: { language: string | null; task: 'TRANSCRIBE' | 'TRANSLATE'; timestamps: boolean; prompt: string | null; conditionOnPreviousText: boolean; temperatures: number[]; seed: number; beamSize: number | null; patience: number | null; lengthPenalty: number | null; wordTimestamps: boolean };
+  options: {
+    language: string | null;
+    task: 'TRANSCRIBE' | 'TRANSLATE';
+    timestamps: boolean;
+    prompt: string | null;
+    conditionOnPreviousText: boolean;
+    temperatures: number[];
+    seed: number;
+    beamSize: number | null;
+    patience: number | null;
+    lengthPenalty: number | null;
+    wordTimestamps: boolean;
+  };
 }
 
 export interface LeaseFields {
@@ -72,7 +84,6 @@ export interface LeaseFields {
 
 export type LeaseState = 'ACTIVE' | 'CANCELLED' | 'LOST';
 
-
 export class ApiClient {
   constructor(
     readonly url: string,
@@ -80,7 +91,16 @@ export class ApiClient {
   ) {}
 
   async claim(
-    input: { workerId: string; pool: 'CPU' | 'GPU'; provider?: string; host?: string; maxJobs: number; maxSeconds: number; waitSeconds: number; batchWindowMs?: number },
+    input: {
+      workerId: string;
+      pool: 'CPU' | 'GPU';
+      provider?: string;
+      host?: string;
+      maxJobs: number;
+      maxSeconds: number;
+      waitSeconds: number;
+      batchWindowMs?: number;
+    },
     signal?: AbortSignal,
   ): Promise<LeaseFields[]> {
     const data = await this.call<{ claimJobs: LeaseFields[] }>(
@@ -96,7 +116,10 @@ export class ApiClient {
     return data.claimJobs;
   }
 
-  async heartbeat(worker: { workerId: string; pool: 'CPU' | 'GPU'; provider?: string }, leases: { jobId: string; leaseToken: number; progress: number }[]): Promise<{ jobId: string; state: LeaseState }[]> {
+  async heartbeat(
+    worker: { workerId: string; pool: 'CPU' | 'GPU'; provider?: string },
+    leases: { jobId: string; leaseToken: number; progress: number }[],
+  ): Promise<{ jobId: string; state: LeaseState }[]> {
     const data = await this.call<{ heartbeat: { jobId: string; state: LeaseState }[] }>(
       `mutation Beat($workerId: String!, $pool: Pool, $provider: String, $leases: [LeaseProgressInput!]!) { heartbeat(workerId: $workerId, pool: $pool, provider: $provider, leases: $leases) { jobId state } }`,
       { ...worker, leases },
@@ -105,11 +128,14 @@ export class ApiClient {
   }
 
   async complete(jobId: string, leaseToken: number, result: Transcript): Promise<void> {
-    await this.call(`mutation Done($jobId: ID!, $leaseToken: Int!, $result: TranscriptInput!) { completeJob(jobId: $jobId, leaseToken: $leaseToken, result: $result) { id } }`, {
-      jobId,
-      leaseToken,
-      result,
-    });
+    await this.call(
+      `mutation Done($jobId: ID!, $leaseToken: Int!, $result: TranscriptInput!) { completeJob(jobId: $jobId, leaseToken: $leaseToken, result: $result) { id } }`,
+      {
+        jobId,
+        leaseToken,
+        result,
+      },
+    );
   }
 
   async fail(jobId: string, leaseToken: number, error: { code: string; message: string; retryable: boolean }): Promise<void> {
@@ -123,7 +149,10 @@ export class ApiClient {
 
   /** Gives a job back unfinished: pending again at once, the attempt not counted. */
   async release(jobId: string, leaseToken: number): Promise<void> {
-    await this.call(`mutation Release($jobId: ID!, $leaseToken: Int!) { releaseJob(jobId: $jobId, leaseToken: $leaseToken) { id } }`, { jobId, leaseToken });
+    await this.call(`mutation Release($jobId: ID!, $leaseToken: Int!) { releaseJob(jobId: $jobId, leaseToken: $leaseToken) { id } }`, {
+      jobId,
+      leaseToken,
+    });
   }
 
   async signOff(workerId: string): Promise<void> {
@@ -137,7 +166,8 @@ export class ApiClient {
   async download(url: string): Promise<{ path: string; remove: () => Promise<void> }> {
     const ours = new URL(url).origin === new URL(this.url).origin;
     const res = await fetch(url, { headers: ours ? { authorization: `Bearer ${this.token}` } : {} });
-    if (!res.ok || !res.body) throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
+    if (!res.ok || !res.body)
+      throw new ApiCallError(res.status === 404 ? 'JOB_NOT_FOUND' : 'API_UNAVAILABLE', `GET ${url}: ${res.status} ${await res.text()}`);
     const dir = await mkdtemp(join(tmpdir(), `${AUDIO_DIR_PREFIX}${process.pid}-`));
     const path = join(dir, 'audio');
     const remove = () => rm(dir, { recursive: true, force: true });
@@ -163,7 +193,10 @@ export class ApiClient {
       if (signal?.aborted) throw err;
       throw new ApiCallError('API_UNAVAILABLE', `cannot reach ${this.url}: ${(err as Error).cause ?? (err as Error).message}`);
     }
-    const body = (await res.json().catch(() => null)) as { data?: T; errors?: { message: string; extensions?: { code?: string } }[] } | null;
+    const body = (await res.json().catch(() => null)) as {
+      data?: T;
+      errors?: { message: string; extensions?: { code?: string } }[];
+    } | null;
     if (body?.errors?.length) {
       const [first] = body.errors;
       throw new ApiCallError(first.extensions?.code ?? 'API_ERROR', first.message);

@@ -55,7 +55,10 @@ export class Batch {
     const e = err as Error & { code?: string };
     const code = e.code ?? 'WORKER_ERROR';
     const retryable = !permanent(err);
-    this.log[retryable ? 'warn' : 'info']({ event: 'job.error', jobId: lease.job.id, code, retryable, err: e }, `job ${lease.job.id} failed (${code}${retryable ? ', will retry' : ''}): ${e.message}`);
+    this.log[retryable ? 'warn' : 'info'](
+      { event: 'job.error', jobId: lease.job.id, code, retryable, err: e },
+      `job ${lease.job.id} failed (${code}${retryable ? ', will retry' : ''}): ${e.message}`,
+    );
     await this.report(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code, message: e.message, retryable }));
   }
 
@@ -79,11 +82,18 @@ export class Batch {
   private beat(): void {
     this.lastBeat = Date.now();
     this.beating ??= this.api
-      .heartbeat(this.holder(), this.live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: this.progress.get(l.job.id)! })))
+      .heartbeat(
+        this.holder(),
+        this.live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: this.progress.get(l.job.id)! })),
+      )
       .then((states) => {
         for (const s of states) {
           if (s.state === 'ACTIVE') continue;
-          if (!this.dropped.has(s.jobId)) this.log.info({ event: 'job.dropped', jobId: s.jobId, state: s.state }, `dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`);
+          if (!this.dropped.has(s.jobId))
+            this.log.info(
+              { event: 'job.dropped', jobId: s.jobId, state: s.state },
+              `dropping job ${s.jobId} (${s.state === 'CANCELLED' ? 'cancelled' : 'lease lost'})`,
+            );
           this.dropped.set(s.jobId, s.state);
         }
       })
@@ -97,7 +107,10 @@ export class Batch {
     try {
       await outcome();
     } catch (err) {
-      this.log.error({ event: 'job.not_recorded', jobId: lease.job.id, err }, `job ${lease.job.id} not recorded: ${(err as Error).message}`);
+      this.log.error(
+        { event: 'job.not_recorded', jobId: lease.job.id, err },
+        `job ${lease.job.id} not recorded: ${(err as Error).message}`,
+      );
     }
   }
 }

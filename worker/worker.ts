@@ -76,18 +76,28 @@ export class Worker {
     this.stopping = true;
     // From here the batch reports nothing: a decode failing because its ffmpeg is stopped must not fail the job.
     const leases = this.batch?.handBack() ?? [];
-    await Promise.all(leases.map((l) => this.api.release(l.job.id, l.leaseToken).catch((err) => this.log.error({ event: 'job.hand_back_failed', jobId: l.job.id, err }, `could not hand back job ${l.job.id}: ${err.message}`))));
+    await Promise.all(
+      leases.map((l) =>
+        this.api
+          .release(l.job.id, l.leaseToken)
+          .catch((err) =>
+            this.log.error({ event: 'job.hand_back_failed', jobId: l.job.id, err }, `could not hand back job ${l.job.id}: ${err.message}`),
+          ),
+      ),
+    );
     killDecoders();
     await removeOwnAudio();
     await this.api.signOff(this.id).catch(() => {});
-    if (leases.length) this.log.info({ event: 'worker.handed_back', jobIds: leases.map((l) => l.job.id) }, `handed back ${leases.length} job(s) unfinished`);
+    if (leases.length)
+      this.log.info({ event: 'worker.handed_back', jobIds: leases.map((l) => l.job.id) }, `handed back ${leases.length} job(s) unfinished`);
     return leases.length;
   }
 
   async run(): Promise<'idle' | 'stopped'> {
     const { log } = this;
     const orphans = await sweepOrphanedAudio();
-    if (orphans) log.info({ event: 'worker.orphans_removed', folders: orphans }, `removed ${orphans} audio folder(s) left by workers that died`);
+    if (orphans)
+      log.info({ event: 'worker.orphans_removed', folders: orphans }, `removed ${orphans} audio folder(s) left by workers that died`);
     log.info(
       { event: 'worker.polling', pool: this.o.pool, api: this.o.api, maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds },
       `worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`,
@@ -101,7 +111,16 @@ export class Worker {
       let leases: LeaseFields[];
       try {
         leases = await this.api.claim(
-          { workerId: this.id, pool: this.pool, provider: this.model?.provider, host: hostname(), maxJobs: this.o.maxJobs, maxSeconds: this.o.maxSeconds, waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)), batchWindowMs: this.o.batchWindowMs },
+          {
+            workerId: this.id,
+            pool: this.pool,
+            provider: this.model?.provider,
+            host: hostname(),
+            maxJobs: this.o.maxJobs,
+            maxSeconds: this.o.maxSeconds,
+            waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)),
+            batchWindowMs: this.o.batchWindowMs,
+          },
           this.poll.signal,
         );
       } catch (err) {
@@ -117,13 +136,19 @@ export class Worker {
     }
     await this.unload('exiting');
     await this.api.signOff(this.id).catch(() => {});
-    log.info({ event: this.stopping ? 'worker.stopped' : 'worker.idle_exit' }, this.stopping ? 'stopped' : `exiting after ${this.o.exitAfterSeconds} s without work`);
+    log.info(
+      { event: this.stopping ? 'worker.stopped' : 'worker.idle_exit' },
+      this.stopping ? 'stopped' : `exiting after ${this.o.exitAfterSeconds} s without work`,
+    );
     return this.stopping ? 'stopped' : 'idle';
   }
 
   private async process(leases: LeaseFields[]): Promise<void> {
     const seconds = leases.reduce((s, l) => s + l.job.input.durationSeconds, 0);
-    this.log.info({ event: 'batch.started', jobIds: leases.map((l) => l.job.id), audioSeconds: seconds }, `batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`);
+    this.log.info(
+      { event: 'batch.started', jobIds: leases.map((l) => l.job.id), audioSeconds: seconds },
+      `batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`,
+    );
     const batch = new Batch(leases, this.api, () => ({ workerId: this.id, pool: this.pool, provider: this.model?.provider }), this.log);
     this.batch = batch;
     try {
@@ -164,7 +189,10 @@ export class Worker {
           try {
             const file = await this.api.download(lease.audioUrl);
             try {
-              audio.set(lease.job.id, (await decodeAudioFile(file.path, { name: lease.job.input.filename, maxSeconds: lease.maxDurationSeconds })).samples);
+              audio.set(
+                lease.job.id,
+                (await decodeAudioFile(file.path, { name: lease.job.input.filename, maxSeconds: lease.maxDurationSeconds })).samples,
+              );
             } finally {
               await file.remove();
             }
@@ -180,7 +208,8 @@ export class Worker {
   /** The jobs with audio that the model can serve; one asking for what it cannot do fails alone, not with its batch. */
   private async refuseWhatModelCannot(batch: Batch, model: WhisperModel, audio: Map<string, Float32Array>): Promise<LeaseFields[]> {
     const noWords = model.wordTimestampsUnavailable();
-    for (const l of batch.live()) if (audio.has(l.job.id) && l.job.options.wordTimestamps && noWords) await batch.fail(l, new WhisperError('INVALID_OPTIONS', noWords));
+    for (const l of batch.live())
+      if (audio.has(l.job.id) && l.job.options.wordTimestamps && noWords) await batch.fail(l, new WhisperError('INVALID_OPTIONS', noWords));
     return batch.live().filter((l) => audio.has(l.job.id));
   }
 
@@ -192,7 +221,10 @@ export class Worker {
     if (this.o.segmentation === 'vad') {
       const speech = chunks.flat(2).reduce((t, x) => t + (x ? x.end - x.start : 0), 0) / 16000;
       const count = chunks.reduce((n, c) => n + c!.length, 0);
-      this.log.info({ event: 'batch.speech', chunks: count, speechSeconds: speech, audioSeconds: seconds }, `${count} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`);
+      this.log.info(
+        { event: 'batch.speech', chunks: count, speechSeconds: speech, audioSeconds: seconds },
+        `${count} speech chunk(s), ${speech.toFixed(1)} s of speech in ${seconds.toFixed(1)} s of audio`,
+      );
     }
     return chunks;
   }
@@ -200,12 +232,20 @@ export class Worker {
   private async load(): Promise<WhisperModel> {
     if (this.model) return this.model;
     const started = Date.now();
-    this.model = await WhisperModel.load(this.o.modelDir, { providers: this.o.providers, dtype: this.o.dtype, threads: this.o.threads, log: this.log });
+    this.model = await WhisperModel.load(this.o.modelDir, {
+      providers: this.o.providers,
+      dtype: this.o.dtype,
+      threads: this.o.threads,
+      log: this.log,
+    });
     const synthetic = this.model.folder.synthetic !== null;
     this.modelLabel = synthetic
       ? `synthetic (${basename(this.o.modelDir)}): random weights, the text is meaningless; set MURMUR_MODEL_DIR to real Whisper weights`
       : `${basename(this.o.modelDir)} (${this.model.folder.dtype})`;
-    this.log.info({ event: 'model.loaded', model: this.modelLabel, provider: this.model.provider, ms: Date.now() - started }, `loaded ${this.modelLabel} on ${this.model.provider} in ${Date.now() - started} ms`);
+    this.log.info(
+      { event: 'model.loaded', model: this.modelLabel, provider: this.model.provider, ms: Date.now() - started },
+      `loaded ${this.modelLabel} on ${this.model.provider} in ${Date.now() - started} ms`,
+    );
     return this.model;
   }
 
@@ -222,7 +262,10 @@ export class Worker {
     await this.vad?.release();
     this.vad = null;
     this.model = null;
-    this.log.info({ event: 'model.unloaded', reason, idleSeconds }, `model unloaded (${reason === 'idle' ? `idle for ${Math.round(idleSeconds!)} s` : reason})`);
+    this.log.info(
+      { event: 'model.unloaded', reason, idleSeconds },
+      `model unloaded (${reason === 'idle' ? `idle for ${Math.round(idleSeconds!)} s` : reason})`,
+    );
   }
 }
 
@@ -248,5 +291,16 @@ function requestOf(l: LeaseFields, samples: Float32Array, chunks: Chunk[] | unde
 
 /** A segment as the API takes it: its times, text, confidence and words (not its tokens). */
 function segmentInput({ start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb, temperature, words }: ScoredSegment) {
-  return { start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb: Number.isFinite(noSpeechProb) ? noSpeechProb : null, temperature, ...(words && { words }) };
+  return {
+    start,
+    end,
+    text,
+    tokens,
+    seek,
+    avgLogprob,
+    compressionRatio,
+    noSpeechProb: Number.isFinite(noSpeechProb) ? noSpeechProb : null,
+    temperature,
+    ...(words && { words }),
+  };
 }

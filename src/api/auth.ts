@@ -18,13 +18,22 @@ export async function authenticate(authorization: string | null | undefined, { c
   const presented = bearerOf(authorization);
   if (presented && secretsEqual(presented, config.workerToken)) return { kind: 'worker' };
   if (config.auth === 'none' && !presented) return ANONYMOUS;
-  if (!presented) throw requestError('UNAUTHENTICATED', 'an API key is required: send "Authorization: Bearer <key>" (create one with `murmur keys create`)', 401);
+  if (!presented)
+    throw requestError(
+      'UNAUTHENTICATED',
+      'an API key is required: send "Authorization: Bearer <key>" (create one with `murmur keys create`)',
+      401,
+    );
   const key = plausibleSecret(presented) ? await queue.keys.find(presented) : undefined;
   if (!key) throw requestError('UNAUTHENTICATED', 'the API key is not valid (unknown or revoked)', 401);
   const now = Date.now();
   if (now - (touched.get(key.id) ?? 0) > TOUCH_EVERY_MS) {
     touched.set(key.id, now);
-    queue.keys.touch(key.id, now).catch((err) => log.warn({ event: 'key.touch_failed', keyId: key.id, err }, `could not record the use of key ${key.id}: ${err.message}`));
+    queue.keys
+      .touch(key.id, now)
+      .catch((err) =>
+        log.warn({ event: 'key.touch_failed', keyId: key.id, err }, `could not record the use of key ${key.id}: ${err.message}`),
+      );
   }
   return { kind: 'client', role: key.role, tenant: key.tenant, keyId: key.id };
 }
@@ -66,7 +75,12 @@ export function useAuthentication(services: Services): Plugin {
   };
 }
 
-export const shuttingDown = () => requestError('SHUTTING_DOWN', 'this instance is shutting down: send the request again (another instance, or this one once restarted, takes it)', 503);
+export const shuttingDown = () =>
+  requestError(
+    'SHUTTING_DOWN',
+    'this instance is shutting down: send the request again (another instance, or this one once restarted, takes it)',
+    503,
+  );
 
 export function callerOf(request: Request): Caller {
   const caller = callers.get(request);

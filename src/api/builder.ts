@@ -22,7 +22,9 @@ builder.scalarType('File', {
   // Only uploads.ts makes these: a string or object sent as JSON is not a file.
   parseValue: (value) => {
     if (value instanceof StoredUpload) return value;
-    throw new GraphQLError('a File is sent as a part of a GraphQL multipart request, not as JSON', { extensions: { code: 'BAD_USER_INPUT' } });
+    throw new GraphQLError('a File is sent as a part of a GraphQL multipart request, not as JSON', {
+      extensions: { code: 'BAD_USER_INPUT' },
+    });
   },
 });
 

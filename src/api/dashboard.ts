@@ -34,7 +34,8 @@ export function serveDashboard(req: IncomingMessage, res: ServerResponse): void 
     'content-length': body.length,
     'cache-control': 'no-cache',
     // the page talks to this server only, and runs no script but its own
-    'content-security-policy': "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+    'content-security-policy':
+      "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; frame-ancestors 'none'",
     'x-content-type-options': 'nosniff',
   });
   res.end(req.method === 'HEAD' ? undefined : body);

@@ -25,7 +25,9 @@ export class ApiError extends CodedError<ApiErrorCode> {
 }
 
 /** Errors whose code and message are meant for the client. */
-export function clientError(err: unknown): { code: string; message: string; status?: number; extensions?: Record<string, unknown>; headers?: Record<string, string> } | null {
+export function clientError(
+  err: unknown,
+): { code: string; message: string; status?: number; extensions?: Record<string, unknown>; headers?: Record<string, string> } | null {
   // An outage (DATABASE_UNAVAILABLE, BLOB_STORE_UNAVAILABLE) is down, not wrong: 503, and what was acknowledged before is safe.
   if (!(err instanceof CodedError) || !err.shown) return null;
   return { code: err.code, message: err.message, status: err.status, ...(err instanceof ApiError && err.details) };
@@ -38,14 +40,22 @@ export function maskError(error: unknown, message: string, requestId: string, lo
   if (original instanceof GraphQLError && original.extensions?.code) return original;
   // graphql-js's own refusals of a variable's value ("Int cannot represent …") carry no code: they are the client's mistake.
   if (error instanceof GraphQLError && original instanceof GraphQLError) {
-    return new GraphQLError(error.message, { nodes: error.nodes, path: error.path, extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
+    return new GraphQLError(error.message, {
+      nodes: error.nodes,
+      path: error.path,
+      extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } },
+    });
   }
   const known = clientError(original);
   if (known) {
     return new GraphQLError(known.message, {
       nodes: error instanceof GraphQLError ? error.nodes : undefined,
       path: error instanceof GraphQLError ? error.path : undefined,
-      extensions: { code: known.code, ...known.extensions, ...((known.status || known.headers) && { http: { status: known.status, headers: known.headers } }) },
+      extensions: {
+        code: known.code,
+        ...known.extensions,
+        ...((known.status || known.headers) && { http: { status: known.status, headers: known.headers } }),
+      },
     });
   }
   log.error({ event: 'request.unexpected_error', requestId, err: original ?? error }, `request ${requestId}: unexpected error`);

@@ -10,10 +10,21 @@ import { Stream } from './streams.ts';
  * Puts each new state of job `id` into `stream` (never an older one, nor the same twice), ends it
  * when the job finishes, is deleted (`deleted` is called first) or the instance drains.
  */
-export function followJob({ queue, draining }: Pick<Services, 'queue' | 'draining'>, id: string, stream: Stream<Job>, deleted?: () => void): Stream<Job> {
+export function followJob(
+  { queue, draining }: Pick<Services, 'queue' | 'draining'>,
+  id: string,
+  stream: Stream<Job>,
+  deleted?: () => void,
+): Stream<Job> {
   let last: Job | null = null;
   const forward = (job: Job | undefined) => {
-    if (!job || (last && (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.status === last.status && job.progress === last.progress)))) return;
+    if (
+      !job ||
+      (last &&
+        (job.updatedAt < last.updatedAt ||
+          (job.updatedAt === last.updatedAt && job.status === last.status && job.progress === last.progress)))
+    )
+      return;
     last = job;
     stream.put(id, job);
     if (isTerminal(job)) stream.end();

@@ -24,7 +24,8 @@ export class Metrics {
       registers,
       async collect() {
         const s = await read();
-        for (const status of ['pending', 'processing', 'done', 'failed', 'cancelled'] as const) this.set({ status: status.toUpperCase() }, s[status]);
+        for (const status of ['pending', 'processing', 'done', 'failed', 'cancelled'] as const)
+          this.set({ status: status.toUpperCase() }, s[status]);
       },
     });
     const perPool = (name: string, help: string, value: (p: Awaited<ReturnType<JobQueue['stats']>>['pools'][number]) => number | null) =>
@@ -37,13 +38,32 @@ export class Metrics {
           for (const p of (await read()).pools) this.set({ pool: p.pool }, value(p) ?? 0);
         },
       });
-    perPool('murmur_pending_jobs', 'pending jobs of each pool\'s size (short: cpu, long: gpu)', (p) => p.pending);
+    perPool('murmur_pending_jobs', "pending jobs of each pool's size (short: cpu, long: gpu)", (p) => p.pending);
     perPool('murmur_pending_audio_seconds', 'audio seconds waiting for each pool', (p) => p.pendingSeconds);
-    perPool('murmur_oldest_pending_age_seconds', 'age of the oldest pending job of each pool (0 when none waits)', (p) => p.oldestPendingAgeSeconds);
+    perPool(
+      'murmur_oldest_pending_age_seconds',
+      'age of the oldest pending job of each pool (0 when none waits)',
+      (p) => p.oldestPendingAgeSeconds,
+    );
     perPool('murmur_live_workers', 'workers heard from recently, by pool', (p) => p.workers);
-    this.queueWait = new Histogram({ name: 'murmur_queue_wait_seconds', help: 'from creation to first claim', buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600], registers });
-    this.processing = new Histogram({ name: 'murmur_processing_seconds', help: 'from the last claim to completion', buckets: [0.5, 1, 5, 15, 60, 300, 900, 3600], registers });
+    this.queueWait = new Histogram({
+      name: 'murmur_queue_wait_seconds',
+      help: 'from creation to first claim',
+      buckets: [0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers,
+    });
+    this.processing = new Histogram({
+      name: 'murmur_processing_seconds',
+      help: 'from the last claim to completion',
+      buckets: [0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers,
+    });
     this.batchSize = new Histogram({ name: 'murmur_batch_size', help: 'jobs per claim', buckets: [1, 2, 4, 8, 16, 32, 64], registers });
-    this.failures = new Counter({ name: 'murmur_job_failures_total', help: 'failed attempts by error code', labelNames: ['code'], registers });
+    this.failures = new Counter({
+      name: 'murmur_job_failures_total',
+      help: 'failed attempts by error code',
+      labelNames: ['code'],
+      registers,
+    });
   }
 }

@@ -51,7 +51,12 @@ const invalid = (message: string, param: string | null = null, code: string | nu
 /** Whether the path is one of these routes (others under /v1/ are not murmur's). */
 export function isOpenAiPath(url: string | undefined): boolean {
   const path = url?.split('?')[0];
-  return path === '/v1/models' || path?.startsWith('/v1/models/') === true || path === '/v1/audio/transcriptions' || path === '/v1/audio/translations';
+  return (
+    path === '/v1/models' ||
+    path?.startsWith('/v1/models/') === true ||
+    path === '/v1/audio/transcriptions' ||
+    path === '/v1/audio/translations'
+  );
 }
 
 export async function openAiRoute(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -80,7 +85,12 @@ export async function openAiRoute(services: Services, req: IncomingMessage, res:
       return;
     }
     const e = asOpenAiError(err, services, req, res);
-    json(res, e.status, { error: { message: e.message, type: errorType(e.status), param: e.param, code: e.code, ...e.extra.body } }, e.extra.headers);
+    json(
+      res,
+      e.status,
+      { error: { message: e.message, type: errorType(e.status), param: e.param, code: e.code, ...e.extra.body } },
+      e.extra.headers,
+    );
   }
 }
 
@@ -139,8 +149,16 @@ async function transcribe(services: Services, route: Route, req: IncomingMessage
     // The job goes on either way: the answer names it, to follow over GraphQL.
     const follow = { headers: { 'x-murmur-job-id': job.id }, body: { job_id: job.id } };
     const how = `follow job ${job.id} over GraphQL (query { job(id: "${job.id}") { status result { text } } })`;
-    if (ended === 'timeout') throw new OpenAiError(504, `the transcription is still running after ${config.syncTimeoutSeconds} s: ${how}`, null, 'timeout', follow);
-    if (ended === 'draining') throw new OpenAiError(503, `this instance is shutting down; the transcription goes on: ${how}`, null, 'shutting_down', follow);
+    if (ended === 'timeout')
+      throw new OpenAiError(
+        504,
+        `the transcription is still running after ${config.syncTimeoutSeconds} s: ${how}`,
+        null,
+        'timeout',
+        follow,
+      );
+    if (ended === 'draining')
+      throw new OpenAiError(503, `this instance is shutting down; the transcription goes on: ${how}`, null, 'shutting_down', follow);
     res.setHeader('x-murmur-job-id', job.id);
     answer(res, ended, request, route);
   } finally {
@@ -167,15 +185,25 @@ function readFields(route: Route, fields: [string, string][], file: StoredUpload
   if (!file) throw invalid('the audio goes in the "file" field (a file part of the multipart form)', 'file');
   const model = one('model');
   if (!model) throw invalid('you must provide a model parameter', 'model');
-  if (model !== OPENAI_MODEL && model !== config.modelName) throw new OpenAiError(404, `The model '${model}' does not exist: use ${OPENAI_MODEL} or ${config.modelName}`, 'model', 'model_not_found');
+  if (model !== OPENAI_MODEL && model !== config.modelName)
+    throw new OpenAiError(
+      404,
+      `The model '${model}' does not exist: use ${OPENAI_MODEL} or ${config.modelName}`,
+      'model',
+      'model_not_found',
+    );
   const format = (one('response_format') ?? 'json') as Format;
   if (!FORMATS.includes(format)) throw invalid(`response_format must be one of ${FORMATS.join(', ')}`, 'response_format');
   const temperatureText = one('temperature') ?? '0';
   const temperature = Number(temperatureText);
-  if (temperatureText.trim() === '' || !Number.isFinite(temperature) || temperature < 0 || temperature > 1) throw invalid('temperature must be a number from 0 to 1', 'temperature');
+  if (temperatureText.trim() === '' || !Number.isFinite(temperature) || temperature < 0 || temperature > 1)
+    throw invalid('temperature must be a number from 0 to 1', 'temperature');
   const granularities = fields.filter(([n]) => n.startsWith('timestamp_granularities')).map(([, v]) => v);
-  for (const g of granularities) if (g !== 'word' && g !== 'segment') throw invalid(`timestamp_granularities may hold "word" and "segment", not "${g}"`, 'timestamp_granularities');
-  if (granularities.length > 0 && format !== 'verbose_json') throw invalid('timestamp_granularities needs response_format verbose_json', 'timestamp_granularities');
+  for (const g of granularities)
+    if (g !== 'word' && g !== 'segment')
+      throw invalid(`timestamp_granularities may hold "word" and "segment", not "${g}"`, 'timestamp_granularities');
+  if (granularities.length > 0 && format !== 'verbose_json')
+    throw invalid('timestamp_granularities needs response_format verbose_json', 'timestamp_granularities');
   return {
     file,
     language: one('language') || null,
@@ -188,7 +216,12 @@ function readFields(route: Route, fields: [string, string][], file: StoredUpload
 }
 
 /** The job once it has ended, or why the wait stopped: the client went away, the time ran out, the instance is stopping. */
-async function settled(services: Services, job: Job, signal: AbortSignal, timeoutMs: number): Promise<Job | 'gone' | 'timeout' | 'draining'> {
+async function settled(
+  services: Services,
+  job: Job,
+  signal: AbortSignal,
+  timeoutMs: number,
+): Promise<Job | 'gone' | 'timeout' | 'draining'> {
   let deleted = false;
   // Only the latest state matters here: a buffer of one, which never overflows.
   const stream = followJob(services, job.id, new Stream<Job>(1, () => {}), () => (deleted = true));
@@ -218,7 +251,12 @@ function answer(res: ServerResponse, job: Job, request: AudioRequest, route: Rou
   if (job.status === 'CANCELLED') throw new OpenAiError(409, `job ${job.id} was cancelled before it finished`, null, 'job_cancelled');
   if (job.status === 'FAILED') {
     const audio = job.errorCode?.startsWith('AUDIO_') || job.errorCode === 'UNKNOWN_LANGUAGE' || job.errorCode === 'INVALID_OPTIONS';
-    throw new OpenAiError(audio ? 400 : 500, `job ${job.id} failed: ${job.errorMessage ?? 'unknown error'}`, null, job.errorCode?.toLowerCase() ?? null);
+    throw new OpenAiError(
+      audio ? 400 : 500,
+      `job ${job.id} failed: ${job.errorMessage ?? 'unknown error'}`,
+      null,
+      job.errorCode?.toLowerCase() ?? null,
+    );
   }
   const transcript = job.result as Transcript;
   const usage = { type: 'duration', seconds: Math.ceil(job.durationSeconds) };
@@ -238,7 +276,9 @@ function answer(res: ServerResponse, job: Job, request: AudioRequest, route: Rou
         duration: job.durationSeconds,
         text: transcript.text,
         ...(request.segments && { segments: transcript.segments.map(verboseSegment) }),
-        ...(request.words && { words: transcript.segments.flatMap((s) => s.words ?? []).map((w) => ({ word: w.word.trim(), start: w.start, end: w.end })) }),
+        ...(request.words && {
+          words: transcript.segments.flatMap((s) => s.words ?? []).map((w) => ({ word: w.word.trim(), start: w.start, end: w.end })),
+        }),
         usage,
       });
   }
@@ -291,7 +331,9 @@ function asOpenAiError(err: unknown, { log }: Services, req: IncomingMessage, re
   const known = clientError(err);
   if (known) {
     const status = known.status ?? STATUS[known.code] ?? 400;
-    return new OpenAiError(status, known.message, known.code === 'UNKNOWN_LANGUAGE' ? 'language' : null, known.code.toLowerCase(), { headers: known.headers });
+    return new OpenAiError(status, known.message, known.code === 'UNKNOWN_LANGUAGE' ? 'language' : null, known.code.toLowerCase(), {
+      headers: known.headers,
+    });
   }
   const requestId = String(res.getHeader('x-request-id') ?? '');
   log.error({ event: 'request.unexpected_error', url: req.url, err }, `request ${requestId} (${req.url}): unexpected error`);

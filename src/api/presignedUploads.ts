@@ -8,7 +8,12 @@ export const UPLOAD_PREFIX = 'incoming/';
 const KEY = /^incoming\/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\/([A-Za-z0-9._-]{1,100})$/;
 
 export function newUploadKey(filename: string): string {
-  const safe = filename.normalize('NFKD').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(-100) || 'audio';
+  const safe =
+    filename
+      .normalize('NFKD')
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^[._]+/, '')
+      .slice(-100) || 'audio';
   return `${UPLOAD_PREFIX}${randomUUID()}/${safe}`;
 }
 

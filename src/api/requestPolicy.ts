@@ -17,12 +17,20 @@ export function useRequestPolicy(maxJsonBytes: number): Plugin {
       const type = request.headers.get('content-type')?.toLowerCase() ?? '';
       if (type.startsWith('multipart/form-data')) {
         if (!PREFLIGHT_HEADERS.some((h) => request.headers.get(h))) {
-          throw requestError('PREFLIGHT_REQUIRED', `a multipart request needs a "${PREFLIGHT_HEADERS[1]}: 1" header (it makes browsers ask before sending one across sites)`, 400);
+          throw requestError(
+            'PREFLIGHT_REQUIRED',
+            `a multipart request needs a "${PREFLIGHT_HEADERS[1]}: 1" header (it makes browsers ask before sending one across sites)`,
+            400,
+          );
         }
         return; // uploads.ts parses it
       }
       if (!/^application\/(graphql-response\+)?json\b/.test(type)) {
-        throw requestError('UNSUPPORTED_MEDIA_TYPE', `POST /graphql takes application/json, or multipart/form-data for uploads; not "${type || 'no content type'}"`, 415);
+        throw requestError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `POST /graphql takes application/json, or multipart/form-data for uploads; not "${type || 'no content type'}"`,
+          415,
+        );
       }
       setRequestParser(async (req) => {
         const declared = Number(req.headers.get('content-length') ?? 0);
@@ -34,7 +42,12 @@ export function useRequestPolicy(maxJsonBytes: number): Plugin {
         } catch {
           throw requestError('BAD_USER_INPUT', 'the request body is not JSON', 400);
         }
-        if (typeof params !== 'object' || params === null || Array.isArray(params)) throw requestError('BAD_USER_INPUT', 'the request body is one JSON object ({ "query", "variables", … }); batches are not taken', 400);
+        if (typeof params !== 'object' || params === null || Array.isArray(params))
+          throw requestError(
+            'BAD_USER_INPUT',
+            'the request body is one JSON object ({ "query", "variables", … }); batches are not taken',
+            400,
+          );
         return params as GraphQLParams;
       });
     },

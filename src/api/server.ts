@@ -152,14 +152,24 @@ function graphqlOverHttp(services: Services) {
     // GET /graphql?key=<API key> opens GraphiQL sending that key (the link the first start prints).
     graphiql: (request) => {
       const key = new URL(request.url).searchParams.get('key');
-      return { title: 'murmur', defaultTabs: graphiqlTabs, subscriptionsProtocol: 'WS', ...(key && { headers: JSON.stringify({ Authorization: `Bearer ${key}` }) }) };
+      return {
+        title: 'murmur',
+        defaultTabs: graphiqlTabs,
+        subscriptionsProtocol: 'WS',
+        ...(key && { headers: JSON.stringify({ Authorization: `Bearer ${key}` }) }),
+      };
     },
     renderGraphiQL,
     // Bodies are bounded by the plugins: JSON by MURMUR_MAX_REQUEST_BYTES, each uploaded file by MURMUR_MAX_UPLOAD_BYTES
     // (yoga's own 25 MB limit on the whole body would refuse a 30-minute MP3).
     maxRequestBodySize: false,
     cors: config.corsOrigins.length ? { origin: config.corsOrigins, credentials: true } : false,
-    plugins: [useQueryLimits(), useAuthentication(services), useRequestPolicy(config.maxRequestBytes), useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log)],
+    plugins: [
+      useQueryLimits(),
+      useAuthentication(services),
+      useRequestPolicy(config.maxRequestBytes),
+      useStreamingUploads(services.store, { maxBytes: config.maxUploadBytes, idleMs: config.uploadIdleSeconds * 1000 }, log),
+    ],
     context: ({ request, req, res }) => ({
       ...services,
       transport: req && res && httpTransport(req, res),
@@ -183,21 +193,45 @@ function accessLine(log: Logger, req: IncomingMessage, res: ServerResponse, requ
   const status = res.writableFinished ? res.statusCode : 0;
   const level = status >= 500 ? 'error' : worker || PROBES.has(path) ? 'debug' : 'info';
   const bytes = Number(req.headers['content-length'] ?? 0) || undefined;
-  log[level]({ event: 'request', requestId, method: req.method, path, status, ms: Math.round(ms * 10) / 10, ...(bytes && { bytes }), ...(worker && { worker }) }, `${req.method} ${path} ${status || 'hung up'} ${ms.toFixed(0)} ms`);
+  log[level](
+    {
+      event: 'request',
+      requestId,
+      method: req.method,
+      path,
+      status,
+      ms: Math.round(ms * 10) / 10,
+      ...(bytes && { bytes }),
+      ...(worker && { worker }),
+    },
+    `${req.method} ${path} ${status || 'hung up'} ${ms.toFixed(0)} ms`,
+  );
 }
 
 /**
  * /healthz: the process answers. /readyz: the database and the blob store answer too, and the
  * model folder is there (a load balancer stops sending work while one is not). /metrics: Prometheus.
  */
-async function plainRoute({ queue, store, metrics, draining, modelDir, config }: Services, url: string): Promise<{ status: number; type: string; body: string }> {
+async function plainRoute(
+  { queue, store, metrics, draining, modelDir, config }: Services,
+  url: string,
+): Promise<{ status: number; type: string; body: string }> {
   if (url === '/healthz') return { status: 200, type: 'text/plain', body: 'ok\n' };
   if (url === '/metrics') return { status: 200, type: metrics.registry.contentType, body: await metrics.registry.metrics() };
   if (draining.aborted) return { status: 503, type: 'text/plain', body: 'shutting down\n' };
   const checks = await Promise.all([
-    queue.ping().then(() => 'database: ok', (err) => `database: ${err.message}`),
-    store.check().then(() => `blob store: ok`, (err) => `blob store ${store.name}: ${err.name ?? ''} ${err.message}`),
-    modelFiles(modelDir, config.dtype).then(() => 'model folder: ok', (err) => `model folder ${modelDir}: ${err.message}`),
+    queue.ping().then(
+      () => 'database: ok',
+      (err) => `database: ${err.message}`,
+    ),
+    store.check().then(
+      () => `blob store: ok`,
+      (err) => `blob store ${store.name}: ${err.name ?? ''} ${err.message}`,
+    ),
+    modelFiles(modelDir, config.dtype).then(
+      () => 'model folder: ok',
+      (err) => `model folder ${modelDir}: ${err.message}`,
+    ),
   ]);
   const ready = checks.every((c) => c.endsWith(': ok'));
   return { status: ready ? 200 : 503, type: 'text/plain', body: checks.join('\n') + '\n' };
@@ -206,7 +240,13 @@ async function plainRoute({ queue, store, metrics, draining, modelDir, config }:
 /** The files a worker loads from the model folder, there and readable (not read: /readyz is asked often). */
 async function modelFiles(dir: string, dtype: string): Promise<void> {
   const suffix = DTYPE_SUFFIXES[parseDtype(dtype)];
-  for (const file of ['config.json', 'generation_config.json', 'tokenizer.json', `onnx/encoder_model${suffix}.onnx`, `onnx/decoder_model_merged${suffix}.onnx`]) {
+  for (const file of [
+    'config.json',
+    'generation_config.json',
+    'tokenizer.json',
+    `onnx/encoder_model${suffix}.onnx`,
+    `onnx/decoder_model_merged${suffix}.onnx`,
+  ]) {
     await access(join(dir, file), constants.R_OK).catch(() => {
       throw new Error(`${file} is missing or unreadable`);
     });

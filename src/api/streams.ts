@@ -170,16 +170,32 @@ export class StreamRegistry {
     const owner: Owner = caller.kind === 'client' ? { keyId: caller.keyId, tenant: caller.tenant, role: caller.role } : null;
     const entries = [...this.open];
     if (transport && entries.filter((e) => e.transport?.connection === transport.connection).length >= this.limits.perConnection) {
-      throw new ApiError('TOO_MANY_SUBSCRIPTIONS', `this connection has ${this.limits.perConnection} subscriptions open, its limit (MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION): end one first`);
+      throw new ApiError(
+        'TOO_MANY_SUBSCRIPTIONS',
+        `this connection has ${this.limits.perConnection} subscriptions open, its limit (MURMUR_MAX_SUBSCRIPTIONS_PER_CONNECTION): end one first`,
+      );
     }
     if (owner?.keyId && entries.filter((e) => e.owner?.keyId === owner.keyId).length >= this.limits.perKey) {
-      throw new ApiError('TOO_MANY_SUBSCRIPTIONS', `this key has ${this.limits.perKey} subscriptions open on this instance, its limit (MURMUR_MAX_SUBSCRIPTIONS_PER_KEY): end one first`);
+      throw new ApiError(
+        'TOO_MANY_SUBSCRIPTIONS',
+        `this key has ${this.limits.perKey} subscriptions open on this instance, its limit (MURMUR_MAX_SUBSCRIPTIONS_PER_KEY): end one first`,
+      );
     }
     const entry: Entry = { owner, transport, stream: undefined as unknown as Stream<unknown> };
-    const stream = new Stream<T>(this.limits.backlog, () => {
-      this.log.warn({ event: 'subscription.dropped', reason: 'slow', kind, keyId: owner?.keyId }, `a ${kind} subscriber fell over ${this.limits.backlog} jobs (or ${UNSENT_LIMIT >> 20} MiB) behind: its connection is closed`);
-      transport?.drop('slow', `the subscriber fell over ${this.limits.backlog} changes behind: read the current state and subscribe again`);
-    }, () => (transport?.unsent() ?? 0) > UNSENT_LIMIT);
+    const stream = new Stream<T>(
+      this.limits.backlog,
+      () => {
+        this.log.warn(
+          { event: 'subscription.dropped', reason: 'slow', kind, keyId: owner?.keyId },
+          `a ${kind} subscriber fell over ${this.limits.backlog} jobs (or ${UNSENT_LIMIT >> 20} MiB) behind: its connection is closed`,
+        );
+        transport?.drop(
+          'slow',
+          `the subscriber fell over ${this.limits.backlog} changes behind: read the current state and subscribe again`,
+        );
+      },
+      () => (transport?.unsent() ?? 0) > UNSENT_LIMIT,
+    );
     entry.stream = stream as Stream<unknown>;
     this.open.add(entry);
     stream.onClose(() => this.open.delete(entry));
@@ -216,7 +232,12 @@ export class StreamRegistry {
       const owner = entry.owner;
       if (!owner?.keyId) continue;
       const key = now.get(owner.keyId);
-      const why = !key || key.revokedAt !== null ? 'the API key was revoked' : key.tenant !== owner.tenant || key.role !== owner.role ? 'the API key\'s tenant or role changed: subscribe again' : null;
+      const why =
+        !key || key.revokedAt !== null
+          ? 'the API key was revoked'
+          : key.tenant !== owner.tenant || key.role !== owner.role
+            ? "the API key's tenant or role changed: subscribe again"
+            : null;
       if (!why) continue;
       this.log.info({ event: 'subscription.ended', reason: 'key', keyId: owner.keyId }, `a subscription ended: ${why}`);
       entry.stream.fail(new ApiError('UNAUTHENTICATED', why));
@@ -227,7 +248,8 @@ export class StreamRegistry {
     if (touched.size === 0) return;
     setTimeout(() => {
       for (const transport of touched) {
-        if (![...this.open].some((e) => e.transport?.connection === transport.connection)) transport.drop('revoked', 'the API key was revoked');
+        if (![...this.open].some((e) => e.transport?.connection === transport.connection))
+          transport.drop('revoked', 'the API key was revoked');
       }
     }, 500).unref();
   }

@@ -56,7 +56,12 @@ export function useStreamingUploads(store: BlobStore, limits: UploadLimits, log:
 /** Once the response is out: every upload of the request that no job kept is removed. */
 export function discardUnkept(store: BlobStore, stored: StoredUpload[], log: Logger): void {
   for (const upload of stored) {
-    if (!upload.kept) store.delete(upload.key).catch((err) => log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`));
+    if (!upload.kept)
+      store
+        .delete(upload.key)
+        .catch((err) =>
+          log.error({ event: 'upload.delete_failed', key: upload.key, err }, `could not delete upload ${upload.key}: ${err.message}`),
+        );
   }
 }
 
@@ -103,7 +108,11 @@ export async function readMultipart(
   let parser: busboy.Busboy;
   try {
     // defParamCharset: filenames are UTF-8 (what browsers and curl send), not busboy's default latin1.
-    parser = busboy({ headers: { 'content-type': input.contentType }, defParamCharset: 'utf8', limits: { fileSize: limits.maxBytes, ...parts, fieldSize: 1 << 20 } });
+    parser = busboy({
+      headers: { 'content-type': input.contentType },
+      defParamCharset: 'utf8',
+      limits: { fileSize: limits.maxBytes, ...parts, fieldSize: 1 << 20 },
+    });
   } catch (err) {
     throw inputError(`malformed multipart request: ${(err as Error).message}`);
   }
@@ -165,9 +174,13 @@ export async function readMultipart(
   };
   let lastData = Date.now();
   body.on('data', () => (lastData = Date.now()));
-  const stall = setInterval(() => {
-    if (Date.now() - lastData > limits.idleMs) abort(requestError('UPLOAD_STALLED', `the upload stalled: nothing arrived for ${limits.idleMs / 1000} s`, 408), false);
-  }, Math.min(1000, limits.idleMs / 2));
+  const stall = setInterval(
+    () => {
+      if (Date.now() - lastData > limits.idleMs)
+        abort(requestError('UPLOAD_STALLED', `the upload stalled: nothing arrived for ${limits.idleMs / 1000} s`, 408), false);
+    },
+    Math.min(1000, limits.idleMs / 2),
+  );
   const aborted = () => abort(requestError('UPLOAD_ABORTED', 'the client went away mid-upload', 400), true);
   input.signal?.addEventListener('abort', aborted);
   try {
@@ -195,9 +208,16 @@ export async function readMultipart(
 
 /** A GraphQL multipart request: the "operations" and "map" fields, then the files the map puts into the operations. */
 async function parseMultipart(request: Request, store: BlobStore, limits: UploadLimits, stored: StoredUpload[]): Promise<GraphQLParams> {
-  const body = { contentType: request.headers.get('content-type')!, body: request.body as unknown as AsyncIterable<Uint8Array>, signal: request.signal };
+  const body = {
+    contentType: request.headers.get('content-type')!,
+    body: request.body as unknown as AsyncIterable<Uint8Array>,
+    signal: request.signal,
+  };
   const has = (fields: MultipartParts['fields'], name: string) => fields.some(([n]) => n === name);
-  const inOrder = (fields: MultipartParts['fields']) => (has(fields, 'operations') && has(fields, 'map') ? undefined : inputError('multipart fields out of order: "operations" and "map" come before the files'));
+  const inOrder = (fields: MultipartParts['fields']) =>
+    has(fields, 'operations') && has(fields, 'map')
+      ? undefined
+      : inputError('multipart fields out of order: "operations" and "map" come before the files');
   const { fields, files } = await readMultipart(body, store, limits, stored, undefined, inOrder);
   const json = (name: string) => {
     const value = [...fields].reverse().find(([n]) => n === name)?.[1];
@@ -211,8 +231,10 @@ async function parseMultipart(request: Request, store: BlobStore, limits: Upload
   const operations = json('operations') as GraphQLParams;
   const map = json('map') as Record<string, string[]>;
 
-  if (typeof operations !== 'object' || operations === null || Array.isArray(operations)) throw inputError('the multipart field "operations" is a JSON object');
-  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw inputError('the multipart field "map" is a JSON object of file names to lists of paths');
+  if (typeof operations !== 'object' || operations === null || Array.isArray(operations))
+    throw inputError('the multipart field "operations" is a JSON object');
+  if (typeof map !== 'object' || map === null || Array.isArray(map))
+    throw inputError('the multipart field "map" is a JSON object of file names to lists of paths');
   for (const [field, paths] of Object.entries(map)) {
     const upload = files.get(field);
     if (!upload) throw inputError(`the map names file "${field}", which the request does not hold`);
@@ -236,7 +258,8 @@ function setPath(target: object, path: unknown, value: unknown): void {
   if (parts.some((p) => UNSAFE.has(p))) throw inputError(`the map's path "${path}" is not allowed`);
   let at: Record<string, unknown> = target as Record<string, unknown>;
   for (const part of parts.slice(0, -1)) {
-    if (!Object.hasOwn(at, part) || typeof at[part] !== 'object' || at[part] === null) throw inputError(`the map's path "${path}" is not in the operations`);
+    if (!Object.hasOwn(at, part) || typeof at[part] !== 'object' || at[part] === null)
+      throw inputError(`the map's path "${path}" is not in the operations`);
     at = at[part] as Record<string, unknown>;
   }
   at[parts.at(-1)!] = value;

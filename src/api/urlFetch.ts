@@ -59,7 +59,9 @@ export async function fetchUrl(url: string, o: UrlFetchOptions): Promise<{ respo
 /** The body, cut off with INPUT_TOO_LARGE past `maxBytes` and with URL_UNREACHABLE after `timeoutMs` without data. */
 export async function* limitBody(response: IncomingMessage, o: UrlFetchOptions): AsyncIterable<Uint8Array> {
   let bytes = 0;
-  response.setTimeout(o.timeoutMs, () => response.destroy(new ApiError('URL_UNREACHABLE', `the download stalled for ${o.timeoutMs / 1000} s`)));
+  response.setTimeout(o.timeoutMs, () =>
+    response.destroy(new ApiError('URL_UNREACHABLE', `the download stalled for ${o.timeoutMs / 1000} s`)),
+  );
   try {
     for await (const chunk of response as AsyncIterable<Buffer>) {
       bytes += chunk.length;
@@ -80,7 +82,8 @@ function parse(url: string): URL {
   } catch {
     throw new ApiError('BAD_USER_INPUT', `"${url}" is not a URL`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new ApiError('URL_FORBIDDEN', `only http and https URLs are fetched, not ${u.protocol}`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new ApiError('URL_FORBIDDEN', `only http and https URLs are fetched, not ${u.protocol}`);
   if (u.username || u.password) throw new ApiError('URL_FORBIDDEN', 'URLs with credentials in them are not fetched');
   return u;
 }
@@ -111,18 +114,33 @@ export async function checkUrl(url: string, allowPrivate: boolean): Promise<void
 }
 
 /** POSTs `body` to `url` past the same guard (redirects are not followed: an answer is an answer); resolves with the status. */
-export async function postChecked(url: string, body: string, headers: Record<string, string>, o: { timeoutMs: number; allowPrivate: boolean }): Promise<number> {
+export async function postChecked(
+  url: string,
+  body: string,
+  headers: Record<string, string>,
+  o: { timeoutMs: number; allowPrivate: boolean },
+): Promise<number> {
   const u = parse(url);
   const address = await resolveChecked(u.hostname, o.allowPrivate);
-  const response = await get(u, address, o.timeoutMs, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const response = await get(u, address, o.timeoutMs, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body,
+  });
   response.resume();
   return response.statusCode ?? 0;
 }
 
-function get(url: URL, address: { address: string; family: number }, timeoutMs: number, post?: { method: 'POST'; headers: Record<string, string>; body: string }): Promise<IncomingMessage> {
+function get(
+  url: URL,
+  address: { address: string; family: number },
+  timeoutMs: number,
+  post?: { method: 'POST'; headers: Record<string, string>; body: string },
+): Promise<IncomingMessage> {
   // Connect to the checked address whatever the name resolves to by now; TLS still checks the name.
   const pinned: LookupFunction = (_host, options, callback) => {
-    if ((options as { all?: boolean }).all) (callback as (err: null, addresses: { address: string; family: number }[]) => void)(null, [address]);
+    if ((options as { all?: boolean }).all)
+      (callback as (err: null, addresses: { address: string; family: number }[]) => void)(null, [address]);
     else callback(null, address.address, address.family);
   };
   const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -130,7 +148,13 @@ function get(url: URL, address: { address: string; family: number }, timeoutMs: 
     const headers = post ? { 'user-agent': 'murmur', ...post.headers } : { 'user-agent': 'murmur', accept: 'audio/*, */*' };
     const req = send(url, { method: post ? 'POST' : 'GET', lookup: pinned, headers, timeout: timeoutMs }, resolve);
     req.on('timeout', () => req.destroy(new ApiError('URL_UNREACHABLE', `${url.host} did not answer within ${timeoutMs / 1000} s`)));
-    req.on('error', (err) => reject(err instanceof ApiError ? err : new ApiError('URL_UNREACHABLE', `cannot fetch ${url}: ${(err as NodeJS.ErrnoException).code ?? err.message}`)));
+    req.on('error', (err) =>
+      reject(
+        err instanceof ApiError
+          ? err
+          : new ApiError('URL_UNREACHABLE', `cannot fetch ${url}: ${(err as NodeJS.ErrnoException).code ?? err.message}`),
+      ),
+    );
     req.end(post?.body);
   });
 }

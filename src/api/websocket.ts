@@ -56,7 +56,11 @@ export function serveWebSockets(http: Server, yoga: YogaServerInstance<object, C
       onSubscribe: async (ctx, _id, params) => {
         const req = ctx.extra.request;
         // GraphiQL sends the headers of its editor in each subscribe message's extensions, not as connection parameters.
-        const param = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization ?? headerIn(params.extensions?.headers, 'authorization') ?? req.headers.authorization;
+        const param =
+          ctx.connectionParams?.authorization ??
+          ctx.connectionParams?.Authorization ??
+          headerIn(params.extensions?.headers, 'authorization') ??
+          req.headers.authorization;
         let caller: Caller;
         try {
           caller = await authenticate(typeof param === 'string' ? param : undefined, services);
@@ -71,14 +75,24 @@ export function serveWebSockets(http: Server, yoga: YogaServerInstance<object, C
         try {
           document = parse(params.query);
         } catch (err) {
-          return [err instanceof GraphQLError ? err : new GraphQLError(String((err as Error)?.message ?? err), { extensions: { code: 'GRAPHQL_PARSE_FAILED' } })];
+          return [
+            err instanceof GraphQLError
+              ? err
+              : new GraphQLError(String((err as Error)?.message ?? err), { extensions: { code: 'GRAPHQL_PARSE_FAILED' } }),
+          ];
         }
         const args = {
           schema,
           operationName: params.operationName,
           document,
           variableValues: params.variables,
-          contextValue: { ...services, caller, lateArrival: services.draining.aborted, origin: `http://${req.headers.host}`, transport: wsTransport(ctx.extra.socket) } satisfies Context,
+          contextValue: {
+            ...services,
+            caller,
+            lateArrival: services.draining.aborted,
+            origin: `http://${req.headers.host}`,
+            transport: wsTransport(ctx.extra.socket),
+          } satisfies Context,
           rootValue: { execute, subscribe },
         };
         // The query limits (queryLimits.ts) throw their refusal from validation: answer it, as a parse error is.
@@ -108,7 +122,11 @@ const wsTransports = new WeakMap<WebSocket, Transport>();
 function wsTransport(socket: WebSocket): Transport {
   let transport = wsTransports.get(socket);
   if (!transport) {
-    transport = { connection: socket, unsent: () => socket.bufferedAmount, drop: (why, reason) => socket.close(CLOSE_CODES[why], reason.slice(0, 120)) };
+    transport = {
+      connection: socket,
+      unsent: () => socket.bufferedAmount,
+      drop: (why, reason) => socket.close(CLOSE_CODES[why], reason.slice(0, 120)),
+    };
     wsTransports.set(socket, transport);
   }
   return transport;

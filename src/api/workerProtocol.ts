@@ -48,14 +48,27 @@ export async function claimJobs(ctx: Context, input: ClaimRequest): Promise<(Lea
   }
   if (leases.length) {
     const jobIds = leases.map((l) => l.job.id);
-    ctx.log.info({ event: 'jobs.claimed', workerId: input.workerId, pool: worker.pool, jobIds }, `worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${jobIds.join(', ')}`);
+    ctx.log.info(
+      { event: 'jobs.claimed', workerId: input.workerId, pool: worker.pool, jobIds },
+      `worker ${input.workerId} (${worker.pool}) claimed ${leases.length} job(s): ${jobIds.join(', ')}`,
+    );
   }
   // Audio straight from the blob store when it can hand out a URL (S3), else through the API's worker-only route.
-  return Promise.all(leases.map(async (l) => ({ ...l, audioUrl: (await ctx.store.presignGet(l.job.blobKey)) ?? `${ctx.origin}/audio/${l.job.id}` })));
+  return Promise.all(
+    leases.map(async (l) => ({ ...l, audioUrl: (await ctx.store.presignGet(l.job.blobKey)) ?? `${ctx.origin}/audio/${l.job.id}` })),
+  );
 }
 
 /** Extends the leases and records progress; the answer says which jobs to drop. */
-export async function heartbeat(ctx: Context, args: { workerId: string; pool?: Pool | null; provider?: string | null; leases: { jobId: string | number; leaseToken: number; progress?: number | null }[] }) {
+export async function heartbeat(
+  ctx: Context,
+  args: {
+    workerId: string;
+    pool?: Pool | null;
+    provider?: string | null;
+    leases: { jobId: string | number; leaseToken: number; progress?: number | null }[];
+  },
+) {
   requireWorker(ctx);
   await ctx.queue.touchWorker({ id: args.workerId, pool: (args.pool ?? 'cpu') as Pool, provider: args.provider });
   return ctx.queue.heartbeat(args.leases.map((l) => ({ jobId: String(l.jobId), leaseToken: l.leaseToken, progress: l.progress })));
@@ -68,25 +81,44 @@ export async function completeJob(ctx: Context, args: { jobId: string | number; 
   ctx.metrics.processing.observe((job.finishedAt! - job.startedAt!) / 1000);
   // A finished job's transcript is all anyone needs; failed and cancelled ones keep their audio for retryJob.
   // Deleted before answering; an instance that dies in between leaves it to the sweep at the next start.
-  ctx.log.info({ event: 'job.done', jobId: job.id, workerId: job.workerId, seconds: (job.finishedAt! - job.startedAt!) / 1000 }, `job ${job.id} done`);
-  await ctx.store.delete(job.blobKey).catch((err) => ctx.log.error({ event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err }, `could not delete the audio of job ${job.id}: ${err.message}`));
+  ctx.log.info(
+    { event: 'job.done', jobId: job.id, workerId: job.workerId, seconds: (job.finishedAt! - job.startedAt!) / 1000 },
+    `job ${job.id} done`,
+  );
+  await ctx.store
+    .delete(job.blobKey)
+    .catch((err) =>
+      ctx.log.error(
+        { event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err },
+        `could not delete the audio of job ${job.id}: ${err.message}`,
+      ),
+    );
   return job;
 }
 
 /** A retryable failure backs off and runs again; a permanent one fails the job. Codes clients do not know are masked. */
-export async function failJob(ctx: Context, args: { jobId: string | number; leaseToken: number; code: string; message: string; retryable: boolean }): Promise<Job> {
+export async function failJob(
+  ctx: Context,
+  args: { jobId: string | number; leaseToken: number; code: string; message: string; retryable: boolean },
+): Promise<Job> {
   requireWorker(ctx);
   // A code clients know passes as it is; anything else (a crash, an onnxruntime error) reaches them as
   // INTERNAL_SERVER_ERROR with a reference, and its details stay in this log.
   let { code, message } = args;
   if (!isJobErrorCode(code)) {
     const reference = randomUUID();
-    ctx.log.error({ event: 'job.worker_error', jobId: args.jobId, reference, code, message }, `job ${args.jobId}: worker error ${reference}: ${code}: ${message}`);
+    ctx.log.error(
+      { event: 'job.worker_error', jobId: args.jobId, reference, code, message },
+      `job ${args.jobId}: worker error ${reference}: ${code}: ${message}`,
+    );
     [code, message] = ['INTERNAL_SERVER_ERROR', `the worker failed unexpectedly (reference ${reference})`];
   }
   const job = await ctx.queue.fail(String(args.jobId), args.leaseToken, { code, message, retryable: args.retryable });
   const again = job.status === 'PENDING';
-  ctx.log[again ? 'info' : 'warn']({ event: 'job.failed', jobId: job.id, workerId: job.workerId, code, attempts: job.attempts, willRetry: again }, `job ${job.id} failed (${code}${again ? ', will retry' : ''})`);
+  ctx.log[again ? 'info' : 'warn'](
+    { event: 'job.failed', jobId: job.id, workerId: job.workerId, code, attempts: job.attempts, willRetry: again },
+    `job ${job.id} failed (${code}${again ? ', will retry' : ''})`,
+  );
   // The masked code: a label per worker-sent string would grow without bound.
   ctx.metrics.failures.inc({ code });
   return job;

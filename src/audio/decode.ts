@@ -67,7 +67,8 @@ export function probeHead(head: Uint8Array, size: number, name: string, options:
 function sniffHead(head: Uint8Array, size: number, name: string): AudioFormat {
   if (size === 0) throw new AudioError('AUDIO_EMPTY', `${name} is empty`);
   const format = sniffFormat(head);
-  if (!format) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio murmur reads (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM)`);
+  if (!format)
+    throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio murmur reads (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM)`);
   return format;
 }
 
@@ -77,10 +78,20 @@ function tooLong(seconds: number, name: string, options: DecodeOptions): void {
   }
 }
 
-function factsOf(format: AudioFormat, c: { frames: number; sampleRate: number; channels: number }, name: string, options: DecodeOptions): AudioFacts {
+function factsOf(
+  format: AudioFormat,
+  c: { frames: number; sampleRate: number; channels: number },
+  name: string,
+  options: DecodeOptions,
+): AudioFacts {
   if (c.frames === 0) throw new AudioError('AUDIO_EMPTY', `${name} holds no samples`);
   tooLong(c.frames / c.sampleRate, name, options);
-  return { format, sampleRate: c.sampleRate, channels: c.channels, durationSeconds: Math.round((c.frames / c.sampleRate) * SAMPLE_RATE) / SAMPLE_RATE };
+  return {
+    format,
+    sampleRate: c.sampleRate,
+    channels: c.channels,
+    durationSeconds: Math.round((c.frames / c.sampleRate) * SAMPLE_RATE) / SAMPLE_RATE,
+  };
 }
 
 async function decode(path: string, name: string, options: DecodeOptions, keep: boolean): Promise<AudioFacts & { samples?: Float32Array }> {
@@ -94,7 +105,8 @@ async function decode(path: string, name: string, options: DecodeOptions, keep: 
   // A WAV header the decoders cannot read is refused here too, before any decoder tries.
   // Its length from its own sizes, read to the end of the file where they say more (ffprobe takes a pipe's 0xFFFFFFFF at its word).
   const wav = format === 'wav' ? wavFacts(head, name, size) : null;
-  if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536)))) throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
+  if ((format === 'ogg' || format === 'opus') && !oggComplete(await readAt(path, Math.max(0, size - 65536), Math.min(size, 65536))))
+    throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: its last OGG page is missing or incomplete`);
   const useFfmpeg = options.ffmpeg ?? ffmpegAvailable();
 
   // Small files in the formats the WebAssembly decoders read are probed in this process: two ffmpeg
@@ -143,16 +155,22 @@ async function readAt(path: string, position: number, length: number): Promise<B
 }
 
 /** The length a file's own headers declare, where the JavaScript path can read it. */
-const declaredSeconds = (format: AudioFormat, head: Uint8Array) => (format === 'flac' ? flacDeclaredSeconds(head) : format === 'mp3' ? mp3DeclaredSeconds(head) : null);
+const declaredSeconds = (format: AudioFormat, head: Uint8Array) =>
+  format === 'flac' ? flacDeclaredSeconds(head) : format === 'mp3' ? mp3DeclaredSeconds(head) : null;
 
 /**
  * A file cut short decodes to less than its headers declare, or makes ffmpeg
  * complain of missing data. 1% or 100 ms of slack absorbs encoder padding.
  */
 function truncated(name: string, seconds: number, declared: number | null, warnings: string): void {
-  const complaint = warnings.split('\n').find((l) => /partial file|truncat|invalid data|end of file|corrupt|error while decoding|incomplete|do not match/i.test(l));
+  const complaint = warnings
+    .split('\n')
+    .find((l) => /partial file|truncat|invalid data|end of file|corrupt|error while decoding|incomplete|do not match/i.test(l));
   if (complaint) throw new AudioError('AUDIO_UNDECODABLE', `${name} is damaged or cut short: ${complaint.trim()}`);
   if (declared !== null && seconds < declared - Math.max(0.1, declared * 0.01)) {
-    throw new AudioError('AUDIO_UNDECODABLE', `${name} is cut short: it decodes to ${seconds.toFixed(2)} s of the ${declared.toFixed(2)} s its headers declare`);
+    throw new AudioError(
+      'AUDIO_UNDECODABLE',
+      `${name} is cut short: it decodes to ${seconds.toFixed(2)} s of the ${declared.toFixed(2)} s its headers declare`,
+    );
   }
 }

@@ -41,7 +41,11 @@ export function decodeBounds(env = process.env): { memoryMb: number; baseSeconds
     const v = Number(env[name]);
     return env[name] && Number.isFinite(v) && v > 0 ? v : fallback;
   };
-  return { memoryMb: number('MURMUR_DECODE_MEMORY_MB', 1024), baseSeconds: number('MURMUR_DECODE_BASE_SECONDS', 30), secondsPerMinute: number('MURMUR_DECODE_SECONDS_PER_MINUTE', 10) };
+  return {
+    memoryMb: number('MURMUR_DECODE_MEMORY_MB', 1024),
+    baseSeconds: number('MURMUR_DECODE_BASE_SECONDS', 30),
+    secondsPerMinute: number('MURMUR_DECODE_SECONDS_PER_MINUTE', 10),
+  };
 }
 
 /** ffmpeg and ffprobe runs in progress, so a stopping worker leaves none behind. */
@@ -52,9 +56,15 @@ export function killDecoders(): void {
 }
 
 /** `cmd args` under an address-space limit (through sh's ulimit: Node's spawn sets none), killed after `seconds`. */
-function bounded(cmd: string, args: string[], seconds: number): { child: ChildProcessByStdio<null, Readable, Readable>; timedOut: () => boolean } {
+function bounded(
+  cmd: string,
+  args: string[],
+  seconds: number,
+): { child: ChildProcessByStdio<null, Readable, Readable>; timedOut: () => boolean } {
   const { memoryMb } = decodeBounds();
-  const child = spawn('sh', ['-c', `ulimit -v ${Math.round(memoryMb * 1024)} && exec "$0" "$@"`, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('sh', ['-c', `ulimit -v ${Math.round(memoryMb * 1024)} && exec "$0" "$@"`, cmd, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let late = false;
   const timer = setTimeout(() => {
     late = true;
@@ -92,10 +102,25 @@ export interface ProbedStream {
 }
 
 export async function ffprobe(path: string, name: string, format: AudioFormat): Promise<ProbedStream> {
-  const { stdout, stderr, code, timedOut } = await run('ffprobe', ['-v', 'error', '-show_entries', 'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration', '-of', 'json', ...confined(path, format)], timeLimit(0));
+  const { stdout, stderr, code, timedOut } = await run(
+    'ffprobe',
+    [
+      '-v',
+      'error',
+      '-show_entries',
+      'format=format_name,duration:stream=codec_type,codec_name,sample_rate,channels,duration',
+      '-of',
+      'json',
+      ...confined(path, format),
+    ],
+    timeLimit(0),
+  );
   if (timedOut) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be probed within ${timeLimit(0)} s`);
   if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} is not audio ffmpeg can read: ${lastLine(stderr)}`);
-  const info = JSON.parse(stdout) as { format?: { format_name?: string; duration?: string }; streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[] };
+  const info = JSON.parse(stdout) as {
+    format?: { format_name?: string; duration?: string };
+    streams?: { codec_type?: string; codec_name?: string; sample_rate?: string; channels?: number; duration?: string }[];
+  };
   const audio = info.streams?.find((s) => s.codec_type === 'audio');
   if (!audio) throw new AudioError('AUDIO_UNDECODABLE', `${name} has no audio stream`);
   const declared = Number(audio.duration ?? info.format?.duration);
@@ -113,9 +138,20 @@ export async function ffprobe(path: string, name: string, format: AudioFormat): 
  * samples unless `keep` is false (then only their count). `boundSeconds`: the
  * audio's length for the time limit (what the file declares, or the most it may hold).
  */
-export async function ffmpegDecode(path: string, name: string, format: AudioFormat, keep = true, expectedSamples = 0, boundSeconds = expectedSamples / 16000): Promise<{ samples: Float32Array; count: number; warnings: string }> {
+export async function ffmpegDecode(
+  path: string,
+  name: string,
+  format: AudioFormat,
+  keep = true,
+  expectedSamples = 0,
+  boundSeconds = expectedSamples / 16000,
+): Promise<{ samples: Float32Array; count: number; warnings: string }> {
   const limit = timeLimit(boundSeconds);
-  const { child, timedOut } = bounded('ffmpeg', ['-nostdin', '-v', 'warning', ...confined(path, format), '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'], limit);
+  const { child, timedOut } = bounded(
+    'ffmpeg',
+    ['-nostdin', '-v', 'warning', ...confined(path, format), '-map', '0:a:0', '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'],
+    limit,
+  );
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   let out = new Float32Array(keep ? Math.max(16000, Math.ceil(expectedSamples * 1.01)) : 0);
@@ -138,7 +174,11 @@ export async function ffmpegDecode(path: string, name: string, format: AudioForm
     count += n;
   }
   const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
-  if (timedOut()) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded within ${Math.round(limit)} s (${decodeBounds().secondsPerMinute} s per minute of audio)`);
+  if (timedOut())
+    throw new AudioError(
+      'AUDIO_UNDECODABLE',
+      `${name} could not be decoded within ${Math.round(limit)} s (${decodeBounds().secondsPerMinute} s per minute of audio)`,
+    );
   // Warnings too: a cut or damaged file often decodes with only a warning ("corrupt input packet").
   if (code !== 0) throw new AudioError('AUDIO_UNDECODABLE', `${name} could not be decoded: ${lastLine(stderr)}`);
   return { samples: keep ? out.subarray(0, count) : out, count, warnings: stderr };
@@ -156,4 +196,9 @@ function run(cmd: string, args: string[], seconds: number): Promise<{ stdout: st
   });
 }
 
-const lastLine = (text: string) => text.trim().split('\n').at(-1)?.replace(/^.*?: /, '') || 'no details';
+const lastLine = (text: string) =>
+  text
+    .trim()
+    .split('\n')
+    .at(-1)
+    ?.replace(/^.*?: /, '') || 'no details';

@@ -29,7 +29,11 @@ const WASM: Partial<Record<AudioFormat, () => WasmDecoder>> = {
 
 async function wasmDecoder(format: AudioFormat, name: string): Promise<WasmDecoder> {
   const make = WASM[format];
-  if (!make) throw new AudioError('AUDIO_UNSUPPORTED', `${name} is ${format.toUpperCase()}, which needs ffmpeg: install it (Debian: apt-get install ffmpeg)`);
+  if (!make)
+    throw new AudioError(
+      'AUDIO_UNSUPPORTED',
+      `${name} is ${format.toUpperCase()}, which needs ffmpeg: install it (Debian: apt-get install ffmpeg)`,
+    );
   const decoder = make();
   await decoder.ready;
   return decoder;
@@ -56,7 +60,11 @@ export async function decodeWithJs(bytes: Uint8Array, format: AudioFormat, name:
  * check an upload without holding it in memory. Returns samples per channel,
  * the rate and the channel count.
  */
-export async function countWithJs(chunks: AsyncIterable<Uint8Array>, format: AudioFormat, name: string): Promise<{ frames: number; sampleRate: number; channels: number }> {
+export async function countWithJs(
+  chunks: AsyncIterable<Uint8Array>,
+  format: AudioFormat,
+  name: string,
+): Promise<{ frames: number; sampleRate: number; channels: number }> {
   const decoder = await wasmDecoder(format, name);
   let frames = 0;
   let sampleRate = 0;

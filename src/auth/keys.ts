@@ -67,7 +67,10 @@ export function newKeyRow(key: NewKey, id: string, now: number) {
   if (!/^[\w.@:-]{1,100}$/.test(key.tenant)) throw new KeyError('KEY_INVALID', 'a tenant is 1 to 100 letters, digits or . _ - @ :');
   if (!ROLES.includes(key.role)) throw new KeyError('KEY_INVALID', `a role is one of ${ROLES.join(', ')}`);
   const secret = newSecret();
-  return { secret, row: { id, name: key.name, tenant: key.tenant, role: key.role, hash: hashSecret(secret), prefix: secret.slice(0, 10), createdAt: now } };
+  return {
+    secret,
+    row: { id, name: key.name, tenant: key.tenant, role: key.role, hash: hashSecret(secret), prefix: secret.slice(0, 10), createdAt: now },
+  };
 }
 
 /** A secret worth looking up: ours by its shape (anything else is refused without a query). */
@@ -75,6 +78,24 @@ export function plausibleSecret(secret: string): boolean {
   return secret.startsWith(SECRET_PREFIX) && secret.length === SECRET_PREFIX.length + 43;
 }
 
-export function toApiKey(row: { id: string; name: string; tenant: string; role: Role; prefix: string; createdAt: number; revokedAt: number | null; lastUsedAt: number | null }): ApiKey {
-  return { id: row.id, name: row.name, tenant: row.tenant, role: row.role, prefix: row.prefix, createdAt: Number(row.createdAt), revokedAt: row.revokedAt === null ? null : Number(row.revokedAt), lastUsedAt: row.lastUsedAt === null ? null : Number(row.lastUsedAt) };
+export function toApiKey(row: {
+  id: string;
+  name: string;
+  tenant: string;
+  role: Role;
+  prefix: string;
+  createdAt: number;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}): ApiKey {
+  return {
+    id: row.id,
+    name: row.name,
+    tenant: row.tenant,
+    role: row.role,
+    prefix: row.prefix,
+    createdAt: Number(row.createdAt),
+    revokedAt: row.revokedAt === null ? null : Number(row.revokedAt),
+    lastUsedAt: row.lastUsedAt === null ? null : Number(row.lastUsedAt),
+  };
 }

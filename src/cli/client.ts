@@ -17,7 +17,24 @@ import PQueue from 'p-queue';
 import WebSocket from 'ws';
 import { integer } from './args.ts';
 
-const AUDIO = new Set(['.wav', '.mp3', '.m4a', '.mp4', '.aac', '.flac', '.ogg', '.oga', '.opus', '.webm', '.wma', '.aiff', '.aif', '.amr', '.mkv', '.mov']);
+const AUDIO = new Set([
+  '.wav',
+  '.mp3',
+  '.m4a',
+  '.mp4',
+  '.aac',
+  '.flac',
+  '.ogg',
+  '.oga',
+  '.opus',
+  '.webm',
+  '.wma',
+  '.aiff',
+  '.aif',
+  '.amr',
+  '.mkv',
+  '.mov',
+]);
 const FORMATS = ['txt', 'srt', 'vtt', 'json'] as const;
 type Format = (typeof FORMATS)[number];
 
@@ -44,7 +61,11 @@ function target(o: { api?: string; key?: string }): Target {
 const headers = (t: Target): Record<string, string> => (t.key ? { authorization: `Bearer ${t.key}` } : {});
 
 async function gql<T>(t: Target, query: string, variables: Record<string, unknown> = {}): Promise<T> {
-  const res = await fetch(t.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers(t) }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(t.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers(t) },
+    body: JSON.stringify({ query, variables }),
+  });
   return answer<T>(res);
 }
 
@@ -71,9 +92,19 @@ interface JobView {
 }
 
 /** A GraphQL multipart createJob that streams the file and reports the bytes sent. */
-async function upload(t: Target, path: string, input: Record<string, unknown>, onBytes: (sent: number) => void): Promise<{ id: string; status: string }> {
-  const boundary = `murmur${createHash('sha1').update(path + Date.now()).digest('hex')}`;
-  const operations = JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id status } }`, variables: { input: { ...input, file: null } } });
+async function upload(
+  t: Target,
+  path: string,
+  input: Record<string, unknown>,
+  onBytes: (sent: number) => void,
+): Promise<{ id: string; status: string }> {
+  const boundary = `murmur${createHash('sha1')
+    .update(path + Date.now())
+    .digest('hex')}`;
+  const operations = JSON.stringify({
+    query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { id status } }`,
+    variables: { input: { ...input, file: null } },
+  });
   const head = Buffer.from(
     `--${boundary}\r\ncontent-disposition: form-data; name="operations"\r\n\r\n${operations}\r\n` +
       `--${boundary}\r\ncontent-disposition: form-data; name="map"\r\n\r\n{"0":["variables.input.file"]}\r\n` +
@@ -93,7 +124,12 @@ async function upload(t: Target, path: string, input: Record<string, unknown>, o
   }
   const res = await fetch(t.url, {
     method: 'POST',
-    headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length), 'graphql-preflight': '1', ...headers(t) },
+    headers: {
+      'content-type': `multipart/form-data; boundary=${boundary}`,
+      'content-length': String(head.length + size + tail.length),
+      'graphql-preflight': '1',
+      ...headers(t),
+    },
     body: Readable.toWeb(Readable.from(body())) as ReadableStream,
     duplex: 'half',
   } as RequestInit);
@@ -133,20 +169,44 @@ interface SubmitOptions {
   wait: boolean;
 }
 
-type Outcome = { path: string; status: 'DONE'; output: string } | { path: string; status: 'FAILED' | 'CANCELLED'; reason: string } | { path: string; status: 'SUBMITTED'; id: string };
+type Outcome =
+  | { path: string; status: 'DONE'; output: string }
+  | { path: string; status: 'FAILED' | 'CANCELLED'; reason: string }
+  | { path: string; status: 'SUBMITTED'; id: string };
 
 /** What each file's display does: bars on a terminal, lines otherwise. */
 interface Display {
-  start(path: string, bytes: number): { uploaded(sent: number): void; queued(id: string): void; update(status: string, progress: number): void; end(outcome: Outcome): void };
+  start(
+    path: string,
+    bytes: number,
+  ): {
+    uploaded(sent: number): void;
+    queued(id: string): void;
+    update(status: string, progress: number): void;
+    end(outcome: Outcome): void;
+  };
   stop(): void;
 }
 
 function bars(total: number): Display {
   const multi = new cliProgress.MultiBar(
-    { format: ' {bar} {percentage}% | {name} | {state}', barCompleteChar: '█', barIncompleteChar: '░', hideCursor: true, clearOnComplete: false, stopOnComplete: false, etaBuffer: 20 },
+    {
+      format: ' {bar} {percentage}% | {name} | {state}',
+      barCompleteChar: '█',
+      barIncompleteChar: '░',
+      hideCursor: true,
+      clearOnComplete: false,
+      stopOnComplete: false,
+      etaBuffer: 20,
+    },
     cliProgress.Presets.shades_classic,
   );
-  const overall = multi.create(total, 0, { name: `${total} file${total === 1 ? '' : 's'}`, state: 'starting' }, { format: ' {bar} {value}/{total} | {name} | {state}' });
+  const overall = multi.create(
+    total,
+    0,
+    { name: `${total} file${total === 1 ? '' : 's'}`, state: 'starting' },
+    { format: ' {bar} {value}/{total} | {name} | {state}' },
+  );
   let done = 0;
   let failed = 0;
   return {
@@ -159,7 +219,14 @@ function bars(total: number): Display {
         end(outcome) {
           if (outcome.status === 'DONE') done++;
           else if (outcome.status !== 'SUBMITTED') failed++;
-          bar.update(outcome.status === 'DONE' || outcome.status === 'SUBMITTED' ? 100 : bar.getProgress() * 100, { state: outcome.status === 'DONE' ? `done → ${outcome.output}` : outcome.status === 'SUBMITTED' ? `submitted ${outcome.id}` : `${outcome.status.toLowerCase()}: ${outcome.reason}` });
+          bar.update(outcome.status === 'DONE' || outcome.status === 'SUBMITTED' ? 100 : bar.getProgress() * 100, {
+            state:
+              outcome.status === 'DONE'
+                ? `done → ${outcome.output}`
+                : outcome.status === 'SUBMITTED'
+                  ? `submitted ${outcome.id}`
+                  : `${outcome.status.toLowerCase()}: ${outcome.reason}`,
+          });
           bar.stop();
           multi.remove(bar);
           multi.log(`${outcome.status === 'DONE' ? '✔' : outcome.status === 'SUBMITTED' ? '→' : '✘'} ${line(outcome)}\n`);
@@ -208,7 +275,15 @@ async function submit(paths: string[], o: SubmitOptions): Promise<number> {
   const files = await audioFiles(paths);
   if (files.length === 0) throw new ApiError('NO_FILES', `no audio files under ${paths.join(', ')}`);
   const display = process.stdout.isTTY ? bars(files.length) : lines();
-  const ws: Client | null = o.wait ? createClient({ url: t.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, connectionParams: t.key ? { authorization: `Bearer ${t.key}` } : {}, lazy: true, retryAttempts: 5 }) : null;
+  const ws: Client | null = o.wait
+    ? createClient({
+        url: t.url.replace(/^http/, 'ws'),
+        webSocketImpl: WebSocket,
+        connectionParams: t.key ? { authorization: `Bearer ${t.key}` } : {},
+        lazy: true,
+        retryAttempts: 5,
+      })
+    : null;
   const outcomes: Outcome[] = [];
   const queue = new PQueue({ concurrency: o.concurrency });
   try {
@@ -239,12 +314,29 @@ async function submit(paths: string[], o: SubmitOptions): Promise<number> {
   return failed > 0 ? 1 : 0;
 }
 
-async function submitOne(t: Target, ws: Client | null, path: string, o: SubmitOptions, shown: ReturnType<Display['start']>): Promise<Outcome> {
+async function submitOne(
+  t: Target,
+  ws: Client | null,
+  path: string,
+  o: SubmitOptions,
+  shown: ReturnType<Display['start']>,
+): Promise<Outcome> {
   // Same content, same options: the same job. Asked for first, so a file sent before is not sent again
   // (were two runs to race, the server still answers the second upload with the first's job).
   const idempotencyKey = `murmur-submit:${await contentHash(path)}:${o.task}:${o.language ?? 'auto'}`;
-  const known = (await gql<{ jobByIdempotencyKey: { id: string } | null }>(t, `query ($key: String!) { jobByIdempotencyKey(key: $key) { id } }`, { key: idempotencyKey })).jobByIdempotencyKey;
-  const job = known ?? (await upload(t, path, { idempotencyKey, task: o.task === 'translate' ? 'TRANSLATE' : 'TRANSCRIBE', ...(o.language && { language: o.language }) }, shown.uploaded));
+  const known = (
+    await gql<{ jobByIdempotencyKey: { id: string } | null }>(t, `query ($key: String!) { jobByIdempotencyKey(key: $key) { id } }`, {
+      key: idempotencyKey,
+    })
+  ).jobByIdempotencyKey;
+  const job =
+    known ??
+    (await upload(
+      t,
+      path,
+      { idempotencyKey, task: o.task === 'translate' ? 'TRANSLATE' : 'TRANSCRIBE', ...(o.language && { language: o.language }) },
+      shown.uploaded,
+    ));
   shown.queued(job.id);
   if (!ws) return { path, status: 'SUBMITTED', id: job.id };
   const final = await new Promise<JobView | null>((resolveJob, reject) => {
@@ -262,7 +354,12 @@ async function submitOne(t: Target, ws: Client | null, path: string, o: SubmitOp
       },
     );
   });
-  if (!final || final.status !== 'DONE') return { path, status: final?.status === 'CANCELLED' ? 'CANCELLED' : 'FAILED', reason: final?.error ? `${final.error.code}: ${final.error.message}` : 'the job did not finish' };
+  if (!final || final.status !== 'DONE')
+    return {
+      path,
+      status: final?.status === 'CANCELLED' ? 'CANCELLED' : 'FAILED',
+      reason: final?.error ? `${final.error.code}: ${final.error.message}` : 'the job did not finish',
+    };
   const output = join(o.out ? resolve(o.out) : dirname(path), `${basename(path, extname(path))}.${o.format}`);
   await mkdir(dirname(output), { recursive: true });
   await writeFile(output, render(o.format, final.result!, final));
@@ -281,7 +378,9 @@ export function submitCommand(): Command {
       .argument('<paths...>', 'files or folders'),
   )
     .option('--language <code>', 'the language spoken (default: detected)')
-    .addOption(new Option('--task <task>', 'transcribe, or translate into English').choices(['transcribe', 'translate']).default('transcribe'))
+    .addOption(
+      new Option('--task <task>', 'transcribe, or translate into English').choices(['transcribe', 'translate']).default('transcribe'),
+    )
     .addOption(new Option('--format <format>', 'what to write').choices(FORMATS).default('txt'))
     .option('--out <dir>', 'write the transcripts here (default: next to each file)')
     .option('--concurrency <n>', 'files in flight at once', integer('--concurrency', 1), 4)
@@ -297,22 +396,36 @@ export function jobsCommand(): Command {
     .option('--first <n>', 'how many', integer('--first', 1), 20)
     .option('--json', 'as JSON')
     .action(async (o: { api?: string; key?: string; first: number; json?: boolean }) => {
-      const data = await gql<{ jobs: { nodes: JobView[] } }>(target(o), `query ($first: Int!) { jobs(first: $first) { nodes { ${JOB_FIELDS} } } }`, { first: o.first });
+      const data = await gql<{ jobs: { nodes: JobView[] } }>(
+        target(o),
+        `query ($first: Int!) { jobs(first: $first) { nodes { ${JOB_FIELDS} } } }`,
+        { first: o.first },
+      );
       if (o.json) return console.log(JSON.stringify(data.jobs.nodes, null, 2));
-      for (const j of data.jobs.nodes) console.log([j.id, j.status.padEnd(10), `${Math.round(j.progress * 100)}%`.padStart(4), j.createdAt, j.input.filename].join('  '));
+      for (const j of data.jobs.nodes)
+        console.log([j.id, j.status.padEnd(10), `${Math.round(j.progress * 100)}%`.padStart(4), j.createdAt, j.input.filename].join('  '));
     });
   apiOptions(jobs.command('get').description('one job; with --format, its transcript').argument('<id>'))
     .addOption(new Option('--format <format>', 'print the transcript').choices(FORMATS))
     .action(async (id: string, o: { api?: string; key?: string; format?: Format }) => {
-      const data = await gql<{ job: JobView | null }>(target(o), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} ${RESULT_FIELDS} } }`, { id });
+      const data = await gql<{ job: JobView | null }>(target(o), `query ($id: ID!) { job(id: $id) { ${JOB_FIELDS} ${RESULT_FIELDS} } }`, {
+        id,
+      });
       if (!data.job) throw new ApiError('JOB_NOT_FOUND', `no job with id ${id}`);
       if (!o.format) return console.log(JSON.stringify(data.job, null, 2));
       if (!data.job.result) throw new ApiError('NOT_DONE', `job ${id} is ${data.job.status}: no transcript yet`);
       process.stdout.write(render(o.format, data.job.result, data.job));
     });
-  for (const [name, mutation, what] of [['cancel', 'cancelJob', 'stop a job that has not finished'], ['retry', 'retryJob', 'queue a failed or cancelled job again']] as const) {
+  for (const [name, mutation, what] of [
+    ['cancel', 'cancelJob', 'stop a job that has not finished'],
+    ['retry', 'retryJob', 'queue a failed or cancelled job again'],
+  ] as const) {
     apiOptions(jobs.command(name).description(what).argument('<id>')).action(async (id: string, o: { api?: string; key?: string }) => {
-      const data = await gql<Record<string, { id: string; status: string }>>(target(o), `mutation ($id: ID!) { ${mutation}(id: $id) { id status } }`, { id });
+      const data = await gql<Record<string, { id: string; status: string }>>(
+        target(o),
+        `mutation ($id: ID!) { ${mutation}(id: $id) { id status } }`,
+        { id },
+      );
       console.log(`${data[mutation].id} ${data[mutation].status}`);
     });
   }
@@ -321,5 +434,8 @@ export function jobsCommand(): Command {
 
 /** `murmur` with the client commands alone. */
 export function clientProgram(): Command {
-  return new Command('murmur').description('murmur: a self-hostable speech-to-text job service').addCommand(submitCommand()).addCommand(jobsCommand());
+  return new Command('murmur')
+    .description('murmur: a self-hostable speech-to-text job service')
+    .addCommand(submitCommand())
+    .addCommand(jobsCommand());
 }

@@ -22,13 +22,15 @@ async function withQueue<T>(work: (queue: JobQueue) => Promise<T>): Promise<T> {
 const when = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
 
 export function keysCommand(): Command {
-  const keys = new Command('keys').description('manage API keys (in the database the server uses: same MURMUR_DATA_DIR or MURMUR_DATABASE_URL)');
+  const keys = new Command('keys').description(
+    'manage API keys (in the database the server uses: same MURMUR_DATA_DIR or MURMUR_DATABASE_URL)',
+  );
   keys
     .command('create')
     .description('make a key and print its secret (once: only its hash is stored)')
     .requiredOption('--name <name>', 'a name to recognise it by (unique)')
     .option('--tenant <tenant>', 'whose jobs it creates and sees', DEFAULT_TENANT)
-    .addOption(new Option('--role <role>', 'client: its tenant\'s jobs; admin: every job and the queue').choices(ROLES).default('client'))
+    .addOption(new Option('--role <role>', "client: its tenant's jobs; admin: every job and the queue").choices(ROLES).default('client'))
     .action(async (o: { name: string; tenant: string; role: Role }) => {
       const { key, secret } = await withQueue((q) => q.keys.create(o));
       console.error(`key "${key.name}" (${key.role}, tenant ${key.tenant}, id ${key.id}); the secret below is shown this once:`);
@@ -41,7 +43,18 @@ export function keysCommand(): Command {
     .action(async (o: { json?: boolean }) => {
       const list = await withQueue((q) => q.keys.list());
       if (o.json) return console.log(JSON.stringify(list, null, 2));
-      console.table(list.map((k: ApiKey) => ({ id: k.id, name: k.name, tenant: k.tenant, role: k.role, key: `${k.prefix}…`, created: when(k.createdAt), used: when(k.lastUsedAt), revoked: when(k.revokedAt) })));
+      console.table(
+        list.map((k: ApiKey) => ({
+          id: k.id,
+          name: k.name,
+          tenant: k.tenant,
+          role: k.role,
+          key: `${k.prefix}…`,
+          created: when(k.createdAt),
+          used: when(k.lastUsedAt),
+          revoked: when(k.revokedAt),
+        })),
+      );
     });
   keys
     .command('revoke')

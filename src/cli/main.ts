@@ -4,7 +4,9 @@
 const CLIENT_COMMANDS = new Set(['submit', 'jobs']);
 
 try {
-  const program = CLIENT_COMMANDS.has(process.argv[2]) ? (await import('./client.ts')).clientProgram() : (await import('./program.ts')).buildProgram();
+  const program = CLIENT_COMMANDS.has(process.argv[2])
+    ? (await import('./client.ts')).clientProgram()
+    : (await import('./program.ts')).buildProgram();
   await program.parseAsync(process.argv);
 } catch (err) {
   const e = err as Error & { code?: string };

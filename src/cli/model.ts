@@ -13,10 +13,22 @@ export function modelCommand(): Command {
   const model = new Command('model').description('model folders');
   model
     .command('synthetic')
-    .description('write a Whisper model with the real architecture and seeded random weights (for tests and benchmarks; its transcripts are meaningless)')
+    .description(
+      'write a Whisper model with the real architecture and seeded random weights (for tests and benchmarks; its transcripts are meaningless)',
+    )
     .requiredOption('--out <dir>', 'folder to write (replaced if it exists)')
-    .addOption(new Option('--preset <name>', 'starting shape: test (tiny test size) or tiny (whisper-tiny dimensions)').choices(Object.keys(PRESETS)).default('test'))
-    .addOption(new Option('--vocabulary <kind>', 'multilingual (99 languages), english (.en), v3 (100 languages)').choices(['multilingual', 'english', 'v3']))
+    .addOption(
+      new Option('--preset <name>', 'starting shape: test (tiny test size) or tiny (whisper-tiny dimensions)')
+        .choices(Object.keys(PRESETS))
+        .default('test'),
+    )
+    .addOption(
+      new Option('--vocabulary <kind>', 'multilingual (99 languages), english (.en), v3 (100 languages)').choices([
+        'multilingual',
+        'english',
+        'v3',
+      ]),
+    )
     .addOption(new Option('--mels <n>', 'mel bins').choices(['80', '128']))
     .option('--d-model <n>', 'model width', integer('--d-model', 16))
     .option('--encoder-layers <n>', 'encoder layers', integer('--encoder-layers', 1))
@@ -41,8 +53,12 @@ export function modelCommand(): Command {
         ...(opts.tokens && { tokensPerWindow: opts.tokens }),
         crossAttentions: opts.crossAttentions,
       });
-      const dtypes = String(opts.dtypes).split(',').map((d) => d.trim());
-      for (const d of dtypes) if (!(SYNTHETIC_DTYPES as readonly string[]).includes(d)) throw new InvalidArgumentError(`--dtypes: unknown variant "${d}": expected ${SYNTHETIC_DTYPES.join(', ')}`);
+      const dtypes = String(opts.dtypes)
+        .split(',')
+        .map((d) => d.trim());
+      for (const d of dtypes)
+        if (!(SYNTHETIC_DTYPES as readonly string[]).includes(d))
+          throw new InvalidArgumentError(`--dtypes: unknown variant "${d}": expected ${SYNTHETIC_DTYPES.join(', ')}`);
       const info = await writeSyntheticModel(opts.out, shape, opts.seed, dtypes as (typeof SYNTHETIC_DTYPES)[number][]);
       console.log(JSON.stringify({ out: opts.out, ...shape, ...info }));
     });
@@ -52,14 +68,16 @@ export function modelCommand(): Command {
     .argument('<name>', 'whisper-tiny, whisper-base, whisper-small, whisper-large-v3-turbo, … (onnx-community/<name>), or owner/name')
     .option('--out <dir>', 'folder to write (default: models/<name>)')
     .option('--dtypes <list>', `variants, comma-separated: ${Object.keys(DTYPE_SUFFIXES).join(', ')}`, 'fp32')
-    .option('--hub <url>', 'the hub\'s address (default: $MURMUR_HUB_URL or https://huggingface.co)')
+    .option('--hub <url>', "the hub's address (default: $MURMUR_HUB_URL or https://huggingface.co)")
     .option('--revision <rev>', 'branch, tag or commit', 'main')
     .action(async (name: string, opts) => {
       const out = opts.out ?? join('models', repoOf(name).split('/')[1]);
       const files = await downloadModel(name, out, {
         hub: opts.hub ?? process.env.MURMUR_HUB_URL ?? DEFAULT_HUB,
         revision: opts.revision,
-        dtypes: String(opts.dtypes).split(',').map((d) => d.trim()),
+        dtypes: String(opts.dtypes)
+          .split(',')
+          .map((d) => d.trim()),
         token: process.env.HF_TOKEN,
         log: createLogger(readLogSettings(), 2),
       });

@@ -14,21 +14,38 @@ const seconds = (name: string) => (value: string) => {
 export function workerCommand(): Command {
   return new Command('worker')
     .description('claim jobs from a murmur API and transcribe them in batches')
-    .requiredOption('--api <url>', 'the API\'s GraphQL endpoint, e.g. http://host:4000/graphql')
+    .requiredOption('--api <url>', "the API's GraphQL endpoint, e.g. http://host:4000/graphql")
     .option('--token <token>', 'the worker token (default: $MURMUR_WORKER_TOKEN)')
     .requiredOption('--model <dir>', 'Whisper model folder (onnx-community layout)')
-    .addOption(new Option('--pool <pool>', 'cpu: take short jobs; gpu: take long ones (each takes the other\'s while that pool has no live worker)').choices(['cpu', 'gpu']).default('cpu'))
+    .addOption(
+      new Option('--pool <pool>', "cpu: take short jobs; gpu: take long ones (each takes the other's while that pool has no live worker)")
+        .choices(['cpu', 'gpu'])
+        .default('cpu'),
+    )
     .option('--max-jobs <n>', 'jobs a batch', integer('--max-jobs', 1), 16)
     .option('--max-seconds <s>', 'seconds of audio a batch', seconds('--max-seconds'), 480)
-    .option('--batch-window-ms <ms>', 'wait this long for a fuller batch once work is there (default: the server\'s)', integer('--batch-window-ms', 0))
+    .option(
+      '--batch-window-ms <ms>',
+      "wait this long for a fuller batch once work is there (default: the server's)",
+      integer('--batch-window-ms', 0),
+    )
     .option('--poll <s>', 'longest long-poll claim', seconds('--poll'), 20)
     .option('--unload-after <s>', 'unload the model after this long without work', seconds('--unload-after'), 60)
     .option('--exit-after <s>', 'exit after this long without work', seconds('--exit-after'), 300)
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8, …', 'fp32')
     .option('--threads <n>', 'intra-op threads per session (0: onnxruntime chooses)', integer('--threads', 0), 0)
-    .option('--shutdown-seconds <s>', 'on SIGTERM/SIGINT: time to finish the batch in hand before handing its jobs back', seconds('--shutdown-seconds'), 30)
-    .addOption(new Option('--segmentation <how>', 'vad: decode the speech Silero VAD finds; fixed: every 30 s window').choices(['vad', 'fixed']).default('vad'))
+    .option(
+      '--shutdown-seconds <s>',
+      'on SIGTERM/SIGINT: time to finish the batch in hand before handing its jobs back',
+      seconds('--shutdown-seconds'),
+      30,
+    )
+    .addOption(
+      new Option('--segmentation <how>', 'vad: decode the speech Silero VAD finds; fixed: every 30 s window')
+        .choices(['vad', 'fixed'])
+        .default('vad'),
+    )
     .action(async (opts) => {
       const token = opts.token ?? process.env.MURMUR_WORKER_TOKEN;
       if (!token) throw Object.assign(new Error('no worker token: pass --token or set MURMUR_WORKER_TOKEN'), { code: 'UNAUTHENTICATED' });

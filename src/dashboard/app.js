@@ -24,7 +24,11 @@ class ApiError extends Error {
 }
 
 async function gql(query, variables = {}) {
-  const res = await fetch(ENDPOINT, { method: 'POST', headers: { 'content-type': 'application/json', ...auth() }, body: JSON.stringify({ query, variables }) });
+  const res = await fetch(ENDPOINT, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...auth() },
+    body: JSON.stringify({ query, variables }),
+  });
   const body = await res.json();
   if (body.errors?.length) {
     const error = new ApiError(body.errors[0].extensions?.code ?? 'ERROR', body.errors[0].message);
@@ -67,7 +71,10 @@ function reconnect() {
     on: { connected: (_socket, _payload, wasRetry) => wasRetry && refresh() },
   });
   // Jobs created or changed elsewhere (another tab, an app, the CLI) come into the list as they change status.
-  ws.subscribe({ query: `subscription { jobsChanged { ${JOB} } }` }, { next: ({ data }) => data && show(data.jobsChanged), error: () => {}, complete: () => {} });
+  ws.subscribe(
+    { query: `subscription { jobsChanged { ${JOB} } }` },
+    { next: ({ data }) => data && show(data.jobsChanged), error: () => {}, complete: () => {} },
+  );
 }
 reconnect();
 
@@ -118,14 +125,25 @@ async function refreshJobs() {
   data.jobs.nodes.forEach(show);
 }
 
-const seconds = (s) => (s == null ? '—' : s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+const seconds = (s) =>
+  s == null ? '—' : s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`;
 
 async function refreshQueue() {
   try {
-    const { queue } = await gql('{ queue { pending processing done failed cancelled workers oldestPendingAgeSeconds pools { pool workers pending oldestPendingAgeSeconds } } }');
+    const { queue } = await gql(
+      '{ queue { pending processing done failed cancelled workers oldestPendingAgeSeconds pools { pool workers pending oldestPendingAgeSeconds } } }',
+    );
     $('#queue-note').hidden = true;
     $('#counts').innerHTML = '';
-    for (const [name, value] of [['pending', queue.pending], ['processing', queue.processing], ['done', queue.done], ['failed', queue.failed], ['cancelled', queue.cancelled], ['oldest waiting', seconds(queue.oldestPendingAgeSeconds)], ['live workers', queue.workers]]) {
+    for (const [name, value] of [
+      ['pending', queue.pending],
+      ['processing', queue.processing],
+      ['done', queue.done],
+      ['failed', queue.failed],
+      ['cancelled', queue.cancelled],
+      ['oldest waiting', seconds(queue.oldestPendingAgeSeconds)],
+      ['live workers', queue.workers],
+    ]) {
       const dt = document.createElement('dt');
       dt.textContent = name;
       const dd = document.createElement('dd');
@@ -156,9 +174,16 @@ function upload(file) {
   item.innerHTML = '<span class="name"></span><progress max="1" value="0"></progress><span class="state">uploading</span>';
   item.querySelector('.name').textContent = file.name;
   $('#uploads').prepend(item);
-  const input = { file: null, ...($('#language').value.trim() && { language: $('#language').value.trim() }), ...($('#words').checked && { wordTimestamps: true }) };
+  const input = {
+    file: null,
+    ...($('#language').value.trim() && { language: $('#language').value.trim() }),
+    ...($('#words').checked && { wordTimestamps: true }),
+  };
   const form = new FormData();
-  form.append('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${JOB} } }`, variables: { input } }));
+  form.append(
+    'operations',
+    JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${JOB} } }`, variables: { input } }),
+  );
   form.append('map', JSON.stringify({ 0: ['variables.input.file'] }));
   form.append('0', file, file.name);
   const xhr = new XMLHttpRequest();
@@ -204,7 +229,10 @@ drop.addEventListener('drop', (e) => {
 
 // A job: its transcript, downloads, cancel and retry.
 async function openJob(id) {
-  const { job } = await gql(`query ($id: ID!) { job(id: $id) { ${JOB} result { text language model segments { start end text } srt vtt } } }`, { id });
+  const { job } = await gql(
+    `query ($id: ID!) { job(id: $id) { ${JOB} result { text language model segments { start end text } srt vtt } } }`,
+    { id },
+  );
   const detail = $('#detail');
   detail.hidden = false;
   detail.dataset.id = id;
@@ -214,7 +242,11 @@ async function openJob(id) {
   const actions = detail.querySelector('.actions');
   const base = job.input.filename.replace(/\.[^.]+$/, '');
   if (job.result) {
-    for (const [label, text, ext, type] of [['SRT', job.result.srt, 'srt', 'application/x-subrip'], ['VTT', job.result.vtt, 'vtt', 'text/vtt'], ['TXT', `${job.result.text}\n`, 'txt', 'text/plain']]) {
+    for (const [label, text, ext, type] of [
+      ['SRT', job.result.srt, 'srt', 'application/x-subrip'],
+      ['VTT', job.result.vtt, 'vtt', 'text/vtt'],
+      ['TXT', `${job.result.text}\n`, 'txt', 'text/plain'],
+    ]) {
       const a = document.createElement('a');
       a.textContent = label;
       a.download = `${base}.${ext}`;
@@ -222,7 +254,10 @@ async function openJob(id) {
       actions.append(a);
     }
   }
-  for (const [label, mutation, allowed] of [['Cancel', 'cancelJob', !TERMINAL.has(job.status)], ['Retry', 'retryJob', job.status === 'FAILED' || job.status === 'CANCELLED']]) {
+  for (const [label, mutation, allowed] of [
+    ['Cancel', 'cancelJob', !TERMINAL.has(job.status)],
+    ['Retry', 'retryJob', job.status === 'FAILED' || job.status === 'CANCELLED'],
+  ]) {
     if (!allowed) continue;
     const button = document.createElement('button');
     button.textContent = label;

@@ -43,13 +43,17 @@ export async function downloadModel(name: string, out: string, options: Download
       fetched.push(path);
       log.info({ event: 'model.file', repo, path }, `${repo}: ${path}`);
       // Models over 2 GB keep their weights beside the graph (ONNX external data).
-      if (path.endsWith('.onnx') && (await fetchFile(`${hub}/${repo}/resolve/${revision}/${path}_data`, join(partial, `${path}_data`), options.token, false))) {
+      if (
+        path.endsWith('.onnx') &&
+        (await fetchFile(`${hub}/${repo}/resolve/${revision}/${path}_data`, join(partial, `${path}_data`), options.token, false))
+      ) {
         fetched.push(`${path}_data`);
         log.info({ event: 'model.file', repo, path: `${path}_data` }, `${repo}: ${path}_data`);
       }
     }
     for (const optional of ['tokenizer_config.json', 'special_tokens_map.json']) {
-      if (await fetchFile(`${hub}/${repo}/resolve/${revision}/${optional}`, join(partial, optional), options.token, false)) fetched.push(optional);
+      if (await fetchFile(`${hub}/${repo}/resolve/${revision}/${optional}`, join(partial, optional), options.token, false))
+        fetched.push(optional);
     }
     for (const d of dtypes) readModelFolder(partial, d); // refuse a folder the runtime could not load
     await rm(out, { recursive: true, force: true });

@@ -22,7 +22,8 @@ export const ofSize = (t: Jobs, pool: Pool, smallJobSeconds: number): SQL =>
   pool === 'cpu' ? lte(t.durationSeconds, smallJobSeconds) : gt(t.durationSeconds, smallJobSeconds);
 
 /** Waiting and due (no retry delay ahead), of the sizes given. */
-export const claimableAt = (t: Jobs, now: number, size: SQL | undefined): SQL | undefined => and(eq(t.status, 'PENDING'), lte(t.runAfter, now), size);
+export const claimableAt = (t: Jobs, now: number, size: SQL | undefined): SQL | undefined =>
+  and(eq(t.status, 'PENDING'), lte(t.runAfter, now), size);
 
 export const pendingOf = (t: Jobs, size: SQL | undefined): SQL | undefined => and(eq(t.status, 'PENDING'), size);
 
@@ -39,7 +40,8 @@ export const finishedBefore = (t: Jobs, before: number): SQL | undefined => and(
 export const unfinished = (t: Jobs): SQL => inArray(t.status, UNFINISHED);
 
 /** For a key's limits: the jobs it created since a moment, and those not finished. */
-export const createdBy = (t: Jobs, apiKeyId: string, since: number): SQL | undefined => and(eq(t.apiKeyId, apiKeyId), gte(t.createdAt, since));
+export const createdBy = (t: Jobs, apiKeyId: string, since: number): SQL | undefined =>
+  and(eq(t.apiKeyId, apiKeyId), gte(t.createdAt, since));
 export const unfinishedOf = (t: Jobs, apiKeyId: string): SQL | undefined => and(eq(t.apiKeyId, apiKeyId), unfinished(t));
 
 export const leaseExpiredAt = (t: Jobs, now: number): SQL | undefined => and(eq(t.status, 'PROCESSING'), lt(t.leaseExpiresAt, now));
@@ -52,4 +54,5 @@ export const quietSince = (w: Workers, since: number): SQL => lt(w.lastSeenAt, s
 
 /** A key's places under its limits, and those that lapsed. */
 export const heldFor = (r: Reservations, apiKeyId: string): SQL => eq(r.apiKeyId, apiKeyId);
-export const lapsedFor = (r: Reservations, apiKeyId: string, now: number): SQL | undefined => and(eq(r.apiKeyId, apiKeyId), lte(r.expiresAt, now));
+export const lapsedFor = (r: Reservations, apiKeyId: string, now: number): SQL | undefined =>
+  and(eq(r.apiKeyId, apiKeyId), lte(r.expiresAt, now));

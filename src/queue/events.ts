@@ -21,7 +21,10 @@ export class QueueEventEmitter extends EventEmitter<QueueEvents> {
       try {
         listener.apply(this, args);
       } catch (err) {
-        this.log.error({ event: 'queue.listener_failed', on: event, err }, `a listener of the queue's "${String(event)}" events threw: ${(err as Error)?.message ?? err}`);
+        this.log.error(
+          { event: 'queue.listener_failed', on: event, err },
+          `a listener of the queue's "${String(event)}" events threw: ${(err as Error)?.message ?? err}`,
+        );
       }
     }
     return listeners.length > 0;

@@ -35,7 +35,8 @@ export async function claimWhenReady(queue: JobQueue, c: LongPollClaim): Promise
     if ((await queue.claimable(c.pool)) > 0) {
       const windowEnd = Date.now() + c.batchWindowMs;
       // Gathering a batch: first in line for the next wake-up.
-      while (Date.now() < windowEnd && !c.signal?.aborted && (await queue.claimable(c.pool)) < c.maxJobs) await bell.wait(c.pool, windowEnd, c.signal, true);
+      while (Date.now() < windowEnd && !c.signal?.aborted && (await queue.claimable(c.pool)) < c.maxJobs)
+        await bell.wait(c.pool, windowEnd, c.signal, true);
       if (c.signal?.aborted) break;
       const leases = await queue.claim(worker, c.maxJobs, c.maxSeconds);
       if (leases.length >= c.maxJobs) bell.ring(c.pool);

@@ -5,7 +5,21 @@ import { sql } from 'drizzle-orm';
 import { DEFAULT_TENANT } from '../auth/keys.ts';
 import type { Transcript } from '../transcript/transcript.ts';
 import { QueueError } from './errors.ts';
-import { POOLS, retryDelayMs, type Job, type JobFailure, type JobLimits, type JobStatus, type KeyUsage, type LeaseState, type NewJob, type PoolStats, type QueueOptions, type QueueStats, type WorkerInfo } from './jobQueue.ts';
+import {
+  POOLS,
+  retryDelayMs,
+  type Job,
+  type JobFailure,
+  type JobLimits,
+  type JobStatus,
+  type KeyUsage,
+  type LeaseState,
+  type NewJob,
+  type PoolStats,
+  type QueueOptions,
+  type QueueStats,
+  type WorkerInfo,
+} from './jobQueue.ts';
 
 export function newJob(input: NewJob, options: QueueOptions, id: string, now: number) {
   return {
@@ -46,7 +60,13 @@ export const claimed = (workerId: string, now: number, leaseExpiresAt: number) =
   updatedAt: now,
 });
 
-export const cancelled = (now: number) => ({ status: 'CANCELLED' as const, finishedAt: now, updatedAt: now, leaseExpiresAt: null, webhookNextAt: webhookDue(now) });
+export const cancelled = (now: number) => ({
+  status: 'CANCELLED' as const,
+  finishedAt: now,
+  updatedAt: now,
+  leaseExpiresAt: null,
+  webhookNextAt: webhookDue(now),
+});
 
 export const retried = (now: number) => ({
   status: 'PENDING' as const,
@@ -75,7 +95,8 @@ export function checkCancellable(job: Job): Job | null {
 }
 
 export function checkRetryable(job: Job): void {
-  if (job.status !== 'FAILED' && job.status !== 'CANCELLED') throw new QueueError('NOT_RETRYABLE', `job ${job.id} is ${job.status}; only FAILED and CANCELLED jobs can be retried`);
+  if (job.status !== 'FAILED' && job.status !== 'CANCELLED')
+    throw new QueueError('NOT_RETRYABLE', `job ${job.id} is ${job.status}; only FAILED and CANCELLED jobs can be retried`);
 }
 
 /** What a heartbeat with this token means for the job, and the progress to record when the lease holds. */
@@ -99,7 +120,11 @@ export function heartbeatOf(
 export function checkHolding(job: Job | undefined, jobId: string, leaseToken: number): Job {
   if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${jobId}`);
   if (job.status === 'CANCELLED' && job.leaseToken === leaseToken) throw new QueueError('JOB_CANCELLED', `job ${jobId} was cancelled`);
-  if (job.leaseToken !== leaseToken) throw new QueueError('LEASE_LOST', `lease token ${leaseToken} of job ${jobId} is stale; the current attempt holds token ${job.leaseToken}`);
+  if (job.leaseToken !== leaseToken)
+    throw new QueueError(
+      'LEASE_LOST',
+      `lease token ${leaseToken} of job ${jobId} is stale; the current attempt holds token ${job.leaseToken}`,
+    );
   if (job.status !== 'PROCESSING') throw new QueueError('LEASE_LOST', `job ${jobId} is ${job.status}, no longer held by this lease`);
   return job;
 }
@@ -125,18 +150,20 @@ export const completed = (transcript: Transcript, now: number) => ({
     text: transcript.text,
     language: transcript.language,
     model: transcript.model,
-    segments: transcript.segments.map(({ start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb, temperature, words }) => ({
-      start,
-      end,
-      text,
-      ...(tokens && { tokens: [...tokens] }),
-      seek,
-      avgLogprob,
-      compressionRatio,
-      noSpeechProb,
-      temperature,
-      ...(words && { words: words.map(({ word, start, end, probability }) => ({ word, start, end, probability })) }),
-    })),
+    segments: transcript.segments.map(
+      ({ start, end, text, tokens, seek, avgLogprob, compressionRatio, noSpeechProb, temperature, words }) => ({
+        start,
+        end,
+        text,
+        ...(tokens && { tokens: [...tokens] }),
+        seek,
+        avgLogprob,
+        compressionRatio,
+        noSpeechProb,
+        temperature,
+        ...(words && { words: words.map(({ word, start, end, probability }) => ({ word, start, end, probability })) }),
+      }),
+    ),
   },
   progress: 1,
   finishedAt: now,

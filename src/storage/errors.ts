@@ -4,7 +4,11 @@ import { CodedError } from '../errors.ts';
 
 export class StorageError extends CodedError<'BLOB_STORE_UNAVAILABLE'> {
   constructor(store: string, cause: unknown) {
-    super('BLOB_STORE_UNAVAILABLE', `the blob store ${store} is unavailable: ${(cause as Error)?.name ?? ''} ${(cause as Error)?.message ?? cause}`.trim(), { cause });
+    super(
+      'BLOB_STORE_UNAVAILABLE',
+      `the blob store ${store} is unavailable: ${(cause as Error)?.name ?? ''} ${(cause as Error)?.message ?? cause}`.trim(),
+      { cause },
+    );
   }
 }
 

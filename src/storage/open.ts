@@ -20,9 +20,15 @@ export async function openBlobStore(config: Config, log: Logger): Promise<BlobSt
       const e = err as Error & { $metadata?: { httpStatusCode?: number } };
       // An HTTP answer (no such bucket, access denied) will not change by waiting; no answer might.
       if (e.$metadata?.httpStatusCode || Date.now() > deadline) {
-        throw new ConfigError(`MURMUR_S3_BUCKET: cannot use ${store.name}: ${e.name}${e.message && e.message !== 'UnknownError' ? ` (${e.message})` : ''}`);
+        throw new ConfigError(
+          `MURMUR_S3_BUCKET: cannot use ${store.name}: ${e.name}${e.message && e.message !== 'UnknownError' ? ` (${e.message})` : ''}`,
+        );
       }
-      if (attempt === 1) log.warn({ event: 'store.waiting', store: store.name, err: e }, `the blob store ${store.name} does not answer (${e.message}); waiting up to ${config.databaseWaitSeconds} s`);
+      if (attempt === 1)
+        log.warn(
+          { event: 'store.waiting', store: store.name, err: e },
+          `the blob store ${store.name} does not answer (${e.message}); waiting up to ${config.databaseWaitSeconds} s`,
+        );
       await new Promise((r) => setTimeout(r, 1000));
     }
   }

@@ -11,7 +11,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobStore, PresignedPut } from './blobStore.ts';
@@ -80,7 +88,9 @@ export class S3BlobStore implements BlobStore {
 
   async readRange(key: string, start: number, length: number): Promise<Buffer> {
     if (length <= 0) return Buffer.alloc(0);
-    const res = await this.guard(this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key), Range: `bytes=${start}-${start + length - 1}` })));
+    const res = await this.guard(
+      this.client.send(new GetObjectCommand({ Bucket: this.o.bucket, Key: this.key(key), Range: `bytes=${start}-${start + length - 1}` })),
+    );
     return Buffer.from(await res.Body!.transformToByteArray());
   }
 
@@ -112,7 +122,9 @@ export class S3BlobStore implements BlobStore {
   async *list(prefix: string): AsyncIterable<{ key: string; lastModified: number }> {
     let token: string | undefined;
     do {
-      const page = await this.guard(this.client.send(new ListObjectsV2Command({ Bucket: this.o.bucket, Prefix: this.key(prefix), ContinuationToken: token })));
+      const page = await this.guard(
+        this.client.send(new ListObjectsV2Command({ Bucket: this.o.bucket, Prefix: this.key(prefix), ContinuationToken: token })),
+      );
       for (const o of page.Contents ?? []) {
         if (o.Key) yield { key: o.Key.slice(this.o.prefix.length), lastModified: o.LastModified?.getTime() ?? 0 };
       }
@@ -125,7 +137,9 @@ export class S3BlobStore implements BlobStore {
   }
 
   async presignPut(key: string, expiresSeconds: number): Promise<PresignedPut> {
-    const url = await getSignedUrl(this.client, new PutObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }), { expiresIn: expiresSeconds });
+    const url = await getSignedUrl(this.client, new PutObjectCommand({ Bucket: this.o.bucket, Key: this.key(key) }), {
+      expiresIn: expiresSeconds,
+    });
     return { url, headers: {}, expiresAt: Date.now() + expiresSeconds * 1000 };
   }
 

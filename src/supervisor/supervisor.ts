@@ -72,12 +72,20 @@ export class Supervisor {
     this.children.add(child);
     const workerPid = child.pid;
     const log = this.o.log.child({ workerPid });
-    log.info({ event: 'worker.started', waiting, running: this.children.size }, `worker ${workerPid} started: ${waiting} job(s) waiting, ${this.children.size} worker(s) running`);
-    for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => relayLine(this.o.log, line, { workerPid }));
+    log.info(
+      { event: 'worker.started', waiting, running: this.children.size },
+      `worker ${workerPid} started: ${waiting} job(s) waiting, ${this.children.size} worker(s) running`,
+    );
+    for (const stream of [child.stdout!, child.stderr!])
+      createInterface({ input: stream }).on('line', (line) => relayLine(this.o.log, line, { workerPid }));
     child.on('exit', (code, signal) => {
       this.children.delete(child);
       if (code === 0) log.info({ event: 'worker.exited' }, `worker ${workerPid} exited`);
-      else log.warn({ event: 'worker.died', code, signal }, `worker ${workerPid} died (${signal ?? `exit code ${code}`}); its jobs go back to the queue when their leases expire`);
+      else
+        log.warn(
+          { event: 'worker.died', code, signal },
+          `worker ${workerPid} died (${signal ?? `exit code ${code}`}); its jobs go back to the queue when their leases expire`,
+        );
       setImmediate(() => void this.check());
     });
   }

@@ -12,7 +12,10 @@ function cues(segments: Segment[], text: (t: string) => string) {
   return segments
     .map((s) => ({ ...s, text: s.text.trim().replace(/\s*\n\s*\n\s*/g, '\n') }))
     .filter((s) => s.text !== '')
-    .map((s) => ({ type: 'cue' as const, data: { start: Math.round(s.start * 1000), end: Math.round(Math.max(s.end, s.start) * 1000), text: text(s.text) } }));
+    .map((s) => ({
+      type: 'cue' as const,
+      data: { start: Math.round(s.start * 1000), end: Math.round(Math.max(s.end, s.start) * 1000), text: text(s.text) },
+    }));
 }
 
 /** One segment a word, for word-level cues. */
@@ -20,7 +23,11 @@ export function wordCues(segments: Segment[]): Segment[] {
   return segments.flatMap((s) => (s.words ?? []).map((w) => ({ start: w.start, end: w.end, text: w.word })));
 }
 
-export const toSrt = (segments: Segment[]): string => stringifySync(cues(segments, (t) => t), { format: 'SRT' });
+export const toSrt = (segments: Segment[]): string =>
+  stringifySync(
+    cues(segments, (t) => t),
+    { format: 'SRT' },
+  );
 export function toVtt(segments: Segment[]): string {
   const list = cues(segments, escapeVtt);
   // A WebVTT file starts with its header even when it has no cues (the library writes nothing then).

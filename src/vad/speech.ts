@@ -22,7 +22,14 @@ export interface SpeechOptions {
 }
 
 // Silero's own defaults, but for the minimum silence: 300 ms rather than 100 keeps a sentence's pauses inside one region.
-export const DEFAULT_SPEECH: SpeechOptions = { threshold: 0.5, negThreshold: 0.35, minSpeechMs: 250, minSilenceMs: 300, padMs: 30, maxChunkSeconds: 30 };
+export const DEFAULT_SPEECH: SpeechOptions = {
+  threshold: 0.5,
+  negThreshold: 0.35,
+  minSpeechMs: 250,
+  minSilenceMs: 300,
+  padMs: 30,
+  maxChunkSeconds: 30,
+};
 
 /** A range of samples [start, end). */
 export interface Span {
@@ -61,7 +68,10 @@ export function speechRegions(probs: Float32Array, totalSamples: number, o: Spee
   const pad = (o.padMs * RATE) / 1000;
   return regions.map((r, i) => ({
     start: Math.max(0, i > 0 ? Math.max(r.start - pad, Math.floor((regions[i - 1].end + r.start) / 2)) : r.start - pad),
-    end: Math.min(totalSamples, i < regions.length - 1 ? Math.min(r.end + pad, Math.floor((r.end + regions[i + 1].start) / 2)) : r.end + pad),
+    end: Math.min(
+      totalSamples,
+      i < regions.length - 1 ? Math.min(r.end + pad, Math.floor((r.end + regions[i + 1].start) / 2)) : r.end + pad,
+    ),
   }));
 }
 

@@ -106,12 +106,22 @@ export class WebhookSender {
     const id = `msg_${job.id}_${job.finishedAt ?? now}`;
     const timestamp = Math.floor(now / 1000);
     const body = JSON.stringify(payloadOf(job, now));
-    const headers = { 'webhook-id': id, 'webhook-timestamp': String(timestamp), 'webhook-signature': sign(tenantSecret(this.master, job.tenant), id, timestamp, body) };
+    const headers = {
+      'webhook-id': id,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': sign(tenantSecret(this.master, job.tenant), id, timestamp, body),
+    };
     let status = 0;
     try {
-      status = await postChecked(job.webhookUrl!, body, headers, { timeoutMs: this.config.webhook.timeoutSeconds * 1000, allowPrivate: this.config.allowPrivateUrls });
+      status = await postChecked(job.webhookUrl!, body, headers, {
+        timeoutMs: this.config.webhook.timeoutSeconds * 1000,
+        allowPrivate: this.config.allowPrivateUrls,
+      });
     } catch (err) {
-      this.log.warn({ event: 'webhook.failed', jobId: job.id, url: job.webhookUrl, err }, `job ${job.id}: webhook to ${job.webhookUrl} failed: ${(err as Error).message}`);
+      this.log.warn(
+        { event: 'webhook.failed', jobId: job.id, url: job.webhookUrl, err },
+        `job ${job.id}: webhook to ${job.webhookUrl} failed: ${(err as Error).message}`,
+      );
     }
     const delivered = status >= 200 && status < 300;
     const attempts = job.webhookAttempts + 1;
@@ -119,7 +129,18 @@ export class WebhookSender {
     const delay = Math.min(this.config.retryMaxSeconds * 1000, this.config.retryBaseSeconds * 1000 * 2 ** (attempts - 1));
     const nextAt = delivered || now + delay > giveUpAt ? null : now + delay;
     if (delivered) this.log.info({ event: 'webhook.delivered', jobId: job.id, status, attempts }, `job ${job.id}: webhook delivered`);
-    else if (nextAt === null) this.log.warn({ event: 'webhook.given_up', jobId: job.id, status, attempts }, `job ${job.id}: webhook given up after ${attempts} attempt(s) (last answer: ${status || 'none'})`);
-    await this.queue.recordWebhook(job.id, { status, delivered, nextAt, at: Date.now() }).catch((err) => this.log.error({ event: 'webhook.not_recorded', jobId: job.id, err }, `job ${job.id}: webhook outcome not recorded: ${err.message}`));
+    else if (nextAt === null)
+      this.log.warn(
+        { event: 'webhook.given_up', jobId: job.id, status, attempts },
+        `job ${job.id}: webhook given up after ${attempts} attempt(s) (last answer: ${status || 'none'})`,
+      );
+    await this.queue
+      .recordWebhook(job.id, { status, delivered, nextAt, at: Date.now() })
+      .catch((err) =>
+        this.log.error(
+          { event: 'webhook.not_recorded', jobId: job.id, err },
+          `job ${job.id}: webhook outcome not recorded: ${err.message}`,
+        ),
+      );
   }
 }

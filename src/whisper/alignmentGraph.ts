@@ -52,7 +52,11 @@ function consumed(node: INodeProto): string[] {
   for (const a of node.attribute ?? []) {
     for (const g of [a.g, ...(a.graphs ?? [])]) {
       if (!g) continue;
-      const inner = new Set([...(g.input ?? []).map((v) => v.name!), ...(g.initializer ?? []).map((t) => t.name!), ...(g.node ?? []).flatMap((n) => n.output ?? [])]);
+      const inner = new Set([
+        ...(g.input ?? []).map((v) => v.name!),
+        ...(g.initializer ?? []).map((t) => t.name!),
+        ...(g.node ?? []).flatMap((n) => n.output ?? []),
+      ]);
       names.push(...(g.node ?? []).flatMap(consumed).filter((n) => !inner.has(n)));
     }
   }

@@ -140,7 +140,15 @@ export class BatchDecoder {
     for (let from = 0; from < n; from += FIRST_RUN_ROWS) {
       const count = Math.min(FIRST_RUN_ROWS, n - from);
       const states = encoderStates.subarray(from * rowSize, (from + count) * rowSize);
-      const out = await this.session.run(this.feeds(Array.from({ length: count }, () => prompt), states, null, null), ['logits']);
+      const out = await this.session.run(
+        this.feeds(
+          Array.from({ length: count }, () => prompt),
+          states,
+          null,
+          null,
+        ),
+        ['logits'],
+      );
       this.runs++;
       const logits = out.logits.data as Float32Array;
       for (let i = 0; i < count; i++) result.push(logits.subarray((i * seq + seq - 1) * this.vocab, (i * seq + seq) * this.vocab));
@@ -163,10 +171,11 @@ export class BatchDecoder {
     // The first run (cross-attention keys and values for every row) goes in chunks of rows
     // with the same prompt: whisper-tiny, 16 rows: 1717 ms in one run, 894 ms in four runs of 4.
     let cohorts: Cohort[] = [];
-    for (let start = 0; start < n; ) {
+    for (let start = 0; start < n;) {
       let end = start + 1;
       const sameGroup = (i: number) => sorted[i].beam !== undefined && sorted[i].beam === sorted[i - 1].beam;
-      while (end < n && sorted[end].tokens.length === sorted[start].tokens.length && (end - start < FIRST_RUN_ROWS || sameGroup(end))) end++;
+      while (end < n && sorted[end].tokens.length === sorted[start].tokens.length && (end - start < FIRST_RUN_ROWS || sameGroup(end)))
+        end++;
       while (end < n && sameGroup(end)) end++; // a segment's beams stay in one cohort
       cohorts.push({
         rows: sorted.slice(start, end),
@@ -183,7 +192,10 @@ export class BatchDecoder {
       // Run first what has not started, then the cohort furthest behind.
       cohorts.sort((a, b) => (a.decoderCache ? 1 : 0) - (b.decoderCache ? 1 : 0) || a.pastLength - b.pastLength);
       await this.step(cohorts[0], onRowDone);
-      cohorts = merge(cohorts.filter((c) => c.rows.length > 0), batch);
+      cohorts = merge(
+        cohorts.filter((c) => c.rows.length > 0),
+        batch,
+      );
     }
     // The first runs wrote every row's cross-attention keys and values here, and nothing wrote over them since.
     const rowOf = new Map<number, number>();
@@ -225,11 +237,19 @@ export class BatchDecoder {
     for (let i = 0; i < sequences.length; i++) {
       const out = await next;
       if (i + 1 < sequences.length) next = run(i + 1);
-      await onRow(i, fetches.map((name) => out[name].data as Float32Array));
+      await onRow(
+        i,
+        fetches.map((name) => out[name].data as Float32Array),
+      );
     }
   }
 
-  private feeds(inputs: number[][], encoderStates: Float32Array, decoderCache: Float32Array[] | null, encoderCache: Float32Array[] | null): Record<string, ort.Tensor> {
+  private feeds(
+    inputs: number[][],
+    encoderStates: Float32Array,
+    decoderCache: Float32Array[] | null,
+    encoderCache: Float32Array[] | null,
+  ): Record<string, ort.Tensor> {
     const n = inputs.length;
     const seq = inputs[0].length;
     const { heads, headDim, frames } = this;
@@ -245,7 +265,12 @@ export class BatchDecoder {
     for (let l = 0; l < this.layers; l++) {
       ['key', 'value'].forEach((part, p) => {
         const dec = decoderCache?.[2 * l + p] ?? empty;
-        feeds[`past_key_values.${l}.decoder.${part}`] = new ort.Tensor('float32', dec, [n, heads, dec.length / (n * heads * headDim), headDim]);
+        feeds[`past_key_values.${l}.decoder.${part}`] = new ort.Tensor('float32', dec, [
+          n,
+          heads,
+          dec.length / (n * heads * headDim),
+          headDim,
+        ]);
         const enc = encoderCache?.[2 * l + p] ?? empty;
         feeds[`past_key_values.${l}.encoder.${part}`] = new ort.Tensor('float32', enc, [n, heads, encoderCache ? frames : 0, headDim]);
       });
@@ -265,10 +290,18 @@ export class BatchDecoder {
       if (first) {
         // written in place, into this cohort's rows of the batch-wide buffers
         fetches[`present.${l}.encoder.key`] = new ort.Tensor('float32', c.encoderCache![2 * l], [n, this.heads, this.frames, this.headDim]);
-        fetches[`present.${l}.encoder.value`] = new ort.Tensor('float32', c.encoderCache![2 * l + 1], [n, this.heads, this.frames, this.headDim]);
+        fetches[`present.${l}.encoder.value`] = new ort.Tensor('float32', c.encoderCache![2 * l + 1], [
+          n,
+          this.heads,
+          this.frames,
+          this.headDim,
+        ]);
       }
     }
-    const out = await this.session.run(this.feeds(inputs, c.encoderStates, c.decoderCache, first ? null : c.encoderCache), fetches as ort.InferenceSession.FetchesType);
+    const out = await this.session.run(
+      this.feeds(inputs, c.encoderStates, c.decoderCache, first ? null : c.encoderCache),
+      fetches as ort.InferenceSession.FetchesType,
+    );
     this.runs++;
     const logits = out.logits.data as Float32Array;
     const { ids, rules } = this.model;
@@ -287,7 +320,9 @@ export class BatchDecoder {
     }
     const k = Math.max(1, ...c.rows.map((r) => (r.beam ? r.beam.size + 1 : 1)));
     const selection = await this.selector.select(last, c.rows, k);
-    c.decoderCache = Object.keys(fetches).filter((name) => name.includes('.decoder.')).map((name) => out[name].data as Float32Array);
+    c.decoderCache = Object.keys(fetches)
+      .filter((name) => name.includes('.decoder.'))
+      .map((name) => out[name].data as Float32Array);
     c.pastLength += seq;
 
     // What goes on in each slot (row position) of the cohort, and the row whose past it continues (beams swap pasts).
@@ -307,7 +342,15 @@ export class BatchDecoder {
       } else if (!stepped.has(row.beam)) {
         stepped.add(row.beam);
         const members = c.rows.flatMap((r, j) => (r.beam === row.beam ? [j] : []));
-        const beams = advanceBeams(row.beam, members.map((j) => c.rows[j]), members, selection, k, ids.eot, rules.maxLength);
+        const beams = advanceBeams(
+          row.beam,
+          members.map((j) => c.rows[j]),
+          members,
+          selection,
+          k,
+          ids.eot,
+          rules.maxLength,
+        );
         if (beams.length === 0) finished.push(bestCandidate(row));
         beams.forEach((b, m) => (bySlot[members[m]] = b));
       }
@@ -374,7 +417,15 @@ function merge(cohorts: Cohort[], batch: BatchBuffers): Cohort[] {
  * the next beams, each with the row whose past it continues, or none when the
  * segment is done (enough candidates, or the length limit).
  */
-export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: number[], selection: Selection, k: number, eot: number, maxLength: number): { row: DecodeRow; source: number }[] {
+export function advanceBeams(
+  group: BeamGroup,
+  rows: DecodeRow[],
+  indices: number[],
+  selection: Selection,
+  k: number,
+  eot: number,
+  maxLength: number,
+): { row: DecodeRow; source: number }[] {
   // Keyed by the whole sequence: beams that are still alike (the first step) give each continuation once.
   const scores = new Map<string, { source: number; prefix: DecodeRow; token: number; score: number; textProbability: number }>();
   rows.forEach((row, m) => {
@@ -384,7 +435,13 @@ export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: numbe
       const logprob = selection.topLogprobs[at];
       if (logprob === -Infinity) break; // fewer tokens allowed than candidates asked for
       const token = selection.topTokens[at];
-      scores.set(`${prefix},${token}`, { source: indices[m], prefix: row, token, score: row.sumLogprob + logprob, textProbability: selection.topTextProbabilities[at] });
+      scores.set(`${prefix},${token}`, {
+        source: indices[m],
+        prefix: row,
+        token,
+        score: row.sumLogprob + logprob,
+        textProbability: selection.topTextProbabilities[at],
+      });
     }
   });
   const next: { row: DecodeRow; source: number }[] = [];
@@ -403,7 +460,11 @@ export function advanceBeams(group: BeamGroup, rows: DecodeRow[], indices: numbe
   }
   const atLimit = next.length === 0 || next[0].row.tokens.length >= maxLength;
   // A beam cut off, closed with <|endoftext|> as openai/whisper's finalize closes it (no probability was read for that token).
-  const closed = (row: DecodeRow): Candidate => ({ tokens: [...row.tokens, eot], sumLogprob: row.sumLogprob, textProbabilities: row.textProbabilities && [...row.textProbabilities, NaN] });
+  const closed = (row: DecodeRow): Candidate => ({
+    tokens: [...row.tokens, eot],
+    sumLogprob: row.sumLogprob,
+    textProbabilities: row.textProbabilities && [...row.textProbabilities, NaN],
+  });
   if (atLimit && group.finished.length === 0 && next.length === 0) group.finished.push(closed(rows[0]));
   if (group.finished.length < group.maxCandidates && !atLimit) return next;
   if (atLimit) {

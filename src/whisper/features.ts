@@ -159,7 +159,8 @@ export function logMelSpectrogram(samples: Float32Array, nMels: 80 | 128): Float
 
 /** Same as logMelSpectrogram, into `out` (length nMels × 3000), e.g. one row of a batch. */
 export function writeLogMel(samples: Float32Array, nMels: 80 | 128, out: Float32Array): void {
-  if (samples.length > WINDOW_SAMPLES) throw new RangeError(`a window holds at most ${WINDOW_SAMPLES} samples (30 s), got ${samples.length}`);
+  if (samples.length > WINDOW_SAMPLES)
+    throw new RangeError(`a window holds at most ${WINDOW_SAMPLES} samples (30 s), got ${samples.length}`);
   if (out.length !== nMels * WINDOW_FRAMES) throw new RangeError(`output must hold ${nMels} × ${WINDOW_FRAMES} values`);
   dft ??= new Dft400();
   const pad = N_FFT / 2;

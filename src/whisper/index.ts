@@ -160,10 +160,14 @@ export class WhisperModel {
     const folder = readModelFolder(dir, parseDtype(options.dtype ?? 'fp32'));
     const providers = parseProviders(options.providers ?? ['cpu']);
     const requested = options.encoderBatchSize;
-    if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) throw new WhisperError('INVALID_OPTIONS', `encoderBatchSize must be a positive integer, got ${requested}`);
+    if (requested !== undefined && (!Number.isInteger(requested) || requested < 1))
+      throw new WhisperError('INVALID_OPTIONS', `encoderBatchSize must be a positive integer, got ${requested}`);
     const encoderBatch = (provider: ProviderName) => requested ?? (provider === 'cpu' ? 1 : 16);
     const { provider, sessions } = await openSessions(
-      (p) => [{ path: folder.encoderPath, ...(encoderBatch(p) === 1 && { freeDimensions: { batch_size: 1 } }) }, { path: folder.decoderPath }],
+      (p) => [
+        { path: folder.encoderPath, ...(encoderBatch(p) === 1 && { freeDimensions: { batch_size: 1 } }) },
+        { path: folder.decoderPath },
+      ],
       { providers, threads: options.threads ?? 0, log: options.log },
     );
     const encoderBatchSize = encoderBatch(provider);
@@ -178,7 +182,12 @@ export class WhisperModel {
 
   async dispose(): Promise<void> {
     const alignment = await this.alignment?.catch(() => null);
-    await Promise.all([this.encoder.release(), this.decoderSession.release(), this.selector.release(), alignment !== this.decoderSession && alignment?.release()]);
+    await Promise.all([
+      this.encoder.release(),
+      this.decoderSession.release(),
+      this.selector.release(),
+      alignment !== this.decoderSession && alignment?.release(),
+    ]);
   }
 
   private alignment: Promise<ort.InferenceSession> | null = null;
@@ -245,13 +254,26 @@ export class WhisperModel {
         })),
       ];
       const rowSize = this.folder.dims.audioContext * this.folder.dims.dModel;
-      const attemptStates = (i: number) => (i < again.length ? again[i].states! : freshStates.subarray((i - again.length) * rowSize, (i - again.length + 1) * rowSize));
+      const attemptStates = (i: number) =>
+        i < again.length ? again[i].states! : freshStates.subarray((i - again.length) * rowSize, (i - again.length + 1) * rowSize);
       const rows: DecodeRow[] = attempts.flatMap((a, i) => {
         const r = requests[a.index];
         const temperature = (r.temperatures ?? [0])[a.temperature];
         const { tokens, sotIndex } = this.prompt(a.language, r.task ?? 'transcribe', r.timestamps ?? false, prompts[a.index]);
         const sampler = temperature > 0 ? new Rng(mixSeed(r.seed ?? 0, a.temperature)) : null;
-        const row: DecodeRow = { index: i, tokens, sotIndex, sampleBegin: tokens.length, timestamps: r.timestamps ?? false, temperature, sampler, sumLogprob: 0, noSpeechProb: NaN, done: false, ...(r.wordTimestamps && { textProbabilities: [] }) };
+        const row: DecodeRow = {
+          index: i,
+          tokens,
+          sotIndex,
+          sampleBegin: tokens.length,
+          timestamps: r.timestamps ?? false,
+          temperature,
+          sampler,
+          sumLogprob: 0,
+          noSpeechProb: NaN,
+          done: false,
+          ...(r.wordTimestamps && { textProbabilities: [] }),
+        };
         // Beam search at temperature 0 only (openai/whisper samples above it).
         if (r.beamSize === undefined || temperature > 0) return [row];
         const beam = beamGroup(r.beamSize, r.patience ?? 1, r.lengthPenalty ?? null);
@@ -272,14 +294,22 @@ export class WhisperModel {
           retries.push({ ...a, temperature: a.temperature + 1, states: attemptStates(row.index).slice() });
           return;
         }
-        const kept = temperatures.length > 1 && isSilence(result, fallback) ? { ...result, text: '', tokens: [], segments: [], silence: true } : result;
+        const kept =
+          temperatures.length > 1 && isSilence(result, fallback)
+            ? { ...result, text: '', tokens: [], segments: [], silence: true }
+            : result;
         // Word timings take one more decoder run, for every such window of the batch at once, after it.
         if (r.wordTimestamps && kept.tokens.length > 0) timed.push({ attempt: row.index, result: kept });
         else finish(a.index, kept);
       });
       if (timed.length > 0) {
         await this.addWords(
-          timed.map((t) => ({ result: t.result, request: requests[attempts[t.attempt].index], states: attemptStates(t.attempt), crossRow: cross.rowOf.get(t.attempt)! })),
+          timed.map((t) => ({
+            result: t.result,
+            request: requests[attempts[t.attempt].index],
+            states: attemptStates(t.attempt),
+            crossRow: cross.rowOf.get(t.attempt)!,
+          })),
           cross,
           options.alignmentRows,
         );
@@ -301,7 +331,11 @@ export class WhisperModel {
    * otherwise openai reads the text again without them and gets slightly
    * different numbers.
    */
-  private async addWords(windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array; crossRow: number }[], cross: CrossCache, rowConvention?: 'openai' | 'transformers.js'): Promise<void> {
+  private async addWords(
+    windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array; crossRow: number }[],
+    cross: CrossCache,
+    rowConvention?: 'openai' | 'transformers.js',
+  ): Promise<void> {
     const { ids, alignment: settings, dims } = this.folder;
     const heads = settings.heads!;
     const layers = this.alignmentLayers();
@@ -309,25 +343,53 @@ export class WhisperModel {
     const sots = windows.map(({ result, request }) => this.prompt(result.language, request.task ?? 'transcribe', true, []).tokens);
     const sequences = windows.map(({ result }, i) => [...sots[i], ids.noTimestamps, ...result.tokens.filter((t) => t < ids.eot), ids.eot]);
     const session = await this.alignmentSession();
-    await this.decoder.readAlong(session, sequences, windows.map((w) => w.states), cross, windows.map((w) => w.crossRow), layers, (i, attentions) => {
-      const { result, request } = windows[i];
-      const sequence = sequences[i];
-      const rows = sequence.length;
-      const frames = dims.audioContext;
-      const first = sots[i].length;
-      const textTokens = sequence.slice(first + 1, -1);
-      // each alignment head's rows
-      const weights = heads.map(([l, h]) => attentions[layers.indexOf(l)].subarray(h * rows * frames, (h + 1) * rows * frames));
-      const audioFrames = Math.floor(request.audio.length / 320);
-      const alignment = prepareAlignment(
-        findAlignment({ textTokens, weights, rows, frames, sotLength: first, audioFrames, tokenProbabilities: result.textProbabilities!, medianFilterWidth: settings.medianFilterWidth, rowConvention }, this.tokenizer, ids.eot, result.language),
-      );
-      const spans = result.segments.map((s) => ({ start: s.start, end: s.end, textTokens: s.tokens.filter((t) => t < ids.eot).length }));
-      result.wordAlignment = { ...alignment, segments: spans };
-      const offset = request.offset ?? 0;
-      const assigned = assignWords(spans, alignment, offset, request.audio.length / SAMPLE_RATE, offset);
-      result.segments = result.segments.map((s, k) => ({ ...s, start: assigned.segments[k].start, end: assigned.segments[k].end, words: assigned.segments[k].words }));
-    });
+    await this.decoder.readAlong(
+      session,
+      sequences,
+      windows.map((w) => w.states),
+      cross,
+      windows.map((w) => w.crossRow),
+      layers,
+      (i, attentions) => {
+        const { result, request } = windows[i];
+        const sequence = sequences[i];
+        const rows = sequence.length;
+        const frames = dims.audioContext;
+        const first = sots[i].length;
+        const textTokens = sequence.slice(first + 1, -1);
+        // each alignment head's rows
+        const weights = heads.map(([l, h]) => attentions[layers.indexOf(l)].subarray(h * rows * frames, (h + 1) * rows * frames));
+        const audioFrames = Math.floor(request.audio.length / 320);
+        const alignment = prepareAlignment(
+          findAlignment(
+            {
+              textTokens,
+              weights,
+              rows,
+              frames,
+              sotLength: first,
+              audioFrames,
+              tokenProbabilities: result.textProbabilities!,
+              medianFilterWidth: settings.medianFilterWidth,
+              rowConvention,
+            },
+            this.tokenizer,
+            ids.eot,
+            result.language,
+          ),
+        );
+        const spans = result.segments.map((s) => ({ start: s.start, end: s.end, textTokens: s.tokens.filter((t) => t < ids.eot).length }));
+        result.wordAlignment = { ...alignment, segments: spans };
+        const offset = request.offset ?? 0;
+        const assigned = assignWords(spans, alignment, offset, request.audio.length / SAMPLE_RATE, offset);
+        result.segments = result.segments.map((s, k) => ({
+          ...s,
+          start: assigned.segments[k].start,
+          end: assigned.segments[k].end,
+          words: assigned.segments[k].words,
+        }));
+      },
+    );
   }
 
   /** The decoder layers that hold the alignment heads. */
@@ -348,23 +410,39 @@ export class WhisperModel {
     }
     const temperatures = r.temperatures ?? [0];
     if (temperatures.length === 0 || !temperatures.every((t) => Number.isFinite(t) && t >= 0 && t <= 2)) {
-      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: temperatures must be one or more numbers from 0 to 2, got ${JSON.stringify(r.temperatures)}`);
+      throw new WhisperError(
+        'INVALID_OPTIONS',
+        `segment ${i}: temperatures must be one or more numbers from 0 to 2, got ${JSON.stringify(r.temperatures)}`,
+      );
     }
-    if (r.beamSize !== undefined && !(Number.isInteger(r.beamSize) && r.beamSize >= 1 && r.beamSize <= 16)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: beamSize must be an integer from 1 to 16, got ${r.beamSize}`);
-    if (r.patience !== undefined && !(Number.isFinite(r.patience) && r.patience >= 1 && r.patience <= 4)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: patience must be from 1 to 4, got ${r.patience}`);
-    if (r.lengthPenalty != null && !(Number.isFinite(r.lengthPenalty) && r.lengthPenalty >= 0 && r.lengthPenalty <= 2)) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: lengthPenalty must be from 0 to 2, got ${r.lengthPenalty}`);
+    if (r.beamSize !== undefined && !(Number.isInteger(r.beamSize) && r.beamSize >= 1 && r.beamSize <= 16))
+      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: beamSize must be an integer from 1 to 16, got ${r.beamSize}`);
+    if (r.patience !== undefined && !(Number.isFinite(r.patience) && r.patience >= 1 && r.patience <= 4))
+      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: patience must be from 1 to 4, got ${r.patience}`);
+    if (r.lengthPenalty != null && !(Number.isFinite(r.lengthPenalty) && r.lengthPenalty >= 0 && r.lengthPenalty <= 2))
+      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: lengthPenalty must be from 0 to 2, got ${r.lengthPenalty}`);
     const noWords = r.wordTimestamps ? this.wordTimestampsUnavailable() : null;
     if (noWords) throw new WhisperError('INVALID_OPTIONS', `segment ${i}: ${noWords}`);
-    if (r.prompt?.length && this.folder.ids.startOfPrev === null) throw new WhisperError('MODEL_INVALID', 'the model has no <|startofprev|> token for prompts');
-    if (r.audio.length > WINDOW_SAMPLES) throw new WhisperError('SEGMENT_TOO_LONG', `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`);
+    if (r.prompt?.length && this.folder.ids.startOfPrev === null)
+      throw new WhisperError('MODEL_INVALID', 'the model has no <|startofprev|> token for prompts');
+    if (r.audio.length > WINDOW_SAMPLES)
+      throw new WhisperError(
+        'SEGMENT_TOO_LONG',
+        `segment ${i} holds ${(r.audio.length / SAMPLE_RATE).toFixed(2)} s; at most 30 s fit one window`,
+      );
     const task = r.task ?? 'transcribe';
-    if (task !== 'transcribe' && task !== 'translate') throw new WhisperError('INVALID_OPTIONS', `segment ${i}: unknown task "${task}": expected transcribe or translate`);
+    if (task !== 'transcribe' && task !== 'translate')
+      throw new WhisperError('INVALID_OPTIONS', `segment ${i}: unknown task "${task}": expected transcribe or translate`);
     if (this.folder.multilingual) {
       if (r.language !== undefined && !this.folder.ids.languages.has(languageCode(r.language))) {
-        throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: language "${r.language}" is not one of this model's ${this.folder.ids.languages.size} languages`);
+        throw new WhisperError(
+          'UNKNOWN_LANGUAGE',
+          `segment ${i}: language "${r.language}" is not one of this model's ${this.folder.ids.languages.size} languages`,
+        );
       }
     } else {
-      if (r.language !== undefined && languageCode(r.language) !== 'en') throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: this model is English-only; language "${r.language}" is not available`);
+      if (r.language !== undefined && languageCode(r.language) !== 'en')
+        throw new WhisperError('UNKNOWN_LANGUAGE', `segment ${i}: this model is English-only; language "${r.language}" is not available`);
       if (task === 'translate') throw new WhisperError('INVALID_OPTIONS', `segment ${i}: this model is English-only and cannot translate`);
     }
   }
@@ -374,7 +452,8 @@ export class WhisperModel {
     const { heads } = this.folder.alignment;
     if (!heads) return 'word timestamps need the model\'s alignment heads: its generation_config.json lists no "alignment_heads"';
     const missing = this.alignmentLayers().filter((l) => !this.decoderSession.outputNames.includes(`cross_attentions.${l}`));
-    if (missing.length > 0) return `word timestamps need a decoder that outputs its cross-attention weights (an export "with timestamps"): this one has no cross_attentions.${missing[0]}`;
+    if (missing.length > 0)
+      return `word timestamps need a decoder that outputs its cross-attention weights (an export "with timestamps"): this one has no cross_attentions.${missing[0]}`;
     return null;
   }
 
@@ -421,7 +500,10 @@ export class WhisperModel {
   }
 
   /** openai/whisper's detect_language: the decoder on <|startoftranscript|> alone, argmax over language tokens. */
-  private async detectLanguages(batch: SegmentRequest[], states: Float32Array): Promise<Map<number, { language: string; probability: number }>> {
+  private async detectLanguages(
+    batch: SegmentRequest[],
+    states: Float32Array,
+  ): Promise<Map<number, { language: string; probability: number }>> {
     const detected = new Map<number, { language: string; probability: number }>();
     const { ids, multilingual } = this.folder;
     const pending = batch.flatMap((r, i) => (r.language === undefined ? [i] : []));

@@ -29,7 +29,8 @@ export function maskTimestampRules(mask: Float32Array, row: RowState, ids: Token
   const penultimateWasTimestamp = n < 2 || sampled[n - 2] >= begin;
   // Timestamps come in pairs, except directly before end-of-text.
   if (lastWasTimestamp) {
-    if (penultimateWasTimestamp) mask.fill(-Infinity, begin); // has to be text
+    if (penultimateWasTimestamp)
+      mask.fill(-Infinity, begin); // has to be text
     else mask.fill(-Infinity, 0, ids.eot); // cannot be text
   }
   // Timestamps never decrease, and a segment has non-zero length.

@@ -97,13 +97,12 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
     }
   }
   const results: SegmentResult[] = await model.transcribe(requests, {
-      batchSize: options.batchSize,
-      onSegmentDone: (index) => {
-        const i = owner[index];
-        options.onProgress?.(i, ++done[i] / windows[i].length);
-      },
+    batchSize: options.batchSize,
+    onSegmentDone: (index) => {
+      const i = owner[index];
+      options.onProgress?.(i, ++done[i] / windows[i].length);
     },
-  );
+  });
   let next = 0;
   return recordings.map((_, i) => {
     const mine = results.slice(next, (next += windows[i].length));
@@ -117,7 +116,10 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
       return r.segments.map((seg, k) => ({ ...seg, ...assigned.segments[k] }));
     };
     return {
-      text: mine.map((r) => r.text).filter(Boolean).join(' '),
+      text: mine
+        .map((r) => r.text)
+        .filter(Boolean)
+        .join(' '),
       language: mine[0]?.language ?? languages[i] ?? 'en',
       // The runtime times each chunk from 0; on the recording, a chunk's spans sit where they were cut from.
       segments: mine.flatMap((r, k) =>
@@ -125,7 +127,13 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
           ...seg,
           start: round(recordingTime(chunks[i][k], seg.start)),
           end: round(recordingTime(chunks[i][k], seg.end, true)),
-          ...(seg.words && { words: seg.words.map((w) => ({ ...w, start: round(recordingTime(chunks[i][k], w.start)), end: round(recordingTime(chunks[i][k], w.end, true)) })) }),
+          ...(seg.words && {
+            words: seg.words.map((w) => ({
+              ...w,
+              start: round(recordingTime(chunks[i][k], w.start)),
+              end: round(recordingTime(chunks[i][k], w.end, true)),
+            })),
+          }),
           seek: Math.round(recordingTime(chunks[i][k], 0) * 100),
           avgLogprob: r.avgLogprob,
           compressionRatio: r.compressionRatio,

@@ -21,7 +21,10 @@ const DTYPE_ALIASES: Record<string, Dtype> = { quantized: 'q8', float32: 'fp32',
 export function parseDtype(value: string): Dtype {
   const dtype = DTYPE_ALIASES[value] ?? value;
   if (!(dtype in DTYPE_SUFFIXES)) {
-    throw new WhisperError('INVALID_OPTIONS', `unknown model dtype "${value}": expected one of ${Object.keys(DTYPE_SUFFIXES).join(', ')}, quantized`);
+    throw new WhisperError(
+      'INVALID_OPTIONS',
+      `unknown model dtype "${value}": expected one of ${Object.keys(DTYPE_SUFFIXES).join(', ')}, quantized`,
+    );
   }
   return dtype as Dtype;
 }
@@ -101,20 +104,25 @@ function readJson(dir: string, name: string): Json {
 
 function int(file: string, obj: Json, key: string, fallback?: number): number {
   const value = obj[key] ?? fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new WhisperError('MODEL_INVALID', `${file}: "${key}" must be an integer, got ${JSON.stringify(obj[key])}`);
+  if (typeof value !== 'number' || !Number.isInteger(value))
+    throw new WhisperError('MODEL_INVALID', `${file}: "${key}" must be an integer, got ${JSON.stringify(obj[key])}`);
   return value;
 }
 
 function intList(file: string, obj: Json, key: string): number[] {
   const value = obj[key] ?? [];
-  if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v))) throw new WhisperError('MODEL_INVALID', `${file}: "${key}" must be a list of token ids`);
+  if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v)))
+    throw new WhisperError('MODEL_INVALID', `${file}: "${key}" must be a list of token ids`);
   return value as number[];
 }
 
 function onnxFile(dir: string, base: string, dtype: Dtype): string {
   const path = join(dir, 'onnx', `${base}${DTYPE_SUFFIXES[dtype]}.onnx`);
   if (!existsSync(path)) {
-    throw new WhisperError('MODEL_VARIANT_MISSING', `model folder ${dir} has no ${dtype} variant: onnx/${base}${DTYPE_SUFFIXES[dtype]}.onnx is missing`);
+    throw new WhisperError(
+      'MODEL_VARIANT_MISSING',
+      `model folder ${dir} has no ${dtype} variant: onnx/${base}${DTYPE_SUFFIXES[dtype]}.onnx is missing`,
+    );
   }
   return path;
 }
@@ -128,10 +136,15 @@ export function readModelFolder(dir: string, dtype: Dtype = 'fp32'): ModelFolder
   if (typeof tokenizer.model?.vocab !== 'object' || !Array.isArray(tokenizer.added_tokens)) {
     throw new WhisperError('MODEL_INVALID', `${join(dir, 'tokenizer.json')}: expected a BPE "model.vocab" and "added_tokens"`);
   }
-  if (config.model_type !== 'whisper') throw new WhisperError('MODEL_INVALID', `${join(dir, 'config.json')}: model_type is ${JSON.stringify(config.model_type)}, not "whisper"`);
+  if (config.model_type !== 'whisper')
+    throw new WhisperError(
+      'MODEL_INVALID',
+      `${join(dir, 'config.json')}: model_type is ${JSON.stringify(config.model_type)}, not "whisper"`,
+    );
 
   const nMels = int('preprocessor_config.json', preprocessor, 'feature_size', config.num_mel_bins as number);
-  if (nMels !== 80 && nMels !== 128) throw new WhisperError('MODEL_INVALID', `preprocessor_config.json: feature_size ${nMels} is not 80 or 128`);
+  if (nMels !== 80 && nMels !== 128)
+    throw new WhisperError('MODEL_INVALID', `preprocessor_config.json: feature_size ${nMels} is not 80 or 128`);
   const dModel = int('config.json', config, 'd_model');
   const decoderHeads = int('config.json', config, 'decoder_attention_heads');
   const dims: ModelDimensions = {
@@ -151,7 +164,9 @@ export function readModelFolder(dir: string, dtype: Dtype = 'fp32'): ModelFolder
   const taskToId = (generation.task_to_id ?? {}) as Record<string, number>;
   const multilingual = generation.is_multilingual === true || Object.keys(langToId).length > 0;
   const ids: TokenIds = {
-    eot: Array.isArray(generation.eos_token_id) ? (generation.eos_token_id[0] as number) : int('generation_config.json', generation, 'eos_token_id'),
+    eot: Array.isArray(generation.eos_token_id)
+      ? (generation.eos_token_id[0] as number)
+      : int('generation_config.json', generation, 'eos_token_id'),
     sot: int('generation_config.json', generation, 'decoder_start_token_id'),
     noTimestamps,
     timestampBegin: noTimestamps + 1,
@@ -169,8 +184,21 @@ export function readModelFolder(dir: string, dtype: Dtype = 'fp32'): ModelFolder
     maxLength: int('generation_config.json', generation, 'max_length', dims.maxTargetPositions),
   };
   const heads = generation.alignment_heads;
-  const validHeads = Array.isArray(heads) && heads.every((h) => Array.isArray(h) && h.length === 2 && Number.isInteger(h[0]) && Number.isInteger(h[1]) && h[0] >= 0 && h[0] < dims.decoderLayers && h[1] >= 0 && h[1] < dims.decoderHeads);
-  if (heads !== undefined && !validHeads) throw new WhisperError('MODEL_INVALID', 'generation_config.json: "alignment_heads" must list [layer, head] pairs of the decoder');
+  const validHeads =
+    Array.isArray(heads) &&
+    heads.every(
+      (h) =>
+        Array.isArray(h) &&
+        h.length === 2 &&
+        Number.isInteger(h[0]) &&
+        Number.isInteger(h[1]) &&
+        h[0] >= 0 &&
+        h[0] < dims.decoderLayers &&
+        h[1] >= 0 &&
+        h[1] < dims.decoderHeads,
+    );
+  if (heads !== undefined && !validHeads)
+    throw new WhisperError('MODEL_INVALID', 'generation_config.json: "alignment_heads" must list [layer, head] pairs of the decoder');
   const alignment: AlignmentSettings = {
     heads: validHeads && heads.length > 0 ? (heads as [number, number][]) : null,
     medianFilterWidth: int('config.json', config, 'median_filter_width', 7),

@@ -46,7 +46,12 @@ function attribute(name: string, value: AttrValue): IAttributeProto {
  */
 export type WeightFormat = 'fp32' | 'fp16' | 'q8';
 
-export function tensorProto(name: string, dims: number[], data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Uint16Array, dataType: DataTypeCode): ITensorProto {
+export function tensorProto(
+  name: string,
+  dims: number[],
+  data: Float32Array | BigInt64Array | Int8Array | Uint8Array | Uint16Array,
+  dataType: DataTypeCode,
+): ITensorProto {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return { name, dims, dataType, rawData: bytes };
 }
@@ -161,7 +166,12 @@ function storedWeight(name: string, dims: number[], data: Float32Array, format: 
   for (const v of data) max = Math.max(max, Math.abs(v));
   const scale = max / 127 || 1;
   return [
-    tensorProto(name, dims, Int8Array.from(data, (v) => Math.round(v / scale)), DataType.int8),
+    tensorProto(
+      name,
+      dims,
+      Int8Array.from(data, (v) => Math.round(v / scale)),
+      DataType.int8,
+    ),
     tensorProto(`${name}/scale`, [], Float32Array.of(scale), DataType.float),
     tensorProto(`${name}/zero_point`, [], Int8Array.of(0), DataType.int8),
   ];

@@ -67,10 +67,16 @@ export async function openSessions(files: (provider: ProviderName) => SessionFil
       continue;
     }
     const why = skipped.length ? `; skipped ${skipped.map((s) => `${s.provider} (${s.reason})`).join(', ')}` : '';
-    (settings.log ?? silentLogger)[skipped.length ? 'warn' : 'info']({ event: 'model.provider', provider, skipped }, `whisper: execution provider ${provider}${why}`);
+    (settings.log ?? silentLogger)[skipped.length ? 'warn' : 'info'](
+      { event: 'model.provider', provider, skipped },
+      `whisper: execution provider ${provider}${why}`,
+    );
     return { provider, sessions, skipped };
   }
-  throw new WhisperError('PROVIDER_UNAVAILABLE', `no execution provider could load the model: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`);
+  throw new WhisperError(
+    'PROVIDER_UNAVAILABLE',
+    `no execution provider could load the model: ${skipped.map((s) => `${s.provider}: ${s.reason}`).join('; ')}`,
+  );
 }
 
 /** One session on a provider already chosen (by openSessions). */

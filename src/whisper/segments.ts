@@ -16,7 +16,13 @@ export interface TimedSegment {
   words?: Word[];
 }
 
-export function timedSegments(sampled: number[], tokenizer: WhisperTokenizer, offset: number, duration: number, timestamps: boolean): TimedSegment[] {
+export function timedSegments(
+  sampled: number[],
+  tokenizer: WhisperTokenizer,
+  offset: number,
+  duration: number,
+  timestamps: boolean,
+): TimedSegment[] {
   const round = (t: number) => Math.round(t * 100) / 100;
   const clamp = (t: number) => Math.min(Math.max(t, 0), duration);
   if (!timestamps) {

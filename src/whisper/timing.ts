@@ -73,21 +73,79 @@ function median7(row: Float32Array, out: Float32Array): Float32Array {
   /* eslint-disable no-useless-assignment */
   for (let i = 0; i < n; i++) {
     const inside = i >= 3 && i < n - 3;
-    let a0 = inside ? row[i - 3] : at(i - 3), a1 = inside ? row[i - 2] : at(i - 2), a2 = inside ? row[i - 1] : at(i - 1), a3 = row[i];
-    let a4 = inside ? row[i + 1] : at(i + 1), a5 = inside ? row[i + 2] : at(i + 2), a6 = inside ? row[i + 3] : at(i + 3), t: number;
-    if (a0 > a5) { t = a0; a0 = a5; a5 = t; }
-    if (a0 > a3) { t = a0; a0 = a3; a3 = t; }
-    if (a1 > a6) { t = a1; a1 = a6; a6 = t; }
-    if (a2 > a4) { t = a2; a2 = a4; a4 = t; }
-    if (a0 > a1) { t = a0; a0 = a1; a1 = t; }
-    if (a3 > a5) { t = a3; a3 = a5; a5 = t; }
-    if (a2 > a6) { t = a2; a2 = a6; a6 = t; }
-    if (a2 > a3) { t = a2; a2 = a3; a3 = t; }
-    if (a3 > a6) { t = a3; a3 = a6; a6 = t; }
-    if (a4 > a5) { t = a4; a4 = a5; a5 = t; }
-    if (a1 > a4) { t = a1; a1 = a4; a4 = t; }
-    if (a1 > a3) { t = a1; a1 = a3; a3 = t; }
-    if (a3 > a4) { t = a3; a3 = a4; a4 = t; }
+    let a0 = inside ? row[i - 3] : at(i - 3),
+      a1 = inside ? row[i - 2] : at(i - 2),
+      a2 = inside ? row[i - 1] : at(i - 1),
+      a3 = row[i];
+    let a4 = inside ? row[i + 1] : at(i + 1),
+      a5 = inside ? row[i + 2] : at(i + 2),
+      a6 = inside ? row[i + 3] : at(i + 3),
+      t: number;
+    if (a0 > a5) {
+      t = a0;
+      a0 = a5;
+      a5 = t;
+    }
+    if (a0 > a3) {
+      t = a0;
+      a0 = a3;
+      a3 = t;
+    }
+    if (a1 > a6) {
+      t = a1;
+      a1 = a6;
+      a6 = t;
+    }
+    if (a2 > a4) {
+      t = a2;
+      a2 = a4;
+      a4 = t;
+    }
+    if (a0 > a1) {
+      t = a0;
+      a0 = a1;
+      a1 = t;
+    }
+    if (a3 > a5) {
+      t = a3;
+      a3 = a5;
+      a5 = t;
+    }
+    if (a2 > a6) {
+      t = a2;
+      a2 = a6;
+      a6 = t;
+    }
+    if (a2 > a3) {
+      t = a2;
+      a2 = a3;
+      a3 = t;
+    }
+    if (a3 > a6) {
+      t = a3;
+      a3 = a6;
+      a6 = t;
+    }
+    if (a4 > a5) {
+      t = a4;
+      a4 = a5;
+      a5 = t;
+    }
+    if (a1 > a4) {
+      t = a1;
+      a1 = a4;
+      a4 = t;
+    }
+    if (a1 > a3) {
+      t = a1;
+      a1 = a3;
+      a3 = t;
+    }
+    if (a3 > a4) {
+      t = a3;
+      a3 = a4;
+      a4 = t;
+    }
     out[i] = a3;
   }
   /* eslint-enable no-useless-assignment */
@@ -132,7 +190,12 @@ export function dtw(x: Float32Array | Float64Array, N: number, M: number): { row
 }
 
 /** openai's split_to_word_tokens: words at spaces and punctuation, or at whole characters in languages written without spaces. `tokens` ends with <|endoftext|>. */
-export function splitToWordTokens(tokens: number[], tokenizer: WhisperTokenizer, eot: number, language: string): { words: string[]; tokens: number[][] } {
+export function splitToWordTokens(
+  tokens: number[],
+  tokenizer: WhisperTokenizer,
+  eot: number,
+  language: string,
+): { words: string[]; tokens: number[][] } {
   // <|endoftext|> decodes to its own name, as tiktoken decodes it
   const decode = (ids: number[]) => tokenizer.decode(ids.filter((t) => t !== eot)) + (ids.includes(eot) ? '<|endoftext|>' : '');
   // split_tokens_on_unicode: a piece ends where its tokens decode to whole characters
@@ -255,7 +318,13 @@ export function findAlignment(input: AlignmentInput, tokenizer: WhisperTokenizer
   for (let k = 0; k + 1 < boundaries.length; k++) {
     const [from, to] = [boundaries[k], boundaries[k + 1]];
     const probabilities = tokenProbabilities.slice(from, to);
-    timings.push({ word: words[k], tokens: tokens[k], start: jumpTimes[from], end: jumpTimes[to], probability: probabilities.reduce((a, b) => a + b, 0) / probabilities.length });
+    timings.push({
+      word: words[k],
+      tokens: tokens[k],
+      start: jumpTimes[from],
+      end: jumpTimes[to],
+      probability: probabilities.reduce((a, b) => a + b, 0) / probabilities.length,
+    });
   }
   return timings;
 }
@@ -354,14 +423,18 @@ export function assignWords(
     let saved = 0;
     while (index < alignment.length && saved < segment.textTokens) {
       const t = alignment[index];
-      if (t.word) seg.words.push({ word: t.word, start: round2(offset + t.start), end: round2(offset + t.end), probability: t.probability });
+      if (t.word)
+        seg.words.push({ word: t.word, start: round2(offset + t.start), end: round2(offset + t.end), probability: t.probability });
       saved += t.tokens.length;
       index++;
     }
     const words = seg.words;
     if (words.length > 0) {
       // the first and second word after a pause are no longer than twice the median word
-      if (words[0].end - lastSpeech > medianDuration * 4 && (words[0].end - words[0].start > maxDuration || (words.length > 1 && words[1].end - words[0].start > maxDuration * 2))) {
+      if (
+        words[0].end - lastSpeech > medianDuration * 4 &&
+        (words[0].end - words[0].start > maxDuration || (words.length > 1 && words[1].end - words[0].start > maxDuration * 2))
+      ) {
         if (words.length > 1 && words[1].end - words[1].start > maxDuration) {
           const boundary = Math.max(words[1].end / 2, words[1].end - maxDuration);
           words[0].end = words[1].start = boundary;
@@ -369,7 +442,8 @@ export function assignWords(
         words[0].start = Math.max(0, words[0].end - maxDuration);
       }
       // the segment's own start when the first word is too long, else the first word's
-      if (seg.start < words[0].end && seg.start - 0.5 > words[0].start) words[0].start = Math.max(0, Math.min(words[0].end - medianDuration, seg.start));
+      if (seg.start < words[0].end && seg.start - 0.5 > words[0].start)
+        words[0].start = Math.max(0, Math.min(words[0].end - medianDuration, seg.start));
       else seg.start = words[0].start;
       // and the same at the end
       const last = words[words.length - 1];

@@ -51,7 +51,11 @@ function selectionGraph(vocab: number, timestampBegin: number, eot: number): Gra
   // Beam search's candidates: the k likeliest tokens of each row (k = 1 when no row searches).
   g.node('TopK', [logprobs, 'k'], { axis: 1, largest: 1, sorted: 1 }, ['top_logprobs', 'top_tokens']);
   // Text-only probabilities for the word rows (those of tokens that are not text are meaningless: read index eot − 1).
-  const textProbabilities = g.op('Softmax', [g.op('Slice', [g.op('Gather', ['logits', 'word_rows'], { axis: 0 }), g.ints([0]), g.ints([eot]), axis])], { axis: 1 });
+  const textProbabilities = g.op(
+    'Softmax',
+    [g.op('Slice', [g.op('Gather', ['logits', 'word_rows'], { axis: 0 }), g.ints([0]), g.ints([eot]), axis])],
+    { axis: 1 },
+  );
   const lastText = g.ints([eot - 1]);
   const wordTokens = g.op('Min', [g.op('Gather', [token, 'word_rows'], { axis: 0 }), lastText]);
   g.op('GatherElements', [textProbabilities, wordTokens], { axis: 1 }, 'text_probability');
@@ -100,7 +104,10 @@ export class TokenSelector {
 
   static async create(ids: TokenIds, rules: GenerationRules, vocab: number): Promise<TokenSelector> {
     const bytes = encodeModel(selectionGraph(vocab, ids.timestampBegin, ids.eot), 'murmur');
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], extra: { session: { 'intra_op.allow_spinning': '0' } } });
+    const session = await ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      extra: { session: { 'intra_op.allow_spinning': '0' } },
+    });
     return new TokenSelector(session, ids, rules, vocab);
   }
 
@@ -125,8 +132,16 @@ export class TokenSelector {
       out = await this.session.run({
         logits: new ort.Tensor('float32', logits, [n, V]),
         mask: new ort.Tensor('float32', mask, [n, V]),
-        timestamp_rule: new ort.Tensor('bool', Uint8Array.from(rows, (r) => (r.timestamps ? 1 : 0)), [n, 1]),
-        inverse_temperature: new ort.Tensor('float32', Float32Array.from(rows, (r) => (r.temperature ? 1 / r.temperature : 1)), [n, 1]),
+        timestamp_rule: new ort.Tensor(
+          'bool',
+          Uint8Array.from(rows, (r) => (r.timestamps ? 1 : 0)),
+          [n, 1],
+        ),
+        inverse_temperature: new ort.Tensor(
+          'float32',
+          Float32Array.from(rows, (r) => (r.temperature ? 1 / r.temperature : 1)),
+          [n, 1],
+        ),
         noise: this.noise(rows),
         k: new ort.Tensor('int64', BigInt64Array.of(BigInt(k)), [1]),
         word_rows: new ort.Tensor('int64', BigInt64Array.from(wordRows, BigInt), [wordRows.length]),

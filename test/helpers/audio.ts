@@ -7,7 +7,12 @@ import { join } from 'node:path';
 import { decodeWav } from '../../src/audio/wav.ts';
 
 export const POCKETSPHINX = '/usr/share/pocketsphinx/test/data';
-export const RECORDINGS = ['cards/001.wav', 'cards/003.wav', 'librivox/sense_and_sensibility_01_austen_64kb-0870.wav', 'librivox/sense_and_sensibility_01_austen_64kb-0930.wav'];
+export const RECORDINGS = [
+  'cards/001.wav',
+  'cards/003.wav',
+  'librivox/sense_and_sensibility_01_austen_64kb-0870.wav',
+  'librivox/sense_and_sensibility_01_austen_64kb-0930.wav',
+];
 
 export function recording(name: string): Float32Array {
   return decodeWav(readFileSync(join(POCKETSPHINX, name)), name).samples;

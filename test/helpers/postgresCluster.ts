@@ -20,7 +20,8 @@ export interface PostgresCluster {
 function postgresBin(): string {
   const root = '/usr/lib/postgresql';
   const version = existsSync(root) ? readdirSync(root).sort((a, b) => Number(b) - Number(a))[0] : undefined;
-  if (!version) throw new Error('PostgreSQL is not installed (Debian: apt-get install postgresql), and MURMUR_TEST_DATABASE_URL is not set');
+  if (!version)
+    throw new Error('PostgreSQL is not installed (Debian: apt-get install postgresql), and MURMUR_TEST_DATABASE_URL is not set');
   return join(root, version, 'bin');
 }
 
@@ -36,9 +37,13 @@ export async function freePort(): Promise<number> {
 export async function startPostgresCluster(): Promise<PostgresCluster> {
   const bin = postgresBin();
   const dir = mkdtempSync(join(tmpdir(), 'murmur-pg-'));
-  const owner = userInfo().uid === 0 ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) } : null;
+  const owner =
+    userInfo().uid === 0
+      ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) }
+      : null;
   if (owner) chownSync(dir, owner.uid, owner.gid);
-  const run = (cmd: string, args: string[]) => execFileSync(join(bin, cmd), args, { stdio: 'pipe', ...(owner && { uid: owner.uid, gid: owner.gid }) });
+  const run = (cmd: string, args: string[]) =>
+    execFileSync(join(bin, cmd), args, { stdio: 'pipe', ...(owner && { uid: owner.uid, gid: owner.gid }) });
   const data = join(dir, 'data');
   run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync']);
   const port = await freePort();

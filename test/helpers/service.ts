@@ -27,10 +27,23 @@ export interface Server {
   waitForLine(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   /** Resolves with the first log entry (past or future) of this event for which `match` holds. */
   waitForEvent(event: string, match?: (e: LogEntry) => boolean, timeoutMs?: number): Promise<LogEntry>;
-  gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  gql<T = any>(
+    query: string,
+    variables?: Record<string, unknown>,
+    headers?: Record<string, string>,
+  ): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
   /** As a worker, with the worker token. */
-  worker<T = any>(query: string, variables?: Record<string, unknown>): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
-  upload(bytes: Uint8Array, filename: string, input?: Record<string, unknown>, select?: string, headers?: Record<string, string>): Promise<{ data?: any; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  worker<T = any>(
+    query: string,
+    variables?: Record<string, unknown>,
+  ): Promise<{ data?: T; errors?: { message: string; extensions?: { code?: string } }[] }>;
+  upload(
+    bytes: Uint8Array,
+    filename: string,
+    input?: Record<string, unknown>,
+    select?: string,
+    headers?: Record<string, string>,
+  ): Promise<{ data?: any; errors?: { message: string; extensions?: { code?: string } }[] }>;
   ws(connectionParams?: Record<string, unknown>): Client;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -69,7 +82,8 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
     const res = await fetch(url, { method: 'POST', body, headers });
     return res.json() as Promise<any>;
   };
-  const gql: Server['gql'] = (query, variables = {}, headers = {}) => post(JSON.stringify({ query, variables }), { 'content-type': 'application/json', ...headers });
+  const gql: Server['gql'] = (query, variables = {}, headers = {}) =>
+    post(JSON.stringify({ query, variables }), { 'content-type': 'application/json', ...headers });
 
   return {
     url,
@@ -81,14 +95,27 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
     waitForEvent,
     gql,
     worker: (query, variables) => gql(query, variables, { authorization: `Bearer ${WORKER_TOKEN}` }),
-    upload(bytes, filename, input = {}, select = 'id status attempts input { filename bytes format durationSeconds sampleRate channels }', headers = {}) {
+    upload(
+      bytes,
+      filename,
+      input = {},
+      select = 'id status attempts input { filename bytes format durationSeconds sampleRate channels }',
+      headers = {},
+    ) {
       const form = new FormData();
-      form.set('operations', JSON.stringify({ query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${select} } }`, variables: { input: { ...input, file: null } } }));
+      form.set(
+        'operations',
+        JSON.stringify({
+          query: `mutation ($input: CreateJobInput!) { createJob(input: $input) { ${select} } }`,
+          variables: { input: { ...input, file: null } },
+        }),
+      );
       form.set('map', JSON.stringify({ 0: ['variables.input.file'] }));
       form.set('0', new Blob([new Uint8Array(bytes)]), filename);
       return post(form, { 'graphql-preflight': '1', ...headers });
     },
-    ws: (connectionParams?: Record<string, unknown>) => createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0, connectionParams }),
+    ws: (connectionParams?: Record<string, unknown>) =>
+      createClient({ url: url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, lazy: true, retryAttempts: 0, connectionParams }),
     async stop(signal = 'SIGTERM') {
       if (exited) return;
       const done = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -131,7 +158,9 @@ function readOutput(child: ChildProcess, tag: string) {
       }
       const timer = setTimeout(() => {
         waiters.delete(check);
-        reject(new Error(`no ${what} in ${timeoutMs} ms; output:\n${lines.join('\n')}\n${events.map((e) => JSON.stringify(e)).join('\n')}`));
+        reject(
+          new Error(`no ${what} in ${timeoutMs} ms; output:\n${lines.join('\n')}\n${events.map((e) => JSON.stringify(e)).join('\n')}`),
+        );
       }, timeoutMs);
       const check = (item: string | LogEntry) => {
         const found = pick(item);
@@ -146,9 +175,19 @@ function readOutput(child: ChildProcess, tag: string) {
     lines,
     events,
     waitForLine: (pattern: RegExp, timeoutMs = 60_000) =>
-      waitFor(lines, (item) => (typeof item === 'string' ? (item.match(pattern) ?? undefined) : undefined), `printed line matching ${pattern}`, timeoutMs),
+      waitFor(
+        lines,
+        (item) => (typeof item === 'string' ? (item.match(pattern) ?? undefined) : undefined),
+        `printed line matching ${pattern}`,
+        timeoutMs,
+      ),
     waitForEvent: (event: string, match: (e: LogEntry) => boolean = () => true, timeoutMs = 60_000) =>
-      waitFor(events, (item) => (typeof item !== 'string' && item.event === event && match(item) ? item : undefined), `log event ${event} (as asked)`, timeoutMs),
+      waitFor(
+        events,
+        (item) => (typeof item !== 'string' && item.event === event && match(item) ? item : undefined),
+        `log event ${event} (as asked)`,
+        timeoutMs,
+      ),
   };
 }
 
@@ -167,11 +206,19 @@ export function murmur(args: string[], env: Record<string, string>): Promise<str
 }
 
 /** A `murmur worker` process on its own, as on another machine: it reaches the API over HTTP only. */
-export function startWorker(api: string, model: string, args: string[] = []): { process: ChildProcess; lines: string[]; events: LogEntry[]; stop(signal?: NodeJS.Signals): Promise<void> } {
-  const child = spawn(process.execPath, [BIN, 'worker', '--api', api, '--model', model, '--segmentation', 'fixed', '--exit-after', '600', '--poll', '5', ...args], {
-    env: { ...process.env, MURMUR_WORKER_TOKEN: WORKER_TOKEN },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export function startWorker(
+  api: string,
+  model: string,
+  args: string[] = [],
+): { process: ChildProcess; lines: string[]; events: LogEntry[]; stop(signal?: NodeJS.Signals): Promise<void> } {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'worker', '--api', api, '--model', model, '--segmentation', 'fixed', '--exit-after', '600', '--poll', '5', ...args],
+    {
+      env: { ...process.env, MURMUR_WORKER_TOKEN: WORKER_TOKEN },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const { lines, events } = readOutput(child, `[worker ${child.pid}] `);
   let exited = false;
   child.on('exit', () => (exited = true));
@@ -189,7 +236,15 @@ export function startWorker(api: string, model: string, args: string[] = []): { 
 }
 
 /** A 44-byte WAV header with the given fields (each one can be wrong), and `dataBytes` of silence. */
-export function wavHeader(o: { codec?: number; channels?: number; rate?: number; bits?: number; align?: number; dataBytes?: number; declared?: number }): Buffer {
+export function wavHeader(o: {
+  codec?: number;
+  channels?: number;
+  rate?: number;
+  bits?: number;
+  align?: number;
+  dataBytes?: number;
+  declared?: number;
+}): Buffer {
   const { codec = 1, channels = 1, rate = 16000, bits = 16, dataBytes = 3200 } = o;
   const b = Buffer.alloc(44 + dataBytes);
   b.write('RIFF', 0);

@@ -26,7 +26,7 @@ const OptionsRef = builder.objectRef<Job>('JobOptions');
 const TranscriptRef = builder.objectRef<Transcript>('Transcript');
 const SegmentRef = builder.objectRef<Transcript['segments'][number]>('Segment');
 const WordRef = builder.objectRef<Word>('Word').implement({
-  description: 'A word and when it was said (openai/whisper\'s word timings: cross-attention aligned to the audio)',
+  description: "A word and when it was said (openai/whisper's word timings: cross-attention aligned to the audio)",
   fields: (t) => ({
     word: t.exposeString('word', { description: 'as Whisper writes it: with its leading space, punctuation merged in (" Hello,")' }),
     start: t.exposeFloat('start', { description: 'seconds from the start of the audio' }),
@@ -36,13 +36,21 @@ const WordRef = builder.objectRef<Word>('Word').implement({
 });
 const ErrorRef = builder.objectRef<{ code: string; message: string }>('JobError');
 const WebhookRef = builder.objectRef<Job>('Webhook').implement({
-  description: 'The delivery of the job\'s end to its callbackUrl',
+  description: "The delivery of the job's end to its callbackUrl",
   fields: (t) => ({
     url: t.string({ resolve: (j) => j.webhookUrl! }),
     attempts: t.exposeInt('webhookAttempts'),
-    lastStatus: t.exposeInt('webhookStatus', { nullable: true, description: 'the last answer\'s HTTP status; 0: none came (refused, timed out)' }),
+    lastStatus: t.exposeInt('webhookStatus', {
+      nullable: true,
+      description: "the last answer's HTTP status; 0: none came (refused, timed out)",
+    }),
     deliveredAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.webhookDeliveredAt }),
-    nextAttemptAt: t.field({ type: 'DateTime', nullable: true, description: 'when it is tried (again); null: delivered, given up, or the job has not ended', resolve: (j) => j.webhookNextAt }),
+    nextAttemptAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'when it is tried (again); null: delivered, given up, or the job has not ended',
+      resolve: (j) => j.webhookNextAt,
+    }),
   }),
 });
 
@@ -66,7 +74,10 @@ OptionsRef.implement({
     priority: t.exposeInt('priority'),
     prompt: t.string({ nullable: true, resolve: (j) => j.decoding?.prompt ?? null }),
     conditionOnPreviousText: t.boolean({ resolve: (j) => j.decoding?.conditionOnPreviousText ?? false }),
-    temperatures: t.floatList({ description: 'tried in turn; more than one: openai/whisper\'s temperature fallback', resolve: (j) => j.decoding?.temperatures ?? [0] }),
+    temperatures: t.floatList({
+      description: "tried in turn; more than one: openai/whisper's temperature fallback",
+      resolve: (j) => j.decoding?.temperatures ?? [0],
+    }),
     seed: t.int({ description: 'of the sampler above temperature 0', resolve: (j) => j.decoding?.seed ?? 0 }),
     beamSize: t.int({ nullable: true, description: 'null: greedy', resolve: (j) => j.decoding?.beamSize ?? null }),
     patience: t.float({ nullable: true, resolve: (j) => j.decoding?.patience ?? null }),
@@ -80,13 +91,42 @@ SegmentRef.implement({
     start: t.exposeFloat('start', { description: 'seconds from the start of the audio' }),
     end: t.exposeFloat('end'),
     text: t.exposeString('text'),
-    tokens: t.intList({ nullable: true, description: 'the token ids it was read from, its timestamp tokens included', resolve: (s) => s.tokens ?? null }),
-    seek: t.int({ nullable: true, description: 'where its window starts in the audio, in 10 ms frames (openai/whisper\'s seek)', resolve: (s) => s.seek ?? null }),
-    avgLogprob: t.float({ nullable: true, description: 'the average log-probability of the window\'s tokens (openai/whisper\'s avg_logprob); below -1: unsure', resolve: (s) => s.avgLogprob ?? null }),
-    compressionRatio: t.float({ nullable: true, description: 'of the window\'s text under zlib; above 2.4: likely a repetition loop', resolve: (s) => s.compressionRatio ?? null }),
-    noSpeechProb: t.float({ nullable: true, description: 'the probability the window holds no speech', resolve: (s) => s.noSpeechProb ?? null }),
-    temperature: t.float({ nullable: true, description: 'the temperature the window\'s text was decoded at', resolve: (s) => s.temperature ?? null }),
-    words: t.field({ type: [WordRef], nullable: true, description: 'null unless the job asked for wordTimestamps', resolve: (s) => s.words ?? null }),
+    tokens: t.intList({
+      nullable: true,
+      description: 'the token ids it was read from, its timestamp tokens included',
+      resolve: (s) => s.tokens ?? null,
+    }),
+    seek: t.int({
+      nullable: true,
+      description: "where its window starts in the audio, in 10 ms frames (openai/whisper's seek)",
+      resolve: (s) => s.seek ?? null,
+    }),
+    avgLogprob: t.float({
+      nullable: true,
+      description: "the average log-probability of the window's tokens (openai/whisper's avg_logprob); below -1: unsure",
+      resolve: (s) => s.avgLogprob ?? null,
+    }),
+    compressionRatio: t.float({
+      nullable: true,
+      description: "of the window's text under zlib; above 2.4: likely a repetition loop",
+      resolve: (s) => s.compressionRatio ?? null,
+    }),
+    noSpeechProb: t.float({
+      nullable: true,
+      description: 'the probability the window holds no speech',
+      resolve: (s) => s.noSpeechProb ?? null,
+    }),
+    temperature: t.float({
+      nullable: true,
+      description: "the temperature the window's text was decoded at",
+      resolve: (s) => s.temperature ?? null,
+    }),
+    words: t.field({
+      type: [WordRef],
+      nullable: true,
+      description: 'null unless the job asked for wordTimestamps',
+      resolve: (s) => s.words ?? null,
+    }),
   }),
 });
 
@@ -94,11 +134,23 @@ TranscriptRef.implement({
   fields: (t) => ({
     text: t.exposeString('text'),
     language: t.exposeString('language'),
-    model: t.exposeString('model', { description: 'the model that wrote it; says so when the model is the synthetic one and the text is meaningless' }),
+    model: t.exposeString('model', {
+      description: 'the model that wrote it; says so when the model is the synthetic one and the text is meaningless',
+    }),
     segments: t.field({ type: [SegmentRef], resolve: (r) => r.segments }),
-    words: t.field({ type: [WordRef], nullable: true, description: 'every segment\'s words in order; null unless the job asked for wordTimestamps', resolve: (r) => (r.segments.some((s) => s.words) ? r.segments.flatMap((s) => s.words ?? []) : null) }),
+    words: t.field({
+      type: [WordRef],
+      nullable: true,
+      description: "every segment's words in order; null unless the job asked for wordTimestamps",
+      resolve: (r) => (r.segments.some((s) => s.words) ? r.segments.flatMap((s) => s.words ?? []) : null),
+    }),
     ...Object.fromEntries(
-      ([['srt', 'SubRip subtitles', toSrt], ['vtt', 'WebVTT subtitles', toVtt]] as const).map(([name, description, format]) => [
+      (
+        [
+          ['srt', 'SubRip subtitles', toSrt],
+          ['vtt', 'WebVTT subtitles', toVtt],
+        ] as const
+      ).map(([name, description, format]) => [
         name,
         t.string({
           description,
@@ -113,13 +165,17 @@ TranscriptRef.implement({
 /** The cues of a subtitle file: the segments, or one a word. */
 function cueSegments(r: Transcript, wordLevel: boolean) {
   if (!wordLevel) return r.segments;
-  if (!r.segments.some((s) => s.words)) throw new ApiError('BAD_USER_INPUT', 'word-level subtitles need a job created with wordTimestamps: true');
+  if (!r.segments.some((s) => s.words))
+    throw new ApiError('BAD_USER_INPUT', 'word-level subtitles need a job created with wordTimestamps: true');
   return wordCues(r.segments);
 }
 
 builder.enumType('ErrorCode', {
-  description: 'Every code an error\'s `extensions.code` may carry',
-  values: Object.fromEntries(SHOWN_CODES.map((code) => [code, { description: ERROR_CODES[code].about }])) as Record<ShownCode, { description: string }>,
+  description: "Every code an error's `extensions.code` may carry",
+  values: Object.fromEntries(SHOWN_CODES.map((code) => [code, { description: ERROR_CODES[code].about }])) as Record<
+    ShownCode,
+    { description: string }
+  >,
 });
 
 const JobErrorCodeEnum = builder.enumType('JobErrorCode', { values: JOB_ERROR_CODES });
@@ -151,7 +207,12 @@ JobRef.implement({
     input: t.field({ type: InputRef, resolve: (j) => j }),
     options: t.field({ type: OptionsRef, resolve: (j) => j }),
     result: t.field({ type: TranscriptRef, nullable: true, resolve: (j) => (j.status === 'DONE' ? (j.result as Transcript) : null) }),
-    webhook: t.field({ type: WebhookRef, nullable: true, description: 'null without a callbackUrl', resolve: (j) => (j.webhookUrl ? j : null) }),
+    webhook: t.field({
+      type: WebhookRef,
+      nullable: true,
+      description: 'null without a callbackUrl',
+      resolve: (j) => (j.webhookUrl ? j : null),
+    }),
     error: t.field({
       type: ErrorRef,
       nullable: true,
@@ -171,7 +232,10 @@ const JobConnection = builder.objectRef<{ jobs: Job[]; hasNextPage: boolean }>('
   fields: (t) => ({
     edges: t.field({ type: [JobEdge], resolve: (p) => p.jobs }),
     nodes: t.field({ type: [JobRef], resolve: (p) => p.jobs }),
-    pageInfo: t.field({ type: PageInfo, resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.jobs.length ? cursorOf(p.jobs.at(-1)!) : null }) }),
+    pageInfo: t.field({
+      type: PageInfo,
+      resolve: (p) => ({ hasNextPage: p.hasNextPage, endCursor: p.jobs.length ? cursorOf(p.jobs.at(-1)!) : null }),
+    }),
   }),
 });
 
@@ -191,23 +255,24 @@ builder.queryFields((t) => ({
     type: JobRef,
     nullable: true,
     args: { id: t.arg.id({ required: true }) },
-    description: 'null for an unknown id, and for another tenant\'s job',
+    description: "null for an unknown id, and for another tenant's job",
     resolve: async (_root, { id }, ctx) => (await ctx.queue.get(String(id), tenantOf(ctx))) ?? null,
   }),
   jobByIdempotencyKey: t.field({
     type: JobRef,
     nullable: true,
     args: { key: t.arg.string({ required: true }) },
-    description: 'the job createJob made with this idempotencyKey for the caller\'s tenant (keys are per tenant), or null: ask before sending a file again',
+    description:
+      "the job createJob made with this idempotencyKey for the caller's tenant (keys are per tenant), or null: ask before sending a file again",
     resolve: async (_root, { key }, ctx) => (await ctx.queue.findByIdempotencyKey(key, ownerOf(ctx).tenant)) ?? null,
   }),
   webhookSecret: t.string({
-    description: 'The secret your tenant\'s webhooks are signed with (whsec_…, as Standard Webhooks libraries take it)',
+    description: "The secret your tenant's webhooks are signed with (whsec_…, as Standard Webhooks libraries take it)",
     resolve: (_root, _args, ctx) => tenantSecret(ctx.webhookMaster, ownerOf(ctx).tenant),
   }),
   jobs: t.field({
     type: JobConnection,
-    description: 'newest first: the key\'s tenant\'s jobs (an admin key: every tenant\'s)',
+    description: "newest first: the key's tenant's jobs (an admin key: every tenant's)",
     args: { status: t.arg({ type: JobStatus }), first: t.arg.int({ defaultValue: 20 }), after: t.arg.string() },
     resolve: (_root, args, ctx) => {
       const tenant = tenantOf(ctx);
@@ -220,23 +285,47 @@ builder.queryFields((t) => ({
 
 const CreateJobInput = builder.inputType('CreateJobInput', {
   fields: (t) => ({
-    file: t.field({ type: 'File', description: 'the audio (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM), sent as a GraphQL multipart request' }),
-    uploadKey: t.string({ description: 'instead of `file`: the key of an upload made with createUpload\'s presigned URL' }),
-    url: t.string({ description: 'instead of `file`: an http(s) address to fetch the audio from (public addresses only, unless the server allows private ones)' }),
+    file: t.field({
+      type: 'File',
+      description: 'the audio (WAV, FLAC, MP3, OGG Vorbis, Opus, M4A/AAC, WebM), sent as a GraphQL multipart request',
+    }),
+    uploadKey: t.string({ description: "instead of `file`: the key of an upload made with createUpload's presigned URL" }),
+    url: t.string({
+      description:
+        'instead of `file`: an http(s) address to fetch the audio from (public addresses only, unless the server allows private ones)',
+    }),
     language: t.string({ description: 'a code ("en") or English name ("German"); detected when left out' }),
     task: t.field({ type: Task, description: 'TRANSCRIBE (default) or TRANSLATE into English' }),
     timestamps: t.boolean({ description: 'segment times from the model (default true)' }),
-    idempotencyKey: t.string({ description: 'a key of the client\'s: sending it again returns the first job instead of a second one' }),
+    idempotencyKey: t.string({ description: "a key of the client's: sending it again returns the first job instead of a second one" }),
     priority: t.int({ description: 'higher runs first (default 0)' }),
     prompt: t.string({ description: 'text that comes before the audio, to teach names and spelling (Whisper keeps its last 223 tokens)' }),
-    conditionOnPreviousText: t.boolean({ description: 'each 30 s window\'s prompt continues with the text before it (default false; windows of one job then decode one after another)' }),
-    temperatures: t.floatList({ description: 'tried in turn (default [0]: greedy); more than one turns on openai/whisper\'s fallback: a window whose text compresses above 2.4 or averages a log-probability below -1 is decoded again at the next, and a likely silent one is dropped. [0, 0.2, 0.4, 0.6, 0.8, 1] is openai/whisper\'s' }),
-    seed: t.int({ description: 'seeds sampling above temperature 0, so a job\'s result can be reproduced (default 0)' }),
-    wordTimestamps: t.boolean({ description: 'each segment\'s words with their times and probabilities (openai/whisper\'s word timings; the model needs alignment heads and a decoder that outputs its cross-attentions, as exports "with timestamps" do)' }),
-    beamSize: t.int({ description: 'beam search with this many beams (1 to 16; 5 is faster-whisper\'s default) at temperature 0; left out: greedy. Slower and heavier: every beam is a row of the batch' }),
+    conditionOnPreviousText: t.boolean({
+      description:
+        "each 30 s window's prompt continues with the text before it (default false; windows of one job then decode one after another)",
+    }),
+    temperatures: t.floatList({
+      description:
+        "tried in turn (default [0]: greedy); more than one turns on openai/whisper's fallback: a window whose text compresses above 2.4 or averages a log-probability below -1 is decoded again at the next, and a likely silent one is dropped. [0, 0.2, 0.4, 0.6, 0.8, 1] is openai/whisper's",
+    }),
+    seed: t.int({ description: "seeds sampling above temperature 0, so a job's result can be reproduced (default 0)" }),
+    wordTimestamps: t.boolean({
+      description:
+        'each segment\'s words with their times and probabilities (openai/whisper\'s word timings; the model needs alignment heads and a decoder that outputs its cross-attentions, as exports "with timestamps" do)',
+    }),
+    beamSize: t.int({
+      description:
+        "beam search with this many beams (1 to 16; 5 is faster-whisper's default) at temperature 0; left out: greedy. Slower and heavier: every beam is a row of the batch",
+    }),
     patience: t.float({ description: 'beam search goes on until beamSize × patience candidates have ended (1 to 4, default 1)' }),
-    lengthPenalty: t.float({ description: 'beam search ranks candidates by log-probability over ((5 + length) / 6) ^ lengthPenalty (0 to 2); left out: over the length' }),
-    callbackUrl: t.string({ description: 'POSTed to when the job ends, signed as Standard Webhooks describes (the secret: the webhookSecret query); same address rules as `url`' }),
+    lengthPenalty: t.float({
+      description:
+        'beam search ranks candidates by log-probability over ((5 + length) / 6) ^ lengthPenalty (0 to 2); left out: over the length',
+    }),
+    callbackUrl: t.string({
+      description:
+        'POSTed to when the job ends, signed as Standard Webhooks describes (the secret: the webhookSecret query); same address rules as `url`',
+    }),
   }),
 });
 
@@ -258,12 +347,20 @@ builder.mutationFields((t) => ({
   }),
   deleteJob: t.field({
     type: 'ID',
-    description: 'Deletes the job, its transcript and its audio, whatever its state (a worker holding it drops it at its next heartbeat); answers its id.',
+    description:
+      'Deletes the job, its transcript and its audio, whatever its state (a worker holding it drops it at its next heartbeat); answers its id.',
     args: { id: t.arg.id({ required: true }) },
     resolve: async (_root, { id }, ctx) => {
       const job = await ctx.queue.delete(String(id), tenantOf(ctx));
       ctx.log.info({ event: 'job.deleted', jobId: job.id }, `job ${job.id} deleted`);
-      await ctx.store.delete(job.blobKey).catch((err) => ctx.log.error({ event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err }, `job ${job.id} deleted, but not its audio ${job.blobKey}: ${err.message}`));
+      await ctx.store
+        .delete(job.blobKey)
+        .catch((err) =>
+          ctx.log.error(
+            { event: 'audio.delete_failed', jobId: job.id, key: job.blobKey, err },
+            `job ${job.id} deleted, but not its audio ${job.blobKey}: ${err.message}`,
+          ),
+        );
       return job.id;
     },
   }),
@@ -283,8 +380,8 @@ builder.subscriptionField('jobsChanged', (t) =>
   t.field({
     type: JobRef,
     description:
-      'Every job of the key\'s tenant (an admin key: of every tenant) each time its status changes: created, claimed, finished, cancelled, queued again. ' +
-      'Progress alone is not sent: follow one job\'s with jobUpdated. A reader that falls behind gets each job\'s latest state once, and one that falls over MURMUR_SUBSCRIBER_BACKLOG jobs behind is disconnected. ' +
+      "Every job of the key's tenant (an admin key: of every tenant) each time its status changes: created, claimed, finished, cancelled, queued again. " +
+      "Progress alone is not sent: follow one job's with jobUpdated. A reader that falls behind gets each job's latest state once, and one that falls over MURMUR_SUBSCRIBER_BACKLOG jobs behind is disconnected. " +
       'Changes made while the connection was down are not replayed: read `jobs` after reconnecting.',
     subscribe: (_root, _args, ctx) => {
       const tenant = tenantOf(ctx);
@@ -313,7 +410,8 @@ builder.subscriptionField('jobsChanged', (t) =>
 builder.subscriptionField('jobUpdated', (t) =>
   t.field({
     type: JobRef,
-    description: 'The job as it is now, then again at every change of status or progress (a reader that falls behind gets the latest state); ends when the job finishes (or is deleted).',
+    description:
+      'The job as it is now, then again at every change of status or progress (a reader that falls behind gets the latest state); ends when the job finishes (or is deleted).',
     args: { id: t.arg.id({ required: true }) },
     subscribe: async (_root, { id }, ctx) => {
       const current = await ctx.queue.get(String(id), tenantOf(ctx));

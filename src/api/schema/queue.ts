@@ -13,7 +13,7 @@ export const PoolEnum = builder.enumType('Pool', {
 const PoolStatsRef = builder.objectRef<PoolStats>('PoolStats').implement({
   fields: (t) => ({
     pool: t.field({ type: PoolEnum, resolve: (p) => p.pool }),
-    pending: t.exposeInt('pending', { description: 'pending jobs of this pool\'s size' }),
+    pending: t.exposeInt('pending', { description: "pending jobs of this pool's size" }),
     pendingSeconds: t.exposeFloat('pendingSeconds', { description: 'their audio, in seconds' }),
     oldestPendingAgeSeconds: t.exposeFloat('oldestPendingAgeSeconds', { nullable: true }),
     workers: t.exposeInt('workers', { description: 'live workers of this pool' }),
@@ -24,7 +24,10 @@ const WorkerRef = builder.objectRef<WorkerInfo>('Worker').implement({
   fields: (t) => ({
     id: t.exposeID('id'),
     pool: t.field({ type: PoolEnum, resolve: (w) => w.pool }),
-    provider: t.exposeString('provider', { nullable: true, description: 'the execution provider its model runs on; null until it has loaded one' }),
+    provider: t.exposeString('provider', {
+      nullable: true,
+      description: 'the execution provider its model runs on; null until it has loaded one',
+    }),
     device: t.string({
       nullable: true,
       description: 'what that provider runs on: CPU or GPU (coreml: the Apple Neural Engine or GPU); null until it has loaded a model',

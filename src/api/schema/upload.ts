@@ -20,14 +20,22 @@ const HeaderRef = builder.objectRef<{ name: string; value: string }>('Header').i
 const UploadRef = builder.objectRef<Upload>('Upload').implement({
   fields: (t) => ({
     key: t.exposeString('key', { description: 'pass it to createJob as `uploadKey` once the PUT has succeeded' }),
-    url: t.exposeString('url', { description: 'PUT the file\'s bytes here (straight to the blob store)' }),
-    headers: t.field({ type: [HeaderRef], description: 'send these headers with the PUT, exactly', resolve: (u) => Object.entries(u.headers).map(([name, value]) => ({ name, value })) }),
-    expiresAt: t.field({ type: 'DateTime', description: 'the URL works until then; an upload no job takes is deleted after MURMUR_UPLOAD_EXPIRY_SECONDS', resolve: (u) => u.expiresAt }),
+    url: t.exposeString('url', { description: "PUT the file's bytes here (straight to the blob store)" }),
+    headers: t.field({
+      type: [HeaderRef],
+      description: 'send these headers with the PUT, exactly',
+      resolve: (u) => Object.entries(u.headers).map(([name, value]) => ({ name, value })),
+    }),
+    expiresAt: t.field({
+      type: 'DateTime',
+      description: 'the URL works until then; an upload no job takes is deleted after MURMUR_UPLOAD_EXPIRY_SECONDS',
+      resolve: (u) => u.expiresAt,
+    }),
   }),
 });
 
 const CreateUploadInput = builder.inputType('CreateUploadInput', {
-  fields: (t) => ({ filename: t.string({ required: true, description: 'the file\'s name, kept with the job' }) }),
+  fields: (t) => ({ filename: t.string({ required: true, description: "the file's name, kept with the job" }) }),
 });
 
 builder.mutationField('createUpload', (t) =>
@@ -40,7 +48,11 @@ builder.mutationField('createUpload', (t) =>
       if (ctx.lateArrival) throw shuttingDown();
       const key = newUploadKey(input.filename);
       const put = await ctx.store.presignPut(key, ctx.config.uploadExpirySeconds);
-      if (!put) throw new ApiError('UPLOADS_UNSUPPORTED', 'this server keeps audio in a local folder and cannot presign uploads: send the file in a multipart createJob, or configure S3 (MURMUR_S3_BUCKET)');
+      if (!put)
+        throw new ApiError(
+          'UPLOADS_UNSUPPORTED',
+          'this server keeps audio in a local folder and cannot presign uploads: send the file in a multipart createJob, or configure S3 (MURMUR_S3_BUCKET)',
+        );
       return { key, ...put };
     },
   }),

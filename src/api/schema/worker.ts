@@ -11,8 +11,14 @@ const LeaseRef = builder.objectRef<Lease & { audioUrl: string }>('Lease').implem
     job: t.field({ type: JobRef, resolve: (l) => l.job }),
     leaseToken: t.exposeInt('leaseToken', { description: 'the fencing token: progress, complete and fail must present it' }),
     leaseExpiresAt: t.field({ type: 'DateTime', resolve: (l) => l.leaseExpiresAt }),
-    leaseSeconds: t.float({ description: 'how long a lease lasts without a heartbeat: heartbeat well within it (the worker\'s clock need not agree with leaseExpiresAt)', resolve: (_l, _args, ctx) => ctx.config.leaseSeconds }),
-    audioUrl: t.exposeString('audioUrl', { description: 'GET it: with the worker token from the API, as it is from a presigned store URL' }),
+    leaseSeconds: t.float({
+      description:
+        "how long a lease lasts without a heartbeat: heartbeat well within it (the worker's clock need not agree with leaseExpiresAt)",
+      resolve: (_l, _args, ctx) => ctx.config.leaseSeconds,
+    }),
+    audioUrl: t.exposeString('audioUrl', {
+      description: 'GET it: with the worker token from the API, as it is from a presigned store URL',
+    }),
     maxDurationSeconds: t.float({
       description: 'decode no more than this (MURMUR_MAX_DURATION_SECONDS now): longer audio fails the job with AUDIO_TOO_LONG',
       resolve: (_l, _args, ctx) => ctx.config.maxDurationSeconds,
@@ -36,12 +42,14 @@ const ClaimInput = builder.inputType('ClaimInput', {
   fields: (t) => ({
     workerId: t.string({ required: true }),
     pool: t.field({ type: PoolEnum, description: 'which jobs to route here (default CPU)' }),
-    provider: t.string({ description: 'the execution provider the worker\'s model runs on, once loaded' }),
+    provider: t.string({ description: "the execution provider the worker's model runs on, once loaded" }),
     host: t.string(),
     maxJobs: t.int({ required: true }),
     maxSeconds: t.float({ required: true, description: 'audio seconds in the batch (the first job is taken whatever its length)' }),
     waitSeconds: t.float({ description: 'long-poll: wait up to this long for work (default 0, at most 60)' }),
-    batchWindowMs: t.int({ description: 'once there is work, wait up to this long for a fuller batch (default: the server\'s MURMUR_BATCH_WINDOW_MS)' }),
+    batchWindowMs: t.int({
+      description: "once there is work, wait up to this long for a fuller batch (default: the server's MURMUR_BATCH_WINDOW_MS)",
+    }),
   }),
 });
 
@@ -54,7 +62,12 @@ const LeaseProgressInput = builder.inputType('LeaseProgressInput', {
 });
 
 const WordInput = builder.inputType('WordInput', {
-  fields: (t) => ({ word: t.string({ required: true }), start: t.float({ required: true }), end: t.float({ required: true }), probability: t.float({ required: true }) }),
+  fields: (t) => ({
+    word: t.string({ required: true }),
+    start: t.float({ required: true }),
+    end: t.float({ required: true }),
+    probability: t.float({ required: true }),
+  }),
 });
 
 const SegmentInput = builder.inputType('SegmentInput', {
@@ -101,8 +114,12 @@ builder.mutationFields((t) => ({
   }),
   completeJob: t.field({
     type: JobRef,
-    description: 'worker only: store the transcript; refused (LEASE_LOST, JOB_CANCELLED) when the lease is no longer this worker\'s',
-    args: { jobId: t.arg.id({ required: true }), leaseToken: t.arg.int({ required: true }), result: t.arg({ type: TranscriptInput, required: true }) },
+    description: "worker only: store the transcript; refused (LEASE_LOST, JOB_CANCELLED) when the lease is no longer this worker's",
+    args: {
+      jobId: t.arg.id({ required: true }),
+      leaseToken: t.arg.int({ required: true }),
+      result: t.arg({ type: TranscriptInput, required: true }),
+    },
     resolve: (_root, args, ctx) => protocol.completeJob(ctx, args),
   }),
   failJob: t.field({

@@ -45,7 +45,11 @@ export async function openPostgres(url: string, o: PostgresOptions): Promise<PgD
       if ((e.code && FATAL.has(e.code)) || Date.now() > deadline || e instanceof TypeError) {
         throw new ConfigError(`MURMUR_DATABASE_URL: cannot use ${where}: ${e.message}`);
       }
-      if (attempt === 1) o.log.warn({ event: 'database.waiting', database: where, err: e }, `PostgreSQL at ${where} does not answer (${e.message}); waiting up to ${Math.round(o.waitMs / 1000)} s`);
+      if (attempt === 1)
+        o.log.warn(
+          { event: 'database.waiting', database: where, err: e },
+          `PostgreSQL at ${where} does not answer (${e.message}); waiting up to ${Math.round(o.waitMs / 1000)} s`,
+        );
       await new Promise((r) => setTimeout(r, 1000));
     }
   }
@@ -55,12 +59,29 @@ export async function openPostgres(url: string, o: PostgresOptions): Promise<PgD
   return drizzle(pool, { schema }) as PgDb;
 }
 
-const DOWN_CODES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08006', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH']);
+const DOWN_CODES = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '08000',
+  '08001',
+  '08003',
+  '08006',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+]);
 const DOWN_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|connection error|Connection refused/i;
 
 /** The database could not be reached or went away mid-query (anywhere in the error's cause chain): worth trying again later. */
 export function postgresOutage(err: unknown): boolean {
-  for (let e = err as (Error & { code?: string; cause?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+  for (
+    let e = err as (Error & { code?: string; cause?: unknown }) | undefined, depth = 0;
+    e && depth < 5;
+    e = e.cause as typeof e, depth++
+  ) {
     if ((e.code && DOWN_CODES.has(e.code)) || DOWN_MESSAGES.test(e.message ?? '')) return true;
   }
   return false;

@@ -1,7 +1,17 @@
 // API keys in PostgreSQL (the store's contract: src/auth/keys.ts).
 import { randomUUID } from 'node:crypto';
 import { and, asc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
-import { DEFAULT_TENANT, FIRST_KEY_ID, KeyError, hashSecret, newKeyRow, toApiKey, type ApiKey, type KeyStore, type NewKey } from '../../auth/keys.ts';
+import {
+  DEFAULT_TENANT,
+  FIRST_KEY_ID,
+  KeyError,
+  hashSecret,
+  newKeyRow,
+  toApiKey,
+  type ApiKey,
+  type KeyStore,
+  type NewKey,
+} from '../../auth/keys.ts';
 import type { PgDb } from './database.ts';
 import { apiKeys } from './schema.ts';
 
@@ -23,7 +33,9 @@ export class PostgresKeys implements KeyStore {
     // Instances starting together may all see no key; the fixed id lets exactly one insert win.
     const [inserted] = await this.db
       .insert(apiKeys)
-      .select(sql`SELECT ${row.id}, ${row.name}, ${row.tenant}, ${row.role}, ${row.hash}, ${row.prefix}, ${row.createdAt}::bigint, NULL::bigint, NULL::bigint WHERE NOT EXISTS (SELECT 1 FROM ${apiKeys})`)
+      .select(
+        sql`SELECT ${row.id}, ${row.name}, ${row.tenant}, ${row.role}, ${row.hash}, ${row.prefix}, ${row.createdAt}::bigint, NULL::bigint, NULL::bigint WHERE NOT EXISTS (SELECT 1 FROM ${apiKeys})`,
+      )
       .onConflictDoNothing()
       .returning();
     return inserted ? { key: toApiKey(inserted), secret } : null;
@@ -35,14 +47,20 @@ export class PostgresKeys implements KeyStore {
 
   async revoke(which: string): Promise<ApiKey> {
     const match = or(eq(apiKeys.id, which), eq(apiKeys.name, which));
-    await this.db.update(apiKeys).set({ revokedAt: this.now() }).where(and(match, isNull(apiKeys.revokedAt)));
+    await this.db
+      .update(apiKeys)
+      .set({ revokedAt: this.now() })
+      .where(and(match, isNull(apiKeys.revokedAt)));
     const [row] = await this.db.select().from(apiKeys).where(match);
     if (!row) throw new KeyError('KEY_NOT_FOUND', `no key with id or name "${which}"`);
     return toApiKey(row);
   }
 
   async find(secret: string): Promise<ApiKey | undefined> {
-    const [row] = await this.db.select().from(apiKeys).where(and(eq(apiKeys.hash, hashSecret(secret)), isNull(apiKeys.revokedAt)));
+    const [row] = await this.db
+      .select()
+      .from(apiKeys)
+      .where(and(eq(apiKeys.hash, hashSecret(secret)), isNull(apiKeys.revokedAt)));
     return row && toApiKey(row);
   }
 

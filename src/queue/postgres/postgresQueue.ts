@@ -9,7 +9,25 @@ import { and, asc, count, desc, eq, inArray, min, sql, sum, type SQL } from 'dri
 import type { Transcript } from '../../transcript/transcript.ts';
 import { silentLogger, type Logger } from '../../log.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
+import {
+  POOLS,
+  sizesFor,
+  type Job,
+  type JobFailure,
+  type JobQueue,
+  type JobLimits,
+  type JobStatus,
+  type KeyUsage,
+  type Lease,
+  type LeaseState,
+  type NewJob,
+  type Page,
+  type Pool,
+  type QueueOptions,
+  type QueueStats,
+  type Reservation,
+  type WorkerInfo,
+} from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { PostgresKeys } from './postgresKeys.ts';
 import * as step from '../transitions.ts';
@@ -23,7 +41,8 @@ import { jobCounts, jobs, keyReservations, settings, workers } from './schema.ts
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
 /** A transaction-long lock on one API key's limits. */
-const lockKey = (tx: Tx, apiKeyId: string) => tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${'murmur.key:' + apiKeyId}, 0))`);
+const lockKey = (tx: Tx, apiKeyId: string) =>
+  tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${'murmur.key:' + apiKeyId}, 0))`);
 
 export class PostgresQueue implements JobQueue {
   readonly events: QueueEventEmitter;
@@ -74,21 +93,33 @@ export class PostgresQueue implements JobQueue {
         const existing = await this.findByIdempotencyKey(input.idempotencyKey, input.tenant ?? DEFAULT_TENANT, tx);
         if (existing) return { job: existing, created: false };
       }
-      if ((await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.blobKey, input.blobKey)).limit(1)).length) throw step.blobTaken(input.blobKey);
-      const [job] = await tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).onConflictDoNothing({ target: [jobs.tenant, jobs.idempotencyKey] }).returning();
-      if (!job) return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, input.tenant ?? DEFAULT_TENANT, tx))!, created: false };
+      if ((await tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.blobKey, input.blobKey)).limit(1)).length)
+        throw step.blobTaken(input.blobKey);
+      const [job] = await tx
+        .insert(jobs)
+        .values(step.newJob(input, this.options, randomUUID(), this.now()))
+        .onConflictDoNothing({ target: [jobs.tenant, jobs.idempotencyKey] })
+        .returning();
+      if (!job)
+        return { job: (await this.findByIdempotencyKey(input.idempotencyKey!, input.tenant ?? DEFAULT_TENANT, tx))!, created: false };
       await this.announce(tx, [job], true);
       return { job, created: true };
     });
   }
 
   async get(id: string, tenant?: string): Promise<Job | undefined> {
-    const [job] = await this.db.select().from(jobs).where(where.byId(jobs, id, tenant));
+    const [job] = await this.db
+      .select()
+      .from(jobs)
+      .where(where.byId(jobs, id, tenant));
     return job;
   }
 
   async findByIdempotencyKey(key: string, tenant: string, tx: Tx | PgDb = this.db): Promise<Job | undefined> {
-    const [job] = await tx.select().from(jobs).where(and(eq(jobs.tenant, tenant), eq(jobs.idempotencyKey, key)));
+    const [job] = await tx
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.tenant, tenant), eq(jobs.idempotencyKey, key)));
     return job;
   }
 
@@ -128,7 +159,10 @@ export class PostgresQueue implements JobQueue {
 
   async delete(id: string, tenant?: string): Promise<Job> {
     return this.db.transaction(async (tx) => {
-      const [job] = await tx.delete(jobs).where(where.byId(jobs, id, tenant)).returning();
+      const [job] = await tx
+        .delete(jobs)
+        .where(where.byId(jobs, id, tenant))
+        .returning();
       if (!job) throw new QueueError('JOB_NOT_FOUND', `no job with id ${id}`);
       await tx.execute(deletions([job.id]));
       return job;
@@ -151,14 +185,29 @@ export class PostgresQueue implements JobQueue {
 
   async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
     // SKIP LOCKED: instances sweeping at once each take different deliveries.
-    const due = this.db.select({ id: jobs.id }).from(jobs).where(where.webhookDueAt(jobs, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).for('update', { skipLocked: true });
-    return this.db.update(jobs).set({ webhookNextAt: now + holdMs }).where(inArray(jobs.id, due)).returning();
+    const due = this.db
+      .select({ id: jobs.id })
+      .from(jobs)
+      .where(where.webhookDueAt(jobs, now))
+      .orderBy(asc(jobs.webhookNextAt))
+      .limit(limit)
+      .for('update', { skipLocked: true });
+    return this.db
+      .update(jobs)
+      .set({ webhookNextAt: now + holdMs })
+      .where(inArray(jobs.id, due))
+      .returning();
   }
 
   async recordWebhook(id: string, o: { status: number; delivered: boolean; nextAt: number | null; at: number }): Promise<Job | undefined> {
     const [job] = await this.db
       .update(jobs)
-      .set({ webhookAttempts: sql`webhook_attempts + 1`, webhookStatus: o.status, webhookNextAt: o.nextAt, ...(o.delivered && { webhookDeliveredAt: o.at }) })
+      .set({
+        webhookAttempts: sql`webhook_attempts + 1`,
+        webhookStatus: o.status,
+        webhookNextAt: o.nextAt,
+        ...(o.delivered && { webhookDeliveredAt: o.at }),
+      })
       .where(eq(jobs.id, id))
       .returning();
     return job;
@@ -175,11 +224,13 @@ export class PostgresQueue implements JobQueue {
       .select({ created: count(), seconds: sum(jobs.durationSeconds), first: min(jobs.createdAt) })
       .from(jobs)
       .where(where.createdBy(jobs, apiKeyId, since));
-    const [open] = await this.db
-      .select({ n: count() })
-      .from(jobs)
-      .where(where.unfinishedOf(jobs, apiKeyId));
-    return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first === null ? null : Number(recent.first), pending: open.n };
+    const [open] = await this.db.select({ n: count() }).from(jobs).where(where.unfinishedOf(jobs, apiKeyId));
+    return {
+      created: recent.created,
+      seconds: Number(recent.seconds ?? 0),
+      firstCreatedAt: recent.first === null ? null : Number(recent.first),
+      pending: open.n,
+    };
   }
 
   async reserve(apiKeyId: string, limits: JobLimits, now: number, expiresAt: number): Promise<Reservation> {
@@ -188,8 +239,14 @@ export class PostgresQueue implements JobQueue {
       await lockKey(tx, apiKeyId);
       await tx.delete(keyReservations).where(where.lapsedFor(keyReservations, apiKeyId, now));
       const since = now - limits.windowMs;
-      const [held] = await tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(where.heldFor(keyReservations, apiKeyId));
-      const [recent] = await tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(where.createdBy(jobs, apiKeyId, since));
+      const [held] = await tx
+        .select({ n: count(), first: min(keyReservations.createdAt) })
+        .from(keyReservations)
+        .where(where.heldFor(keyReservations, apiKeyId));
+      const [recent] = await tx
+        .select({ n: count(), first: min(jobs.createdAt) })
+        .from(jobs)
+        .where(where.createdBy(jobs, apiKeyId, since));
       const [open] = await tx.select({ n: count() }).from(jobs).where(where.unfinishedOf(jobs, apiKeyId));
       const usage = step.heldUsage(recent, open.n, held);
       if (step.overLimits(usage, limits)) return { refused: usage };
@@ -236,14 +293,21 @@ export class PostgresQueue implements JobQueue {
     return claimed.map((job) => ({ job, leaseToken: job.leaseToken, leaseExpiresAt: expiresAt }));
   }
 
-  async heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): Promise<{ jobId: string; state: LeaseState }[]> {
+  async heartbeat(
+    leases: { jobId: string; leaseToken: number; progress?: number | null }[],
+  ): Promise<{ jobId: string; state: LeaseState }[]> {
     if (leases.length === 0) return [];
     const now = this.now();
     return this.db.transaction(async (tx) => {
       const rows = await tx
         .select()
         .from(jobs)
-        .where(inArray(jobs.id, leases.map((l) => l.jobId)))
+        .where(
+          inArray(
+            jobs.id,
+            leases.map((l) => l.jobId),
+          ),
+        )
         .for('update');
       const byId = new Map(rows.map((r) => [r.id, r]));
       const changed: Job[] = [];
@@ -276,7 +340,11 @@ export class PostgresQueue implements JobQueue {
     const now = this.now();
     return this.db.transaction(async (tx) => {
       const held = step.checkHolding(await this.lockedOrNone(tx, jobId), jobId, leaseToken);
-      const [job] = await tx.update(jobs).set(step.failed(held, error, this.options, now)).where(eq(jobs.id, jobId)).returning();
+      const [job] = await tx
+        .update(jobs)
+        .set(step.failed(held, error, this.options, now))
+        .where(eq(jobs.id, jobId))
+        .returning();
       await this.announce(tx, [job], job.status === 'PENDING');
       return job;
     });
@@ -295,23 +363,29 @@ export class PostgresQueue implements JobQueue {
     const now = this.now();
     return this.db.transaction(async (tx) => {
       // SKIP LOCKED: every instance sweeps; rows another sweeper or a late heartbeat holds are theirs to settle.
-      const rows = await tx
-        .select()
-        .from(jobs)
-        .where(where.leaseExpiredAt(jobs, now))
-        .for('update', { skipLocked: true });
+      const rows = await tx.select().from(jobs).where(where.leaseExpiredAt(jobs, now)).for('update', { skipLocked: true });
       const expired: Job[] = [];
       for (const job of rows) {
         const [updated] = await tx.update(jobs).set(step.expired(job, now)).where(eq(jobs.id, job.id)).returning();
         expired.push(updated);
       }
-      await this.announce(tx, expired, expired.some((j) => j.status === 'PENDING'));
+      await this.announce(
+        tx,
+        expired,
+        expired.some((j) => j.status === 'PENDING'),
+      );
       return expired.length;
     });
   }
 
   async touchWorker(worker: { id: string; pool: Pool; provider?: string | null; host?: string | null }): Promise<void> {
-    const row = { id: worker.id, pool: worker.pool, lastSeenAt: this.now(), ...(worker.provider && { provider: worker.provider }), ...(worker.host && { host: worker.host }) };
+    const row = {
+      id: worker.id,
+      pool: worker.pool,
+      lastSeenAt: this.now(),
+      ...(worker.provider && { provider: worker.provider }),
+      ...(worker.host && { host: worker.host }),
+    };
     await this.db.insert(workers).values(row).onConflictDoUpdate({ target: workers.id, set: row });
   }
 
@@ -320,7 +394,11 @@ export class PostgresQueue implements JobQueue {
   }
 
   async liveWorkers(): Promise<WorkerInfo[]> {
-    return this.db.select().from(workers).where(where.seenSince(workers, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id));
+    return this.db
+      .select()
+      .from(workers)
+      .where(where.seenSince(workers, this.now() - this.options.workerWindowMs))
+      .orderBy(asc(workers.id));
   }
 
   async forgetQuietWorkers(): Promise<number> {
@@ -331,7 +409,10 @@ export class PostgresQueue implements JobQueue {
     // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
     const [active, finished, live, ...perPool] = await Promise.all([
       this.db.select({ status: jobs.status, n: count() }).from(jobs).where(where.unfinished(jobs)).groupBy(jobs.status),
-      this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status),
+      this.db
+        .select({ status: jobCounts.status, n: sum(jobCounts.n) })
+        .from(jobCounts)
+        .groupBy(jobCounts.status),
       this.liveWorkers(),
       ...POOLS.map((pool) =>
         this.db
@@ -361,7 +442,11 @@ export class PostgresQueue implements JobQueue {
   }
 
   private async lockedOrNone(tx: Tx, id: string, tenant?: string): Promise<Job | undefined> {
-    const [job] = await tx.select().from(jobs).where(where.byId(jobs, id, tenant)).for('update');
+    const [job] = await tx
+      .select()
+      .from(jobs)
+      .where(where.byId(jobs, id, tenant))
+      .for('update');
     return job;
   }
 
@@ -384,7 +469,13 @@ export class PostgresQueue implements JobQueue {
       let job: Job | undefined = notice.job;
       // The transcript did not fit the notice: read it back, only when someone here follows jobs.
       if (notice.partial && this.events.listenerCount('job') > 0) {
-        job = await this.get(job.id).catch((err) => void this.log.error({ event: 'job.read_back_failed', jobId: notice.job.id, err }, `could not read job ${notice.job.id} back: ${err.message}`));
+        job = await this.get(job.id).catch(
+          (err) =>
+            void this.log.error(
+              { event: 'job.read_back_failed', jobId: notice.job.id, err },
+              `could not read job ${notice.job.id} back: ${err.message}`,
+            ),
+        );
       }
       if (job) this.events.emit('job', job);
     });

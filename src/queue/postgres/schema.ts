@@ -1,7 +1,19 @@
 // The PostgreSQL tables: the same columns as sqlite/schema.ts, in PostgreSQL's
 // types (times as epoch-ms bigints read as numbers, the transcript as jsonb),
 // so both dialects hand the rest of murmur the same Job.
-import { bigint, bigserial, boolean, doublePrecision, index, integer, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  uniqueIndex,
+} from 'drizzle-orm/pg-core';
 import type { DecodingOptions } from '../../transcript/transcript.ts';
 import { JOB_STATUSES, TASKS, type SameAsJob } from '../jobQueue.ts';
 

@@ -1,7 +1,17 @@
 // API keys in the SQLite file (the store's contract: src/auth/keys.ts).
 import { randomUUID } from 'node:crypto';
 import { asc, eq, or, and, inArray, isNull } from 'drizzle-orm';
-import { FIRST_KEY_ID, DEFAULT_TENANT, KeyError, hashSecret, newKeyRow, toApiKey, type ApiKey, type KeyStore, type NewKey } from '../../auth/keys.ts';
+import {
+  FIRST_KEY_ID,
+  DEFAULT_TENANT,
+  KeyError,
+  hashSecret,
+  newKeyRow,
+  toApiKey,
+  type ApiKey,
+  type KeyStore,
+  type NewKey,
+} from '../../auth/keys.ts';
 import type { Db } from './database.ts';
 import { apiKeys } from './schema.ts';
 
@@ -19,11 +29,14 @@ export class SqliteKeys implements KeyStore {
   }
 
   async createFirst(): Promise<{ key: ApiKey; secret: string } | null> {
-    return this.db.transaction((tx) => {
-      if (tx.select({ id: apiKeys.id }).from(apiKeys).limit(1).get()) return null;
-      const { secret, row } = newKeyRow({ name: 'admin', tenant: DEFAULT_TENANT, role: 'admin' }, FIRST_KEY_ID, this.now());
-      return { key: toApiKey(tx.insert(apiKeys).values(row).returning().get()), secret };
-    }, { behavior: 'immediate' });
+    return this.db.transaction(
+      (tx) => {
+        if (tx.select({ id: apiKeys.id }).from(apiKeys).limit(1).get()) return null;
+        const { secret, row } = newKeyRow({ name: 'admin', tenant: DEFAULT_TENANT, role: 'admin' }, FIRST_KEY_ID, this.now());
+        return { key: toApiKey(tx.insert(apiKeys).values(row).returning().get()), secret };
+      },
+      { behavior: 'immediate' },
+    );
   }
 
   async list(): Promise<ApiKey[]> {
@@ -32,14 +45,22 @@ export class SqliteKeys implements KeyStore {
 
   async revoke(which: string): Promise<ApiKey> {
     const match = or(eq(apiKeys.id, which), eq(apiKeys.name, which));
-    this.db.update(apiKeys).set({ revokedAt: this.now() }).where(and(match, isNull(apiKeys.revokedAt))).run();
+    this.db
+      .update(apiKeys)
+      .set({ revokedAt: this.now() })
+      .where(and(match, isNull(apiKeys.revokedAt)))
+      .run();
     const row = this.db.select().from(apiKeys).where(match).get();
     if (!row) throw new KeyError('KEY_NOT_FOUND', `no key with id or name "${which}"`);
     return toApiKey(row);
   }
 
   async find(secret: string): Promise<ApiKey | undefined> {
-    const row = this.db.select().from(apiKeys).where(and(eq(apiKeys.hash, hashSecret(secret)), isNull(apiKeys.revokedAt))).get();
+    const row = this.db
+      .select()
+      .from(apiKeys)
+      .where(and(eq(apiKeys.hash, hashSecret(secret)), isNull(apiKeys.revokedAt)))
+      .get();
     return row && toApiKey(row);
   }
 

@@ -8,7 +8,25 @@ import { randomUUID } from 'node:crypto';
 import { and, asc, count, desc, eq, inArray, min, sql, sum, type SQL } from 'drizzle-orm';
 import type { Transcript } from '../../transcript/transcript.ts';
 import { QueueError } from '../errors.ts';
-import { POOLS, sizesFor, type Job, type JobFailure, type JobQueue, type JobLimits, type JobStatus, type KeyUsage, type Lease, type LeaseState, type NewJob, type Page, type Pool, type QueueOptions, type QueueStats, type Reservation, type WorkerInfo } from '../jobQueue.ts';
+import {
+  POOLS,
+  sizesFor,
+  type Job,
+  type JobFailure,
+  type JobQueue,
+  type JobLimits,
+  type JobStatus,
+  type KeyUsage,
+  type Lease,
+  type LeaseState,
+  type NewJob,
+  type Page,
+  type Pool,
+  type QueueOptions,
+  type QueueStats,
+  type Reservation,
+  type WorkerInfo,
+} from '../jobQueue.ts';
 import { DEFAULT_TENANT } from '../../auth/keys.ts';
 import { SqliteKeys } from './sqliteKeys.ts';
 import * as step from '../transitions.ts';
@@ -39,22 +57,41 @@ export class SqliteQueue implements JobQueue {
     const result = this.db.transaction((tx) => {
       if (input.reservation) tx.delete(keyReservations).where(eq(keyReservations.id, input.reservation)).run();
       if (input.idempotencyKey) {
-        const existing = tx.select().from(jobs).where(and(eq(jobs.tenant, input.tenant ?? DEFAULT_TENANT), eq(jobs.idempotencyKey, input.idempotencyKey))).get();
+        const existing = tx
+          .select()
+          .from(jobs)
+          .where(and(eq(jobs.tenant, input.tenant ?? DEFAULT_TENANT), eq(jobs.idempotencyKey, input.idempotencyKey)))
+          .get();
         if (existing) return { job: existing, created: false };
       }
       if (tx.select({ id: jobs.id }).from(jobs).where(eq(jobs.blobKey, input.blobKey)).get()) throw step.blobTaken(input.blobKey);
-      return { job: tx.insert(jobs).values(step.newJob(input, this.options, randomUUID(), this.now())).returning().get(), created: true };
+      return {
+        job: tx
+          .insert(jobs)
+          .values(step.newJob(input, this.options, randomUUID(), this.now()))
+          .returning()
+          .get(),
+        created: true,
+      };
     }, IMMEDIATE);
     if (result.created) this.changed([result.job], true);
     return result;
   }
 
   async get(id: string, tenant?: string): Promise<Job | undefined> {
-    return this.db.select().from(jobs).where(where.byId(jobs, id, tenant)).get();
+    return this.db
+      .select()
+      .from(jobs)
+      .where(where.byId(jobs, id, tenant))
+      .get();
   }
 
   async findByIdempotencyKey(key: string, tenant: string): Promise<Job | undefined> {
-    return this.db.select().from(jobs).where(and(eq(jobs.tenant, tenant), eq(jobs.idempotencyKey, key))).get();
+    return this.db
+      .select()
+      .from(jobs)
+      .where(and(eq(jobs.tenant, tenant), eq(jobs.idempotencyKey, key)))
+      .get();
   }
 
   async findByBlobKey(key: string): Promise<Job | undefined> {
@@ -74,7 +111,16 @@ export class SqliteQueue implements JobQueue {
 
   async cancel(id: string, tenant?: string): Promise<Job> {
     const job = this.db.transaction((tx) => {
-      const job = step.checkCancellable(this.found(tx.select().from(jobs).where(where.byId(jobs, id, tenant)).get(), id));
+      const job = step.checkCancellable(
+        this.found(
+          tx
+            .select()
+            .from(jobs)
+            .where(where.byId(jobs, id, tenant))
+            .get(),
+          id,
+        ),
+      );
       return job && tx.update(jobs).set(step.cancelled(this.now())).where(eq(jobs.id, id)).returning().get();
     }, IMMEDIATE);
     if (job) this.changed([job]);
@@ -83,7 +129,16 @@ export class SqliteQueue implements JobQueue {
 
   async retry(id: string, tenant?: string): Promise<Job> {
     const job = this.db.transaction((tx) => {
-      step.checkRetryable(this.found(tx.select().from(jobs).where(where.byId(jobs, id, tenant)).get(), id));
+      step.checkRetryable(
+        this.found(
+          tx
+            .select()
+            .from(jobs)
+            .where(where.byId(jobs, id, tenant))
+            .get(),
+          id,
+        ),
+      );
       return tx.update(jobs).set(step.retried(this.now())).where(eq(jobs.id, id)).returning().get();
     }, IMMEDIATE);
     this.changed([job], true);
@@ -91,7 +146,14 @@ export class SqliteQueue implements JobQueue {
   }
 
   async delete(id: string, tenant?: string): Promise<Job> {
-    const job = this.found(this.db.delete(jobs).where(where.byId(jobs, id, tenant)).returning().get(), id);
+    const job = this.found(
+      this.db
+        .delete(jobs)
+        .where(where.byId(jobs, id, tenant))
+        .returning()
+        .get(),
+      id,
+    );
     this.events.emit('deleted', job.id);
     return job;
   }
@@ -113,15 +175,34 @@ export class SqliteQueue implements JobQueue {
 
   async claimWebhooks(now: number, limit: number, holdMs: number): Promise<Job[]> {
     return this.db.transaction((tx) => {
-      const ids = tx.select({ id: jobs.id }).from(jobs).where(where.webhookDueAt(jobs, now)).orderBy(asc(jobs.webhookNextAt)).limit(limit).all().map((r) => r.id);
-      return ids.length ? tx.update(jobs).set({ webhookNextAt: now + holdMs }).where(inArray(jobs.id, ids)).returning().all() : [];
+      const ids = tx
+        .select({ id: jobs.id })
+        .from(jobs)
+        .where(where.webhookDueAt(jobs, now))
+        .orderBy(asc(jobs.webhookNextAt))
+        .limit(limit)
+        .all()
+        .map((r) => r.id);
+      return ids.length
+        ? tx
+            .update(jobs)
+            .set({ webhookNextAt: now + holdMs })
+            .where(inArray(jobs.id, ids))
+            .returning()
+            .all()
+        : [];
     }, IMMEDIATE);
   }
 
   async recordWebhook(id: string, o: { status: number; delivered: boolean; nextAt: number | null; at: number }): Promise<Job | undefined> {
     return this.db
       .update(jobs)
-      .set({ webhookAttempts: sql`webhook_attempts + 1`, webhookStatus: o.status, webhookNextAt: o.nextAt, ...(o.delivered && { webhookDeliveredAt: o.at }) })
+      .set({
+        webhookAttempts: sql`webhook_attempts + 1`,
+        webhookStatus: o.status,
+        webhookNextAt: o.nextAt,
+        ...(o.delivered && { webhookDeliveredAt: o.at }),
+      })
       .where(eq(jobs.id, id))
       .returning()
       .get();
@@ -138,21 +219,27 @@ export class SqliteQueue implements JobQueue {
       .from(jobs)
       .where(where.createdBy(jobs, apiKeyId, since))
       .get()!;
-    const open = this.db
-      .select({ n: count() })
-      .from(jobs)
-      .where(where.unfinishedOf(jobs, apiKeyId))
-      .get()!;
+    const open = this.db.select({ n: count() }).from(jobs).where(where.unfinishedOf(jobs, apiKeyId)).get()!;
     return { created: recent.created, seconds: Number(recent.seconds ?? 0), firstCreatedAt: recent.first, pending: open.n };
   }
 
   async reserve(apiKeyId: string, limits: JobLimits, now: number, expiresAt: number): Promise<Reservation> {
     // Under BEGIN IMMEDIATE no other writer runs between the count and the insert.
     return this.db.transaction((tx) => {
-      tx.delete(keyReservations).where(where.lapsedFor(keyReservations, apiKeyId, now)).run();
+      tx.delete(keyReservations)
+        .where(where.lapsedFor(keyReservations, apiKeyId, now))
+        .run();
       const since = now - limits.windowMs;
-      const held = tx.select({ n: count(), first: min(keyReservations.createdAt) }).from(keyReservations).where(where.heldFor(keyReservations, apiKeyId)).get()!;
-      const recent = tx.select({ n: count(), first: min(jobs.createdAt) }).from(jobs).where(where.createdBy(jobs, apiKeyId, since)).get()!;
+      const held = tx
+        .select({ n: count(), first: min(keyReservations.createdAt) })
+        .from(keyReservations)
+        .where(where.heldFor(keyReservations, apiKeyId))
+        .get()!;
+      const recent = tx
+        .select({ n: count(), first: min(jobs.createdAt) })
+        .from(jobs)
+        .where(where.createdBy(jobs, apiKeyId, since))
+        .get()!;
       const open = tx.select({ n: count() }).from(jobs).where(where.unfinishedOf(jobs, apiKeyId)).get()!;
       const usage = step.heldUsage(recent, open.n, held);
       if (step.overLimits(usage, limits)) return { refused: usage };
@@ -213,7 +300,9 @@ export class SqliteQueue implements JobQueue {
     return claimed.map((job) => ({ job, leaseToken: job.leaseToken, leaseExpiresAt: expiresAt }));
   }
 
-  async heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): Promise<{ jobId: string; state: LeaseState }[]> {
+  async heartbeat(
+    leases: { jobId: string; leaseToken: number; progress?: number | null }[],
+  ): Promise<{ jobId: string; state: LeaseState }[]> {
     const now = this.now();
     const changed: Job[] = [];
     const states = this.db.transaction(
@@ -245,7 +334,12 @@ export class SqliteQueue implements JobQueue {
   async fail(jobId: string, leaseToken: number, error: JobFailure): Promise<Job> {
     const job = this.db.transaction((tx) => {
       const held = step.checkHolding(tx.select().from(jobs).where(eq(jobs.id, jobId)).get(), jobId, leaseToken);
-      return tx.update(jobs).set(step.failed(held, error, this.options, this.now())).where(eq(jobs.id, jobId)).returning().get();
+      return tx
+        .update(jobs)
+        .set(step.failed(held, error, this.options, this.now()))
+        .where(eq(jobs.id, jobId))
+        .returning()
+        .get();
     }, IMMEDIATE);
     this.changed([job], job.status === 'PENDING');
     return job;
@@ -263,19 +357,24 @@ export class SqliteQueue implements JobQueue {
   async expireLeases(): Promise<number> {
     const now = this.now();
     const expired = this.db.transaction((tx) => {
-      const rows = tx
-        .select()
-        .from(jobs)
-        .where(where.leaseExpiredAt(jobs, now))
-        .all();
+      const rows = tx.select().from(jobs).where(where.leaseExpiredAt(jobs, now)).all();
       return rows.map((job) => tx.update(jobs).set(step.expired(job, now)).where(eq(jobs.id, job.id)).returning().get());
     }, IMMEDIATE);
-    this.changed(expired, expired.some((j) => j.status === 'PENDING'));
+    this.changed(
+      expired,
+      expired.some((j) => j.status === 'PENDING'),
+    );
     return expired.length;
   }
 
   async touchWorker(worker: { id: string; pool: Pool; provider?: string | null; host?: string | null }): Promise<void> {
-    const row = { id: worker.id, pool: worker.pool, lastSeenAt: this.now(), ...(worker.provider && { provider: worker.provider }), ...(worker.host && { host: worker.host }) };
+    const row = {
+      id: worker.id,
+      pool: worker.pool,
+      lastSeenAt: this.now(),
+      ...(worker.provider && { provider: worker.provider }),
+      ...(worker.host && { host: worker.host }),
+    };
     this.db.insert(workers).values(row).onConflictDoUpdate({ target: workers.id, set: row }).run();
   }
 
@@ -284,17 +383,29 @@ export class SqliteQueue implements JobQueue {
   }
 
   async liveWorkers(): Promise<WorkerInfo[]> {
-    return this.db.select().from(workers).where(where.seenSince(workers, this.now() - this.options.workerWindowMs)).orderBy(asc(workers.id)).all();
+    return this.db
+      .select()
+      .from(workers)
+      .where(where.seenSince(workers, this.now() - this.options.workerWindowMs))
+      .orderBy(asc(workers.id))
+      .all();
   }
 
   async forgetQuietWorkers(): Promise<number> {
-    return this.db.delete(workers).where(where.quietSince(workers, this.now() - this.options.workerWindowMs)).run().changes;
+    return this.db
+      .delete(workers)
+      .where(where.quietSince(workers, this.now() - this.options.workerWindowMs))
+      .run().changes;
   }
 
   async stats(): Promise<QueueStats> {
     // Unfinished jobs are counted through the status index; finished ones are kept counted by triggers (job_counts).
     const active = this.db.select({ status: jobs.status, n: count() }).from(jobs).where(where.unfinished(jobs)).groupBy(jobs.status).all();
-    const finished = this.db.select({ status: jobCounts.status, n: sum(jobCounts.n) }).from(jobCounts).groupBy(jobCounts.status).all();
+    const finished = this.db
+      .select({ status: jobCounts.status, n: sum(jobCounts.n) })
+      .from(jobCounts)
+      .groupBy(jobCounts.status)
+      .all();
     const pending = Object.fromEntries(
       POOLS.map((pool) => [
         pool,
@@ -319,7 +430,14 @@ export class SqliteQueue implements JobQueue {
   /** The job sizes a worker of `pool` may take now (see sizesFor). */
   private sizeFilter(pool: Pool): SQL | undefined {
     const since = this.now() - this.options.workerWindowMs;
-    const livePools = new Set(this.db.selectDistinct({ pool: workers.pool }).from(workers).where(where.seenSince(workers, since)).all().map((w) => w.pool));
+    const livePools = new Set(
+      this.db
+        .selectDistinct({ pool: workers.pool })
+        .from(workers)
+        .where(where.seenSince(workers, since))
+        .all()
+        .map((w) => w.pool),
+    );
     const { small, large } = sizesFor(pool, livePools);
     return small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds);
   }

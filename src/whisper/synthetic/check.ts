@@ -25,13 +25,18 @@ export async function checkPlantedProperties(dir: string, tokensPerWindow: numbe
       { audio: b, language, timestamps: true },
     ]);
     for (const r of results.slice(0, 2)) {
-      if (r.tokens.length !== tokensPerWindow) throw new Error(`expected ${tokensPerWindow} tokens before end-of-text, got ${r.tokens.length}`);
+      if (r.tokens.length !== tokensPerWindow)
+        throw new Error(`expected ${tokensPerWindow} tokens before end-of-text, got ${r.tokens.length}`);
     }
     for (const r of results.slice(2)) {
       const stamps = r.tokens.filter((t) => model.tokenizer.isTimestamp(t)).length;
-      if (stamps < 2 || r.tokens.length >= model.folder.rules.maxLength - 4) throw new Error(`with timestamps: expected an opening and a closing timestamp before end-of-text, got ${stamps} timestamps in ${r.tokens.length} tokens`);
+      if (stamps < 2 || r.tokens.length >= model.folder.rules.maxLength - 4)
+        throw new Error(
+          `with timestamps: expected an opening and a closing timestamp before end-of-text, got ${stamps} timestamps in ${r.tokens.length} tokens`,
+        );
     }
-    if (results[0].tokens.join() === results[1].tokens.join()) throw new Error('two different inputs gave the same tokens: the output does not depend on the audio');
+    if (results[0].tokens.join() === results[1].tokens.join())
+      throw new Error('two different inputs gave the same tokens: the output does not depend on the audio');
   } finally {
     await model.dispose();
   }

@@ -12,8 +12,16 @@ export function encoderGraph(s: SyntheticShape, w: WhisperWeights['encoder'], fo
   const d = s.dModel;
   const frames = s.maxSourcePositions * 2;
   const features = g.input('input_features', DataType.float, ['batch_size', s.nMels, frames]);
-  const conv1 = g.op('Conv', [features, g.weight('model.encoder.conv1.weight', [d, s.nMels, 3], w.conv1), g.weight('model.encoder.conv1.bias', [d], w.conv1Bias)], { pads: [1, 1], kernel_shape: [3] });
-  const conv2 = g.op('Conv', [gelu(g, conv1), g.weight('model.encoder.conv2.weight', [d, d, 3], w.conv2), g.weight('model.encoder.conv2.bias', [d], w.conv2Bias)], { pads: [1, 1], strides: [2], kernel_shape: [3] });
+  const conv1 = g.op(
+    'Conv',
+    [features, g.weight('model.encoder.conv1.weight', [d, s.nMels, 3], w.conv1), g.weight('model.encoder.conv1.bias', [d], w.conv1Bias)],
+    { pads: [1, 1], kernel_shape: [3] },
+  );
+  const conv2 = g.op(
+    'Conv',
+    [gelu(g, conv1), g.weight('model.encoder.conv2.weight', [d, d, 3], w.conv2), g.weight('model.encoder.conv2.bias', [d], w.conv2Bias)],
+    { pads: [1, 1], strides: [2], kernel_shape: [3] },
+  );
   const hidden = g.op('Transpose', [gelu(g, conv2)], { perm: [0, 2, 1] });
   let x = g.op('Add', [hidden, g.weight('model.encoder.embed_positions.weight', [s.maxSourcePositions, d], w.positions)]);
   w.layers.forEach((layer, i) => {
@@ -48,17 +56,23 @@ export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vo
   g.input('input_ids', DataType.int64, ['batch_size', 'decoder_sequence_length']);
   g.input('encoder_hidden_states', DataType.float, ['batch_size', 'encoder_sequence_length', d]);
   for (let i = 0; i < L; i++) {
-    for (const part of ['key', 'value']) g.input(`past_key_values.${i}.decoder.${part}`, DataType.float, ['batch_size', s.heads, 'past_decoder_sequence_length', hd]);
-    for (const part of ['key', 'value']) g.input(`past_key_values.${i}.encoder.${part}`, DataType.float, ['batch_size', s.heads, 'encoder_sequence_length_out', hd]);
+    for (const part of ['key', 'value'])
+      g.input(`past_key_values.${i}.decoder.${part}`, DataType.float, ['batch_size', s.heads, 'past_decoder_sequence_length', hd]);
+    for (const part of ['key', 'value'])
+      g.input(`past_key_values.${i}.encoder.${part}`, DataType.float, ['batch_size', s.heads, 'encoder_sequence_length_out', hd]);
   }
   const useCache = g.input('use_cache_branch', DataType.bool, [1]);
 
   const outputs = ['logits'];
-  for (let i = 0; i < L; i++) for (const kind of ['decoder', 'encoder']) for (const part of ['key', 'value']) outputs.push(`present.${i}.${kind}.${part}`);
+  for (let i = 0; i < L; i++)
+    for (const kind of ['decoder', 'encoder']) for (const part of ['key', 'value']) outputs.push(`present.${i}.${kind}.${part}`);
   if (s.crossAttentions) for (let i = 0; i < L; i++) outputs.push(`cross_attentions.${i}`);
   const withPast = g.child('decoder_with_past');
   const withoutPast = g.child('decoder_without_past');
-  for (const [branch, cached] of [[withPast, true], [withoutPast, false]] as const) {
+  for (const [branch, cached] of [
+    [withPast, true],
+    [withoutPast, false],
+  ] as const) {
     const produced = decoderBody(branch, s, w, vocabSize, cached);
     for (const name of outputs) branch.output(branch.op('Identity', [produced[name]], {}, `${branch.name}/${name}`), DataType.float);
   }
@@ -66,15 +80,25 @@ export function decoderGraph(s: SyntheticShape, w: WhisperWeights['decoder'], vo
 
   g.output('logits', DataType.float, ['batch_size', 'decoder_sequence_length', vocabSize]);
   for (let i = 0; i < L; i++) {
-    for (const part of ['key', 'value']) g.output(`present.${i}.decoder.${part}`, DataType.float, ['batch_size', s.heads, 'total_sequence_length', hd]);
-    for (const part of ['key', 'value']) g.output(`present.${i}.encoder.${part}`, DataType.float, ['batch_size', s.heads, 'encoder_sequence_length_out', hd]);
+    for (const part of ['key', 'value'])
+      g.output(`present.${i}.decoder.${part}`, DataType.float, ['batch_size', s.heads, 'total_sequence_length', hd]);
+    for (const part of ['key', 'value'])
+      g.output(`present.${i}.encoder.${part}`, DataType.float, ['batch_size', s.heads, 'encoder_sequence_length_out', hd]);
   }
-  if (s.crossAttentions) for (let i = 0; i < L; i++) g.output(`cross_attentions.${i}`, DataType.float, ['batch_size', s.heads, 'decoder_sequence_length', 'encoder_sequence_length_out']);
+  if (s.crossAttentions)
+    for (let i = 0; i < L; i++)
+      g.output(`cross_attentions.${i}`, DataType.float, ['batch_size', s.heads, 'decoder_sequence_length', 'encoder_sequence_length_out']);
   return g;
 }
 
 /** The decoder from input_ids to logits inside one branch; returns the values of the outputs by name. */
-function decoderBody(g: Graph, s: SyntheticShape, w: WhisperWeights['decoder'], vocabSize: number, cached: boolean): Record<string, string> {
+function decoderBody(
+  g: Graph,
+  s: SyntheticShape,
+  w: WhisperWeights['decoder'],
+  vocabSize: number,
+  cached: boolean,
+): Record<string, string> {
   const shape: Shape = { dModel: s.dModel, heads: s.heads };
   const d = s.dModel;
   const produced: Record<string, string> = {};

@@ -15,9 +15,35 @@ export type { VocabularyKind } from './vocabulary.ts';
 
 export const PRESETS = {
   /** Small enough that the test suite writes and runs several in seconds. */
-  test: { dModel: 64, encoderLayers: 2, decoderLayers: 2, heads: 4, ffnDim: 256, nMels: 80, vocabulary: 'multilingual', textVocabSize: 1000, tokensPerWindow: 24, maxTargetPositions: 448, maxSourcePositions: 1500, crossAttentions: true },
+  test: {
+    dModel: 64,
+    encoderLayers: 2,
+    decoderLayers: 2,
+    heads: 4,
+    ffnDim: 256,
+    nMels: 80,
+    vocabulary: 'multilingual',
+    textVocabSize: 1000,
+    tokensPerWindow: 24,
+    maxTargetPositions: 448,
+    maxSourcePositions: 1500,
+    crossAttentions: true,
+  },
   /** whisper-tiny's exact dimensions and vocabulary, for benchmarks. */
-  tiny: { dModel: 384, encoderLayers: 4, decoderLayers: 4, heads: 6, ffnDim: 1536, nMels: 80, vocabulary: 'multilingual', textVocabSize: 50257, tokensPerWindow: 100, maxTargetPositions: 448, maxSourcePositions: 1500, crossAttentions: true },
+  tiny: {
+    dModel: 384,
+    encoderLayers: 4,
+    decoderLayers: 4,
+    heads: 6,
+    ffnDim: 1536,
+    nMels: 80,
+    vocabulary: 'multilingual',
+    textVocabSize: 50257,
+    tokensPerWindow: 100,
+    maxTargetPositions: 448,
+    maxSourcePositions: 1500,
+    crossAttentions: true,
+  },
 } as const satisfies Record<string, SyntheticShape>;
 
 export type PresetName = keyof typeof PRESETS;
@@ -36,7 +62,12 @@ const SUPPRESSED_BYTES = [1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59,
 /** The variants the generator can write, named as transformers.js names them. */
 export const SYNTHETIC_DTYPES = ['fp32', 'fp16', 'q8'] as const satisfies readonly WeightFormat[];
 
-export async function writeSyntheticModel(outDir: string, shape: SyntheticShape, seed: number, dtypes: readonly WeightFormat[] = ['fp32']): Promise<SyntheticModelInfo> {
+export async function writeSyntheticModel(
+  outDir: string,
+  shape: SyntheticShape,
+  seed: number,
+  dtypes: readonly WeightFormat[] = ['fp32'],
+): Promise<SyntheticModelInfo> {
   const rng = new Rng(seed);
   const text = textVocabulary(shape.textVocabSize, rng);
   const weights = makeWeights(shape, text, rng);
@@ -118,7 +149,12 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
     errors: 'replace',
     clean_up_tokenization_spaces: true,
   };
-  const specialTokensMap = { bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: '<|endoftext|>' };
+  const specialTokensMap = {
+    bos_token: '<|endoftext|>',
+    eos_token: '<|endoftext|>',
+    unk_token: '<|endoftext|>',
+    pad_token: '<|endoftext|>',
+  };
 
   await rm(outDir, { recursive: true, force: true });
   await mkdir(join(outDir, 'onnx'), { recursive: true });
@@ -131,8 +167,14 @@ export async function writeSyntheticModel(outDir: string, shape: SyntheticShape,
   await json('special_tokens_map.json', specialTokensMap);
   for (const dtype of dtypes) {
     const suffix = DTYPE_SUFFIXES[dtype];
-    await writeFile(join(outDir, 'onnx', `encoder_model${suffix}.onnx`), encodeModel(encoderGraph(shape, weights.encoder, dtype), 'murmur'));
-    await writeFile(join(outDir, 'onnx', `decoder_model_merged${suffix}.onnx`), encodeModel(decoderGraph(shape, weights.decoder, ids.size, dtype), 'murmur'));
+    await writeFile(
+      join(outDir, 'onnx', `encoder_model${suffix}.onnx`),
+      encodeModel(encoderGraph(shape, weights.encoder, dtype), 'murmur'),
+    );
+    await writeFile(
+      join(outDir, 'onnx', `decoder_model_merged${suffix}.onnx`),
+      encodeModel(decoderGraph(shape, weights.decoder, ids.size, dtype), 'murmur'),
+    );
   }
   try {
     await checkPlantedProperties(outDir, shape.tokensPerWindow, dtypes[0]);
@@ -152,6 +194,7 @@ export function syntheticShape(preset: PresetName, overrides: Partial<SyntheticS
 /** The heads word timings read, as generation_config.json lists them: every other head of the later half of the decoder's layers. */
 export function alignmentHeads(shape: SyntheticShape): [number, number][] {
   const heads: [number, number][] = [];
-  for (let l = Math.floor(shape.decoderLayers / 2); l < shape.decoderLayers; l++) for (let h = 0; h < shape.heads; h += 2) heads.push([l, h]);
+  for (let l = Math.floor(shape.decoderLayers / 2); l < shape.decoderLayers; l++)
+    for (let h = 0; h < shape.heads; h += 2) heads.push([l, h]);
   return heads;
 }

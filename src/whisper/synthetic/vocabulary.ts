@@ -40,7 +40,19 @@ export function specialIds(textSize: number, kind: VocabularyKind): SpecialIds {
   const noSpeech = id++;
   const noTimestamps = id++;
   const timestampBegin = id;
-  return { eot, sot, languages, translate, transcribe, startOfLm, startOfPrev, noSpeech, noTimestamps, timestampBegin, size: timestampBegin + TIMESTAMP_COUNT };
+  return {
+    eot,
+    sot,
+    languages,
+    translate,
+    transcribe,
+    startOfLm,
+    startOfPrev,
+    noSpeech,
+    noTimestamps,
+    timestampBegin,
+    size: timestampBegin + TIMESTAMP_COUNT,
+  };
 }
 
 /** GPT-2's byte → printable character map, in GPT-2's id order (space byte 0x20 lands on id 220). */
@@ -117,7 +129,8 @@ export function tokenizerJson(text: TextVocabulary, ids: SpecialIds): object {
     { id: ids.noTimestamps, content: '<|notimestamps|>', special: true },
   ];
   // As in the Hugging Face exports, timestamps are added tokens that are not special.
-  for (let i = 0; i < TIMESTAMP_COUNT; i++) added.push({ id: ids.timestampBegin + i, content: `<|${(i * 0.02).toFixed(2)}|>`, special: false });
+  for (let i = 0; i < TIMESTAMP_COUNT; i++)
+    added.push({ id: ids.timestampBegin + i, content: `<|${(i * 0.02).toFixed(2)}|>`, special: false });
   return {
     version: '1.0',
     truncation: null,

@@ -120,7 +120,8 @@ export function makeWeights(shape: SyntheticShape, text: TextVocabulary, rng: Rn
   const ids = specialIds(shape.textVocabSize, shape.vocabulary);
   // The last prompt position already predicts the first text token.
   const stopPosition = promptLength(shape.vocabulary, false) - 1 + shape.tokensPerWindow;
-  if (stopPosition >= shape.maxTargetPositions) throw new Error(`tokensPerWindow ${shape.tokensPerWindow} leaves no room under ${shape.maxTargetPositions} positions`);
+  if (stopPosition >= shape.maxTargetPositions)
+    throw new Error(`tokensPerWindow ${shape.tokensPerWindow} leaves no room under ${shape.maxTargetPositions} positions`);
   if (shape.tokensPerWindow < 3) throw new Error('tokensPerWindow must be at least 3');
   if (shape.dModel % shape.heads !== 0) throw new Error(`dModel ${shape.dModel} is not divisible by heads ${shape.heads}`);
   if (shape.dModel / shape.heads < BANDS) throw new Error('head dimension must be at least 4');
