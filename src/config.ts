@@ -1,6 +1,7 @@
 // The server's configuration: read from the environment and validated in one
 // place at start-up. A bad value stops the program with a message naming the variable.
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { z } from 'zod';
 import { CodedError } from './errors.ts';
@@ -132,6 +133,7 @@ export interface Config {
   maxDurationSeconds: number;
   providers: string;
   dtype: string;
+  /** Intra-op threads a session in each embedded worker: MURMUR_THREADS, or the cores shared among MURMUR_MAX_WORKERS. */
   threads: number;
   segmentation: 'vad' | 'fixed';
   /** PostgreSQL; unset: the SQLite file in the data directory. */
@@ -228,7 +230,8 @@ export function readConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxDurationSeconds: e.MURMUR_MAX_DURATION_SECONDS,
     providers: e.MURMUR_PROVIDERS,
     dtype: e.MURMUR_DTYPE,
-    threads: e.MURMUR_THREADS,
+    // 0 (unset): the cores, shared among the embedded workers, so that all of them busy never oversubscribe the machine.
+    threads: e.MURMUR_THREADS || Math.max(1, Math.floor(availableParallelism() / Math.max(1, e.MURMUR_MAX_WORKERS))),
     segmentation: e.MURMUR_SEGMENTATION,
     databaseUrl: e.MURMUR_DATABASE_URL,
     databaseWaitSeconds: e.MURMUR_DATABASE_WAIT_SECONDS,

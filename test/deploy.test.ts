@@ -100,7 +100,7 @@ describe('deploy/', () => {
       openDatabase(join(mkdtempSync(join(tmpdir(), 'murmur-deploy-')), 'q.sqlite')),
       queueOptions(readConfig({})),
     );
-    const exported = (await new Metrics(queue).registry.getMetricsAsJSON()).map((m) => m.name);
+    const exported = (await new Metrics(queue, { threads: 1 }).registry.getMetricsAsJSON()).map((m) => m.name);
     await queue.close();
     for (const object of keda) {
       for (const trigger of object.spec.triggers) {

@@ -17,8 +17,11 @@ export interface Holder {
 
 export class Batch {
   private readonly progress: Map<string, number>;
-  /** Jobs no longer this batch's: reported, cancelled, or their lease lost. */
+  /** Jobs the API took away: cancelled, or their lease lost. */
   private readonly dropped = new Map<string, LeaseState>();
+  /** Jobs reported (done or failed), or being reported; `recorded` once the API took the report. */
+  private readonly reported = new Set<string>();
+  private readonly recorded = new Set<string>();
   private beating: Promise<void> | null = null;
   private lastBeat = 0;
   private readonly timer: NodeJS.Timeout;
@@ -36,9 +39,9 @@ export class Batch {
     this.timer = setInterval(() => this.beat(), Math.max(100, (Math.min(...leases.map((l) => l.leaseSeconds)) * 1000) / 3));
   }
 
-  /** The leases still held. */
+  /** The leases still held and not reported. */
   live(): LeaseFields[] {
-    return this.leases.filter((l) => !this.dropped.has(l.job.id));
+    return this.leases.filter((l) => !this.dropped.has(l.job.id) && !this.reported.has(l.job.id));
   }
 
   /** How far a job has got (0 to 1); subscribers hear of it at once, at most twice a second, not only at the next renewal. */
@@ -62,14 +65,9 @@ export class Batch {
     await this.report(lease, () => this.api.fail(lease.job.id, lease.leaseToken, { code, message: e.message, retryable }));
   }
 
-  /** Waits for a heartbeat in flight (it may drop jobs the batch is about to report). */
-  async settled(): Promise<void> {
-    await this.beating;
-  }
-
   /** The leases still held, which the caller gives back; from now on the batch reports nothing. */
   handBack(): LeaseFields[] {
-    const held = this.live();
+    const held = this.held();
     this.handedBack = true;
     this.end();
     return held;
@@ -79,12 +77,17 @@ export class Batch {
     clearInterval(this.timer);
   }
 
+  /** Leases the API has not taken away and whose report it has not taken yet (they are heartbeated, and handed back). */
+  private held(): LeaseFields[] {
+    return this.leases.filter((l) => !this.dropped.has(l.job.id) && !this.recorded.has(l.job.id));
+  }
+
   private beat(): void {
     this.lastBeat = Date.now();
     this.beating ??= this.api
       .heartbeat(
         this.holder(),
-        this.live().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: this.progress.get(l.job.id)! })),
+        this.held().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: this.progress.get(l.job.id)! })),
       )
       .then((states) => {
         for (const s of states) {
@@ -102,11 +105,23 @@ export class Batch {
   }
 
   private async report(lease: LeaseFields, outcome: () => Promise<unknown>): Promise<void> {
-    if (this.handedBack || this.dropped.has(lease.job.id)) return;
-    this.dropped.set(lease.job.id, 'LOST');
+    const id = lease.job.id;
+    if (this.handedBack || this.dropped.has(id) || this.reported.has(id)) return;
+    this.reported.add(id);
+    // A heartbeat in flight may say the job was cancelled meanwhile: then there is nothing to report.
+    await this.beating;
+    if (this.handedBack || this.dropped.has(id)) return;
     try {
       await outcome();
+      this.recorded.add(id);
     } catch (err) {
+      // Cancelled or taken over between the last heartbeat and the report: the API's answer, not a failure here.
+      const code = (err as { code?: string }).code;
+      if (code === 'JOB_CANCELLED' || code === 'LEASE_LOST') {
+        this.dropped.set(id, code === 'JOB_CANCELLED' ? 'CANCELLED' : 'LOST');
+        this.log.info({ event: 'job.dropped', jobId: id, state: this.dropped.get(id) }, `dropping job ${id} (${code})`);
+        return;
+      }
       this.log.error(
         { event: 'job.not_recorded', jobId: lease.job.id, err },
         `job ${lease.job.id} not recorded: ${(err as Error).message}`,

@@ -39,6 +39,14 @@ export interface WorkerOptions {
   log: Logger;
 }
 
+/** A batch made ready for the model: the jobs it can run, their audio and their chunks (in the order of `ready`). */
+interface Prepared {
+  batch: Batch;
+  ready: LeaseFields[];
+  audio: Map<string, Float32Array>;
+  chunks: (Chunk[] | undefined)[];
+}
+
 export class Worker {
   readonly id: string;
   private readonly api: ApiClient;
@@ -47,8 +55,8 @@ export class Worker {
   private modelLabel = '';
   private stopping = false;
   private readonly poll = new AbortController();
-  /** The batch in hand. */
-  private batch: Batch | null = null;
+  /** The batches in hand: the one the model runs and the one claimed ahead. */
+  private readonly batches = new Set<Batch>();
   private readonly log: Logger;
 
   constructor(private readonly o: WorkerOptions) {
@@ -75,7 +83,18 @@ export class Worker {
   async handBack(): Promise<number> {
     this.stopping = true;
     // From here the batch reports nothing: a decode failing because its ffmpeg is stopped must not fail the job.
-    const leases = this.batch?.handBack() ?? [];
+    const leases = [...this.batches].flatMap((b) => b.handBack());
+    await this.giveBack(leases);
+    killDecoders();
+    await removeOwnAudio();
+    await this.api.signOff(this.id).catch(() => {});
+    if (leases.length)
+      this.log.info({ event: 'worker.handed_back', jobIds: leases.map((l) => l.job.id) }, `handed back ${leases.length} job(s) unfinished`);
+    return leases.length;
+  }
+
+  /** Jobs back to the queue unfinished, their attempt not counted. */
+  private async giveBack(leases: LeaseFields[]): Promise<void> {
     await Promise.all(
       leases.map((l) =>
         this.api
@@ -85,12 +104,6 @@ export class Worker {
           ),
       ),
     );
-    killDecoders();
-    await removeOwnAudio();
-    await this.api.signOff(this.id).catch(() => {});
-    if (leases.length)
-      this.log.info({ event: 'worker.handed_back', jobIds: leases.map((l) => l.job.id) }, `handed back ${leases.length} job(s) unfinished`);
-    return leases.length;
   }
 
   async run(): Promise<'idle' | 'stopped'> {
@@ -103,37 +116,23 @@ export class Worker {
       `worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`,
     );
     let lastWork = Date.now();
+    // A pipeline one batch deep: while the model runs a batch, the next is claimed, downloaded, decoded and
+    // segmented (its leases heartbeated like the rest), so the model does not wait on audio between batches.
+    let next: Promise<Prepared | null> | null = null;
     while (!this.stopping) {
       const idle = (Date.now() - lastWork) / 1000;
-      if (idle >= this.o.exitAfterSeconds) break;
-      if (this.model && idle >= this.o.unloadAfterSeconds) await this.unload('idle', idle);
-      const nextMilestone = (this.model ? this.o.unloadAfterSeconds : this.o.exitAfterSeconds) - idle;
-      let leases: LeaseFields[];
-      try {
-        leases = await this.api.claim(
-          {
-            workerId: this.id,
-            pool: this.pool,
-            provider: this.model?.provider,
-            host: hostname(),
-            maxJobs: this.o.maxJobs,
-            maxSeconds: this.o.maxSeconds,
-            waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)),
-            batchWindowMs: this.o.batchWindowMs,
-          },
-          this.poll.signal,
-        );
-      } catch (err) {
-        if (this.stopping) break;
-        if (!isTransient(err)) throw err;
-        log.warn({ event: 'worker.claim_failed', err }, `${(err as Error).message}; retrying`);
-        await new Promise((r) => setTimeout(r, 1000));
-        continue;
-      }
-      if (leases.length === 0) continue;
-      await this.process(leases);
+      if (!next && idle >= this.o.exitAfterSeconds) break;
+      if (!next && this.model && idle >= this.o.unloadAfterSeconds) await this.unload('idle', idle);
+      const prepared = await (next ?? this.claimAndPrepare(idle));
+      next = null;
+      if (!prepared) continue;
+      if (!this.stopping) next = this.claimAndPrepare(0);
+      await this.transcribeBatch(prepared);
       lastWork = Date.now();
     }
+    // Stopping: work claimed ahead and not started goes back to the queue at once.
+    const ahead = await next;
+    if (ahead) await this.giveBack(ahead.batch.handBack());
     await this.unload('exiting');
     await this.api.signOff(this.id).catch(() => {});
     log.info(
@@ -143,39 +142,88 @@ export class Worker {
     return this.stopping ? 'stopped' : 'idle';
   }
 
-  private async process(leases: LeaseFields[]): Promise<void> {
+  /** A batch claimed (long-polling) and made ready for the model; null when nothing came. */
+  private async claimAndPrepare(idle: number): Promise<Prepared | null> {
+    const nextMilestone = (this.model ? this.o.unloadAfterSeconds : this.o.exitAfterSeconds) - idle;
+    let leases: LeaseFields[];
+    try {
+      leases = await this.api.claim(
+        {
+          workerId: this.id,
+          pool: this.pool,
+          provider: this.model?.provider,
+          host: hostname(),
+          maxJobs: this.o.maxJobs,
+          maxSeconds: this.o.maxSeconds,
+          waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)),
+          batchWindowMs: this.o.batchWindowMs,
+        },
+        this.poll.signal,
+      );
+    } catch (err) {
+      if (this.stopping) return null;
+      if (!isTransient(err)) throw err;
+      this.log.warn({ event: 'worker.claim_failed', err }, `${(err as Error).message}; retrying`);
+      await new Promise((r) => setTimeout(r, 1000));
+      return null;
+    }
+    if (leases.length === 0) return null;
     const seconds = leases.reduce((s, l) => s + l.job.input.durationSeconds, 0);
     this.log.info(
       { event: 'batch.started', jobIds: leases.map((l) => l.job.id), audioSeconds: seconds },
       `batch of ${leases.length} job(s), ${seconds.toFixed(1)} s of audio`,
     );
     const batch = new Batch(leases, this.api, () => ({ workerId: this.id, pool: this.pool, provider: this.model?.provider }), this.log);
-    this.batch = batch;
+    this.batches.add(batch);
     try {
       const audio = await this.fetchAudio(batch);
-      if (!batch.live().some((l) => audio.has(l.job.id))) return;
+      if (!batch.live().some((l) => audio.has(l.job.id))) return { batch, ready: [], audio, chunks: [] };
       const model = await this.load();
       const ready = await this.refuseWhatModelCannot(batch, model, audio);
-      if (ready.length === 0) return;
-      const chunks = await this.segment(ready, audio, seconds);
-      const transcripts = await transcribeMany(
-        model,
-        ready.map((l, i) => requestOf(l, audio.get(l.job.id)!, chunks[i])),
-        { batchSize: 16, onProgress: (i, fraction) => batch.advance(ready[i].job.id, fraction) },
-      );
-      await batch.settled();
-      for (const [i, lease] of ready.entries()) {
-        const t = transcripts[i];
-        await batch.complete(lease, { text: t.text, language: t.language, model: this.modelLabel, segments: t.segments.map(segmentInput) });
-      }
+      return { batch, ready, audio, chunks: await this.segment(ready, audio, seconds) };
     } catch (err) {
+      for (const lease of batch.live()) await batch.fail(lease, err);
+      return { batch, ready: [], audio: new Map(), chunks: [] };
+    }
+  }
+
+  /** The model's part: each job is reported as soon as its own windows are done, not at the end of the batch. */
+  private async transcribeBatch({ batch, ready, audio, chunks }: Prepared): Promise<void> {
+    const reports: Promise<void>[] = [];
+    try {
+      // Jobs cancelled while they waited their turn are not run; the shortest go first (their windows take the
+      // first rows), so a short job is reported while a long one in the same batch still runs.
+      const running = ready
+        .filter((l) => batch.live().includes(l))
+        .sort((a, b) => a.job.input.durationSeconds - b.job.input.durationSeconds);
+      if (running.length === 0) return;
+      await transcribeMany(
+        await this.load(),
+        running.map((l) => requestOf(l, audio.get(l.job.id)!, chunks[ready.indexOf(l)])),
+        {
+          batchSize: 16,
+          onProgress: (i, fraction) => batch.advance(running[i].job.id, fraction),
+          onRecordingDone: (i, t) =>
+            reports.push(
+              batch.complete(running[i], {
+                text: t.text,
+                language: t.language,
+                model: this.modelLabel,
+                segments: t.segments.map(segmentInput),
+              }),
+            ),
+        },
+      );
+      await Promise.all(reports);
+    } catch (err) {
+      await Promise.all(reports);
       for (const lease of batch.live()) await batch.fail(lease, err);
     } finally {
       batch.end();
-      this.batch = null;
+      this.batches.delete(batch);
       // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
       const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-      this.log.info({ event: 'batch.done', jobIds: leases.map((l) => l.job.id), peakMiB }, `batch done; peak memory ${peakMiB} MiB`);
+      this.log.info({ event: 'batch.done', jobIds: batch.leases.map((l) => l.job.id), peakMiB }, `batch done; peak memory ${peakMiB} MiB`);
     }
   }
 
@@ -243,8 +291,8 @@ export class Worker {
       ? `synthetic (${basename(this.o.modelDir)}): random weights, the text is meaningless; set MURMUR_MODEL_DIR to real Whisper weights`
       : `${basename(this.o.modelDir)} (${this.model.folder.dtype})`;
     this.log.info(
-      { event: 'model.loaded', model: this.modelLabel, provider: this.model.provider, ms: Date.now() - started },
-      `loaded ${this.modelLabel} on ${this.model.provider} in ${Date.now() - started} ms`,
+      { event: 'model.loaded', model: this.modelLabel, provider: this.model.provider, threads: this.o.threads, ms: Date.now() - started },
+      `loaded ${this.modelLabel} on ${this.model.provider} (${this.o.threads} threads a session) in ${Date.now() - started} ms`,
     );
     return this.model;
   }

@@ -12,8 +12,13 @@ export class Metrics {
   readonly batchSize: Histogram;
   readonly failures: Counter;
 
-  constructor(queue: JobQueue) {
+  constructor(queue: JobQueue, embedded: { threads: number }) {
     const registers = [this.registry];
+    new Gauge({
+      name: 'murmur_worker_threads',
+      help: 'intra-op threads a session in each embedded worker (MURMUR_THREADS)',
+      registers,
+    }).set(embedded.threads);
     let stats: ReturnType<JobQueue['stats']> | null = null;
     // One stats read per scrape, shared by the gauges below.
     const read = () => (stats ??= queue.stats().finally(() => setImmediate(() => (stats = null))));

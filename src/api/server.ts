@@ -40,7 +40,12 @@ export function createApiServer(base: Omit<Services, 'metrics' | 'draining' | 's
   setMaxListeners(0, draining.signal);
   const { backlog, perConnection, perKey, recheckSeconds } = base.config.streams;
   const streams = new StreamRegistry(base.queue.keys, { backlog, perConnection, perKey, recheckMs: recheckSeconds * 1000 }, base.log);
-  const services: Services = { ...base, metrics: new Metrics(base.queue), draining: draining.signal, streams };
+  const services: Services = {
+    ...base,
+    metrics: new Metrics(base.queue, { threads: base.config.threads }),
+    draining: draining.signal,
+    streams,
+  };
   const { config, log } = services;
   const yoga = graphqlOverHttp(services);
 

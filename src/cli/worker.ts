@@ -1,4 +1,5 @@
 // `murmur worker`: the worker program, here or on any machine that reaches the API.
+import { availableParallelism } from 'node:os';
 import { Command, Option } from 'commander';
 import { Worker } from '../../worker/worker.ts';
 import { readLogSettings } from '../config.ts';
@@ -34,7 +35,12 @@ export function workerCommand(): Command {
     .option('--exit-after <s>', 'exit after this long without work', seconds('--exit-after'), 300)
     .option('--providers <list>', 'execution providers in order of preference', 'cpu')
     .option('--dtype <dtype>', 'model variant: fp32, fp16, q8, …', 'fp32')
-    .option('--threads <n>', 'intra-op threads per session (0: onnxruntime chooses)', integer('--threads', 0), 0)
+    .option(
+      '--threads <n>',
+      'intra-op threads per session (default: the cores this process may use; 0: onnxruntime chooses)',
+      integer('--threads', 0),
+      availableParallelism(),
+    )
     .option(
       '--shutdown-seconds <s>',
       'on SIGTERM/SIGINT: time to finish the batch in hand before handing its jobs back',

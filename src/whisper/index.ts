@@ -1,5 +1,6 @@
 // The Whisper runtime: load a model folder, then transcribe many ≤ 30 s
 // segments at once, each with its own options.
+import { availableParallelism } from 'node:os';
 import ort from 'onnxruntime-node';
 import { readFile } from 'node:fs/promises';
 import { deflate } from 'pako';
@@ -116,7 +117,7 @@ export interface LoadOptions {
   dtype?: Dtype | string;
   /** Execution providers in order of preference; the first that loads the model is used. */
   providers?: ProviderName[] | string;
-  /** Intra-op threads per session; 0 lets onnxruntime choose. */
+  /** Intra-op threads per session (default: the cores this process may use); 0 lets onnxruntime choose (one core, seen on 2-core machines). */
   threads?: number;
   /**
    * Segments per encoder run (default 1 on CPU, 16 elsewhere). On 2 CPU cores
@@ -168,11 +169,19 @@ export class WhisperModel {
         { path: folder.encoderPath, ...(encoderBatch(p) === 1 && { freeDimensions: { batch_size: 1 } }) },
         { path: folder.decoderPath },
       ],
-      { providers, threads: options.threads ?? 0, log: options.log },
+      { providers, threads: options.threads ?? availableParallelism(), log: options.log },
     );
     const encoderBatchSize = encoderBatch(provider);
     const selector = await TokenSelector.create(folder.ids, folder.rules, folder.dims.vocabSize);
-    return new WhisperModel(folder, provider, sessions[0], sessions[1], selector, encoderBatchSize, options.threads ?? 0);
+    return new WhisperModel(
+      folder,
+      provider,
+      sessions[0],
+      sessions[1],
+      selector,
+      encoderBatchSize,
+      options.threads ?? availableParallelism(),
+    );
   }
 
   /** Decoder runs so far: batching shows up as fewer runs for the same work. */

@@ -56,6 +56,8 @@ export interface ManyOptions {
   batchSize?: number;
   /** Called as each window finishes, with the recording's position in the list and its share of windows done. */
   onProgress?: (recording: number, fraction: number) => void;
+  /** Called once a recording's last window is done, with its transcript: it need not wait for the others. */
+  onRecordingDone?: (recording: number, transcript: Transcript) => void;
 }
 
 export function fixedWindows(length: number): Chunk[] {
@@ -96,54 +98,65 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
       });
     }
   }
-  const results: SegmentResult[] = await model.transcribe(requests, {
+  const first = windows.map((_, i) => windows.slice(0, i).reduce((n, ws) => n + ws.length, 0));
+  const results: SegmentResult[] = new Array(requests.length);
+  const transcripts: Transcript[] = new Array(recordings.length);
+  const finish = (i: number) => {
+    transcripts[i] = assemble(results.slice(first[i], first[i] + windows[i].length), chunks[i], languages[i]);
+    options.onRecordingDone?.(i, transcripts[i]);
+  };
+  for (const i of recordings.keys()) if (windows[i].length === 0) finish(i);
+  await model.transcribe(requests, {
     batchSize: options.batchSize,
-    onSegmentDone: (index) => {
+    onSegmentDone: (index, result) => {
+      results[index] = result;
       const i = owner[index];
       options.onProgress?.(i, ++done[i] / windows[i].length);
+      if (done[i] === windows[i].length) finish(i);
     },
   });
-  let next = 0;
-  return recordings.map((_, i) => {
-    const mine = results.slice(next, (next += windows[i].length));
-    // Word rules look at the pause before a window's first word: the speech before it ended where the last window's did.
-    let lastSpeech = 0;
-    const withWords = (r: SegmentResult, chunk: Chunk): TimedSegment[] => {
-      if (!r.wordAlignment) return r.segments;
-      const chunkStart = recordingTime(chunk, 0);
-      const assigned = assignWords(r.wordAlignment.segments, r.wordAlignment, 0, chunkAudioSeconds(chunk), lastSpeech - chunkStart);
-      if (assigned.segments.some((s) => s.words.length > 0)) lastSpeech = recordingTime(chunk, assigned.lastSpeech, true);
-      return r.segments.map((seg, k) => ({ ...seg, ...assigned.segments[k] }));
-    };
-    return {
-      text: mine
-        .map((r) => r.text)
-        .filter(Boolean)
-        .join(' '),
-      language: mine[0]?.language ?? languages[i] ?? 'en',
-      // The runtime times each chunk from 0; on the recording, a chunk's spans sit where they were cut from.
-      segments: mine.flatMap((r, k) =>
-        withWords(r, chunks[i][k]).map((seg) => ({
-          ...seg,
-          start: round(recordingTime(chunks[i][k], seg.start)),
-          end: round(recordingTime(chunks[i][k], seg.end, true)),
-          ...(seg.words && {
-            words: seg.words.map((w) => ({
-              ...w,
-              start: round(recordingTime(chunks[i][k], w.start)),
-              end: round(recordingTime(chunks[i][k], w.end, true)),
-            })),
-          }),
-          seek: Math.round(recordingTime(chunks[i][k], 0) * 100),
-          avgLogprob: r.avgLogprob,
-          compressionRatio: r.compressionRatio,
-          noSpeechProb: r.noSpeechProb,
-          temperature: r.temperature,
-        })),
-      ),
-      tokens: mine.flatMap((r) => r.tokens),
-    };
-  });
+  return transcripts;
+}
+
+/** One recording's transcript from its windows' results, on its own timeline. */
+function assemble(mine: SegmentResult[], chunks: Chunk[], language: string | undefined): Transcript {
+  // Word rules look at the pause before a window's first word: the speech before it ended where the last window's did.
+  let lastSpeech = 0;
+  const withWords = (r: SegmentResult, chunk: Chunk): TimedSegment[] => {
+    if (!r.wordAlignment) return r.segments;
+    const chunkStart = recordingTime(chunk, 0);
+    const assigned = assignWords(r.wordAlignment.segments, r.wordAlignment, 0, chunkAudioSeconds(chunk), lastSpeech - chunkStart);
+    if (assigned.segments.some((s) => s.words.length > 0)) lastSpeech = recordingTime(chunk, assigned.lastSpeech, true);
+    return r.segments.map((seg, k) => ({ ...seg, ...assigned.segments[k] }));
+  };
+  return {
+    text: mine
+      .map((r) => r.text)
+      .filter(Boolean)
+      .join(' '),
+    language: mine[0]?.language ?? language ?? 'en',
+    // The runtime times each chunk from 0; on the recording, a chunk's spans sit where they were cut from.
+    segments: mine.flatMap((r, k) =>
+      withWords(r, chunks[k]).map((seg) => ({
+        ...seg,
+        start: round(recordingTime(chunks[k], seg.start)),
+        end: round(recordingTime(chunks[k], seg.end, true)),
+        ...(seg.words && {
+          words: seg.words.map((w) => ({
+            ...w,
+            start: round(recordingTime(chunks[k], w.start)),
+            end: round(recordingTime(chunks[k], w.end, true)),
+          })),
+        }),
+        seek: Math.round(recordingTime(chunks[k], 0) * 100),
+        avgLogprob: r.avgLogprob,
+        compressionRatio: r.compressionRatio,
+        noSpeechProb: r.noSpeechProb,
+        temperature: r.temperature,
+      })),
+    ),
+    tokens: mine.flatMap((r) => r.tokens),
+  };
 }
 
 /** Seconds of audio a chunk holds (its spans back to back). */
