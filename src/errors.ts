@@ -115,6 +115,8 @@ export const SHOWN_CODES = codesWith<ShownCode>('shown');
 export const JOB_ERROR_CODES = codesWith<JobErrorCode>('job');
 
 export const isJobErrorCode = (code: string): code is JobErrorCode => info(code)?.job === true;
+/** A job's code that says its input is at fault (the client's to fix), not the service. */
+export const isPermanentCode = (code: string | null | undefined): boolean => code != null && info(code)?.permanent === true;
 /** A code (from anywhere: another process, the API's answer) that says a part of the service is down. */
 export const isUnavailableCode = (code: string): boolean => info(code)?.unavailable === true;
 

@@ -83,6 +83,25 @@ describe('decoding', () => {
   });
 });
 
+describe('a WAV already at 16 kHz mono', () => {
+  it('is read in-process, and its samples are bit for bit what ffmpeg gives (16- and 24-bit PCM, 32-bit float)', async () => {
+    for (const [encoding, bits] of [
+      ['signed-integer', 16],
+      ['signed-integer', 24],
+      ['floating-point', 32],
+    ] as const) {
+      const file = join(dir, `plain-${bits}.wav`);
+      execFileSync('sox', [speechFile('bit for bit'), '-r', '16000', '-c', '1', '-e', encoding, '-b', String(bits), file]);
+      const fromFfmpeg = new Float32Array(
+        new Uint8Array(execFileSync('ffmpeg', ['-v', 'error', '-i', file, '-ac', '1', '-ar', '16000', '-f', 'f32le', 'pipe:1'])).buffer,
+      );
+      const { samples } = await decodeAudioFile(file, { ffmpeg: true });
+      expect(samples.length).toBe(fromFfmpeg.length);
+      expect(Buffer.from(samples.buffer).equals(Buffer.from(fromFfmpeg.buffer)), `${bits}-bit`).toBe(true);
+    }
+  });
+});
+
 describe('refusals', () => {
   const cut = (name: string, keep = 0.6) => {
     const bytes = readFileSync(join(dir, name));

@@ -52,6 +52,32 @@ describe('the worker pipeline', () => {
     expect(started.map((e) => [...(e.jobIds as string[])].sort())).toEqual([[short, long].sort()]);
   });
 
+  it('shows the windows done so far while a job runs: Job.result is partial, grows from the start, then is the final transcript', async () => {
+    const id = await create(48 * 30 - 5, 'growing.wav');
+    const seen: { status: string; partial: boolean; segments: number; firstStart: number }[] = [];
+    for (;;) {
+      const { job } = (await server.gql(`{ job(id: "${id}") { status result { partial text segments { start } } } }`)).data;
+      if (job.result)
+        seen.push({
+          status: job.status,
+          partial: job.result.partial,
+          segments: job.result.segments.length,
+          firstStart: job.result.segments[0]?.start ?? 0,
+        });
+      if (job.status === 'DONE') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const partial = seen.filter((s) => s.partial);
+    const final = seen.at(-1)!;
+    expect(final).toMatchObject({ status: 'DONE', partial: false });
+    expect(partial.length).toBeGreaterThan(0);
+    expect(
+      partial.every((s) => s.status === 'PROCESSING' && s.segments > 0 && s.segments < final.segments && s.firstStart === final.firstStart),
+    ).toBe(true);
+    // It only grows.
+    expect(partial.map((s) => s.segments)).toEqual([...partial.map((s) => s.segments)].sort((a, b) => a - b));
+  });
+
   it('claims and decodes the next batch while the model runs the current one; one cancelled meanwhile never runs', async () => {
     const first = [await create(60, 'a.wav'), await create(60, 'b.wav')];
     const second = [await create(1, 'c.wav'), await create(1, 'd.wav')];

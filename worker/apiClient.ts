@@ -118,7 +118,7 @@ export class ApiClient {
 
   async heartbeat(
     worker: { workerId: string; pool: 'CPU' | 'GPU'; provider?: string },
-    leases: { jobId: string; leaseToken: number; progress: number }[],
+    leases: { jobId: string; leaseToken: number; progress: number; partial?: Transcript }[],
   ): Promise<{ jobId: string; state: LeaseState }[]> {
     const data = await this.call<{ heartbeat: { jobId: string; state: LeaseState }[] }>(
       `mutation Beat($workerId: String!, $pool: Pool, $provider: String, $leases: [LeaseProgressInput!]!) { heartbeat(workerId: $workerId, pool: $pool, provider: $provider, leases: $leases) { jobId state } }`,

@@ -4,6 +4,7 @@
 // job is reported once; after a hand-back nothing is.
 import type { Logger } from '../src/log.ts';
 import { CodedError } from '../src/errors.ts';
+import type { Transcript } from '../src/transcript/transcript.ts';
 import type { ApiClient, LeaseFields, LeaseState } from './apiClient.ts';
 
 /** Failures that retrying cannot cure: the job fails at once. */
@@ -17,6 +18,8 @@ export interface Holder {
 
 export class Batch {
   private readonly progress: Map<string, number>;
+  /** Transcripts of the windows done so far, not yet sent. */
+  private readonly partials = new Map<string, Transcript>();
   /** Jobs the API took away: cancelled, or their lease lost. */
   private readonly dropped = new Map<string, LeaseState>();
   /** Jobs reported (done or failed), or being reported; `recorded` once the API took the report. */
@@ -47,6 +50,12 @@ export class Batch {
   /** How far a job has got (0 to 1); subscribers hear of it at once, at most twice a second, not only at the next renewal. */
   advance(jobId: string, fraction: number): void {
     this.progress.set(jobId, fraction);
+    if (Date.now() - this.lastBeat > 500) this.beat();
+  }
+
+  /** A job's windows done so far, from its start: the API has them with the next heartbeat (at most twice a second). */
+  partial(jobId: string, transcript: Transcript): void {
+    this.partials.set(jobId, transcript);
     if (Date.now() - this.lastBeat > 500) this.beat();
   }
 
@@ -82,12 +91,23 @@ export class Batch {
     return this.leases.filter((l) => !this.dropped.has(l.job.id) && !this.recorded.has(l.job.id));
   }
 
+  private takePartial(jobId: string): { partial?: Transcript } {
+    const partial = this.partials.get(jobId);
+    this.partials.delete(jobId);
+    return partial ? { partial } : {};
+  }
+
   private beat(): void {
     this.lastBeat = Date.now();
     this.beating ??= this.api
       .heartbeat(
         this.holder(),
-        this.held().map((l) => ({ jobId: l.job.id, leaseToken: l.leaseToken, progress: this.progress.get(l.job.id)! })),
+        this.held().map((l) => ({
+          jobId: l.job.id,
+          leaseToken: l.leaseToken,
+          progress: this.progress.get(l.job.id)!,
+          ...this.takePartial(l.job.id),
+        })),
       )
       .then((states) => {
         for (const s of states) {

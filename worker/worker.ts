@@ -203,6 +203,13 @@ export class Worker {
         {
           batchSize: 16,
           onProgress: (i, fraction) => batch.advance(running[i].job.id, fraction),
+          onPartial: (i, t) =>
+            batch.partial(running[i].job.id, {
+              text: t.text,
+              language: t.language,
+              model: this.modelLabel,
+              segments: t.segments.map(segmentInput),
+            }),
           onRecordingDone: (i, t) =>
             reports.push(
               batch.complete(running[i], {

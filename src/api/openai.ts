@@ -6,6 +6,7 @@
 // keys and limits) that the request waits for: a client that hangs up cancels
 // it, and a wait past MURMUR_SYNC_TIMEOUT_SECONDS answers 504 with the job's
 // id, to follow over GraphQL. Errors come in OpenAI's shape.
+import { isPermanentCode } from '../errors.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
 import { WHISPER_LANGUAGES } from '../whisper/languages.ts';
@@ -250,7 +251,8 @@ async function settled(
 function answer(res: ServerResponse, job: Job, request: AudioRequest, route: Route): void {
   if (job.status === 'CANCELLED') throw new OpenAiError(409, `job ${job.id} was cancelled before it finished`, null, 'job_cancelled');
   if (job.status === 'FAILED') {
-    const audio = job.errorCode?.startsWith('AUDIO_') || job.errorCode === 'UNKNOWN_LANGUAGE' || job.errorCode === 'INVALID_OPTIONS';
+    // The input's fault (permanent: the audio, the language, the options) is a 400; anything else the server's.
+    const audio = isPermanentCode(job.errorCode);
     throw new OpenAiError(
       audio ? 400 : 500,
       `job ${job.id} failed: ${job.errorMessage ?? 'unknown error'}`,

@@ -66,12 +66,14 @@ export async function heartbeat(
     workerId: string;
     pool?: Pool | null;
     provider?: string | null;
-    leases: { jobId: string | number; leaseToken: number; progress?: number | null }[];
+    leases: { jobId: string | number; leaseToken: number; progress?: number | null; partial?: Transcript | null }[];
   },
 ) {
   requireWorker(ctx);
   await ctx.queue.touchWorker({ id: args.workerId, pool: (args.pool ?? 'cpu') as Pool, provider: args.provider });
-  return ctx.queue.heartbeat(args.leases.map((l) => ({ jobId: String(l.jobId), leaseToken: l.leaseToken, progress: l.progress })));
+  return ctx.queue.heartbeat(
+    args.leases.map((l) => ({ jobId: String(l.jobId), leaseToken: l.leaseToken, progress: l.progress, partial: l.partial })),
+  );
 }
 
 /** Stores the transcript, then deletes the audio (a done job needs only its transcript). */

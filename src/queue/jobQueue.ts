@@ -258,7 +258,13 @@ export interface JobQueue {
    */
   claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]>;
   /** Extends the leases still held and records progress; tells the worker which jobs to drop. */
-  heartbeat(leases: { jobId: string; leaseToken: number; progress?: number | null }[]): Promise<{ jobId: string; state: LeaseState }[]>;
+  /**
+   * Extends the leases; records progress and, where given, the transcript of the windows done so far (`Job.result`
+   * while the job runs, replaced by the final one at completion).
+   */
+  heartbeat(
+    leases: { jobId: string; leaseToken: number; progress?: number | null; partial?: Transcript | null }[],
+  ): Promise<{ jobId: string; state: LeaseState }[]>;
   complete(jobId: string, leaseToken: number, transcript: Transcript): Promise<Job>;
   /**
    * A retryable failure goes back to the queue after an exponential delay with

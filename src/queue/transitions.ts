@@ -106,14 +106,19 @@ export function heartbeatOf(
   progress: number | null | undefined,
   now: number,
   options: QueueOptions,
+  partial?: Transcript | null,
 ): { state: Exclude<LeaseState, 'ACTIVE'> } | { state: 'ACTIVE'; patch: Partial<Job>; moved: boolean } {
   if (!job || job.leaseToken !== leaseToken) return { state: 'LOST' };
   if (job.status === 'CANCELLED') return { state: 'CANCELLED' };
   if (job.status !== 'PROCESSING') return { state: 'LOST' };
   const next = progress == null ? job.progress : Math.min(1, Math.max(0, progress));
   // The lease is extended; a job whose progress moved is a change subscribers hear of (updatedAt moves with it).
-  const moved = next !== job.progress;
-  return { state: 'ACTIVE', moved, patch: { leaseExpiresAt: now + options.leaseMs, progress: next, ...(moved && { updatedAt: now }) } };
+  const moved = next !== job.progress || partial != null;
+  return {
+    state: 'ACTIVE',
+    moved,
+    patch: { leaseExpiresAt: now + options.leaseMs, progress: next, ...(partial && { result: partial }), ...(moved && { updatedAt: now }) },
+  };
 }
 
 /** The job, if this token still holds its lease; otherwise the refusal the worker acts on. */

@@ -58,6 +58,11 @@ export interface ManyOptions {
   onProgress?: (recording: number, fraction: number) => void;
   /** Called once a recording's last window is done, with its transcript: it need not wait for the others. */
   onRecordingDone?: (recording: number, transcript: Transcript) => void;
+  /**
+   * Called when a recording's windows done from its start grow (a window finishing out of order waits for those
+   * before it), with the transcript of those windows: its segments so far, on the recording's timeline.
+   */
+  onPartial?: (recording: number, transcript: Transcript, windowsDone: number) => void;
 }
 
 export function fixedWindows(length: number): Chunk[] {
@@ -101,6 +106,7 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
   const first = windows.map((_, i) => windows.slice(0, i).reduce((n, ws) => n + ws.length, 0));
   const results: SegmentResult[] = new Array(requests.length);
   const transcripts: Transcript[] = new Array(recordings.length);
+  const prefixes = recordings.map(() => 0);
   const finish = (i: number) => {
     transcripts[i] = assemble(results.slice(first[i], first[i] + windows[i].length), chunks[i], languages[i]);
     options.onRecordingDone?.(i, transcripts[i]);
@@ -112,7 +118,14 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
       results[index] = result;
       const i = owner[index];
       options.onProgress?.(i, ++done[i] / windows[i].length);
-      if (done[i] === windows[i].length) finish(i);
+      if (done[i] === windows[i].length) return finish(i);
+      if (!options.onPartial) return;
+      // The windows done from the recording's start: the segments a reader can take as final.
+      let prefix = prefixes[i];
+      while (prefix < windows[i].length && results[first[i] + prefix] !== undefined) prefix++;
+      if (prefix === prefixes[i]) return;
+      prefixes[i] = prefix;
+      options.onPartial(i, assemble(results.slice(first[i], first[i] + prefix), chunks[i], languages[i]), prefix);
     },
   });
   return transcripts;

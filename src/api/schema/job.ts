@@ -23,7 +23,7 @@ export const Task = builder.enumType('Task', {
 export const JobRef = builder.objectRef<Job>('Job');
 const InputRef = builder.objectRef<Job>('JobInput');
 const OptionsRef = builder.objectRef<Job>('JobOptions');
-const TranscriptRef = builder.objectRef<Transcript>('Transcript');
+const TranscriptRef = builder.objectRef<Transcript & { partial: boolean }>('Transcript');
 const SegmentRef = builder.objectRef<Transcript['segments'][number]>('Segment');
 const WordRef = builder.objectRef<Word>('Word').implement({
   description: "A word and when it was said (openai/whisper's word timings: cross-attention aligned to the audio)",
@@ -132,6 +132,9 @@ SegmentRef.implement({
 
 TranscriptRef.implement({
   fields: (t) => ({
+    partial: t.exposeBoolean('partial', {
+      description: 'the job still runs: these are the windows done so far, from the start; more follow',
+    }),
     text: t.exposeString('text'),
     language: t.exposeString('language'),
     model: t.exposeString('model', {
@@ -206,7 +209,15 @@ JobRef.implement({
     finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.finishedAt }),
     input: t.field({ type: InputRef, resolve: (j) => j }),
     options: t.field({ type: OptionsRef, resolve: (j) => j }),
-    result: t.field({ type: TranscriptRef, nullable: true, resolve: (j) => (j.status === 'DONE' ? (j.result as Transcript) : null) }),
+    result: t.field({
+      type: TranscriptRef,
+      nullable: true,
+      description: 'the transcript once done; while the job runs, the windows done so far (partial: true)',
+      resolve: (j) =>
+        j.status === 'DONE' || (j.status === 'PROCESSING' && j.result)
+          ? { ...(j.result as Transcript), partial: j.status !== 'DONE' }
+          : null,
+    }),
     webhook: t.field({
       type: WebhookRef,
       nullable: true,

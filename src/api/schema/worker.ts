@@ -58,6 +58,10 @@ const LeaseProgressInput = builder.inputType('LeaseProgressInput', {
     jobId: t.id({ required: true }),
     leaseToken: t.int({ required: true }),
     progress: t.float({ description: '0 to 1' }),
+    partial: t.field({
+      type: TranscriptInput,
+      description: "the transcript of the windows done so far, from the recording's start (the job's result while it runs)",
+    }),
   }),
 });
 

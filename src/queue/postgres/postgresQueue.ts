@@ -294,7 +294,7 @@ export class PostgresQueue implements JobQueue {
   }
 
   async heartbeat(
-    leases: { jobId: string; leaseToken: number; progress?: number | null }[],
+    leases: { jobId: string; leaseToken: number; progress?: number | null; partial?: Transcript | null }[],
   ): Promise<{ jobId: string; state: LeaseState }[]> {
     if (leases.length === 0) return [];
     const now = this.now();
@@ -312,9 +312,9 @@ export class PostgresQueue implements JobQueue {
       const byId = new Map(rows.map((r) => [r.id, r]));
       const changed: Job[] = [];
       const states: { jobId: string; state: LeaseState }[] = [];
-      for (const { jobId, leaseToken, progress } of leases) {
+      for (const { jobId, leaseToken, progress, partial } of leases) {
         const job = byId.get(jobId);
-        const beat = step.heartbeatOf(job, leaseToken, progress, now, this.options);
+        const beat = step.heartbeatOf(job, leaseToken, progress, now, this.options, partial);
         if (beat.state === 'ACTIVE') {
           const [updated] = await tx.update(jobs).set(beat.patch).where(eq(jobs.id, jobId)).returning();
           if (beat.moved) changed.push(updated);

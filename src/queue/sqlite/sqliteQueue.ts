@@ -301,15 +301,15 @@ export class SqliteQueue implements JobQueue {
   }
 
   async heartbeat(
-    leases: { jobId: string; leaseToken: number; progress?: number | null }[],
+    leases: { jobId: string; leaseToken: number; progress?: number | null; partial?: Transcript | null }[],
   ): Promise<{ jobId: string; state: LeaseState }[]> {
     const now = this.now();
     const changed: Job[] = [];
     const states = this.db.transaction(
       (tx) =>
-        leases.map(({ jobId, leaseToken, progress }) => {
+        leases.map(({ jobId, leaseToken, progress, partial }) => {
           const job = tx.select().from(jobs).where(eq(jobs.id, jobId)).get();
-          const beat = step.heartbeatOf(job, leaseToken, progress, now, this.options);
+          const beat = step.heartbeatOf(job, leaseToken, progress, now, this.options, partial);
           if (beat.state === 'ACTIVE') {
             const updated = tx.update(jobs).set(beat.patch).where(eq(jobs.id, jobId)).returning().get();
             if (beat.moved) changed.push(updated);
