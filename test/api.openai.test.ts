@@ -140,6 +140,29 @@ describe('OpenAI-compatible routes', () => {
     expect(translated.data.text).toBe(stored.result.text);
   });
 
+  it('streams with stream=true as the SDK reads it: text deltas as windows are done, then the whole text', async () => {
+    // Two minutes of speech and pauses: several windows, so the text grows.
+    const fox = speech('the quick brown fox jumps over the lazy dog');
+    const long = new Float32Array(16000 * 120);
+    for (let at = 0; at + fox.length < long.length; at += fox.length + 16000 * 3) long.set(fox, at);
+    const events: { type: string; delta?: string; text?: string }[] = [];
+    const stream = await openai.audio.transcriptions.create({
+      file: await file('long.wav', wavBytes(long)),
+      model: 'whisper-1',
+      stream: true,
+    });
+    for await (const event of stream) events.push(event);
+    const done = events.at(-1)!;
+    expect(done.type).toBe('transcript.text.done');
+    const deltas = events.slice(0, -1);
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(deltas.every((e) => e.type === 'transcript.text.delta')).toBe(true);
+    expect(deltas.map((e) => e.delta).join('')).toBe(done.text);
+    // The same text as the answer without streaming.
+    const whole = await openai.audio.transcriptions.create({ file: await file('long.wav', wavBytes(long)), model: 'whisper-1' });
+    expect(done.text).toBe(whole.text);
+  });
+
   it("refuses in OpenAI's error shape, with fitting statuses", async () => {
     const refusal = async (call: Promise<unknown>) => {
       const err = await call.then(

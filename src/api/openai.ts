@@ -29,7 +29,16 @@ type Format = (typeof FORMATS)[number];
 /** openai/whisper's temperatures when the request leaves temperature at 0 (OpenAI: "the model will use log probability to automatically increase the temperature"). */
 const FALLBACK_TEMPERATURES = [0, 0.2, 0.4, 0.6, 0.8, 1];
 const FIELDS = {
-  transcriptions: ['model', 'language', 'prompt', 'response_format', 'temperature', 'timestamp_granularities[]', 'timestamp_granularities'],
+  transcriptions: [
+    'model',
+    'language',
+    'prompt',
+    'response_format',
+    'temperature',
+    'timestamp_granularities[]',
+    'timestamp_granularities',
+    'stream',
+  ],
   translations: ['model', 'prompt', 'response_format', 'temperature'],
 } as const;
 type Route = keyof typeof FIELDS;
@@ -142,6 +151,7 @@ async function transcribe(services: Services, route: Route, req: IncomingMessage
       temperatures: request.temperature === 0 ? FALLBACK_TEMPERATURES : [request.temperature],
       wordTimestamps: request.words,
     });
+    if (request.stream) return await streamText(services, job, res, gone.signal, config.syncTimeoutSeconds * 1000);
     const ended = await settled(services, job, gone.signal, config.syncTimeoutSeconds * 1000);
     if (ended === 'gone') {
       await queue.cancel(job.id, tenantOf(context)).catch(() => {}); // finished meanwhile: nothing to cancel
@@ -175,6 +185,8 @@ interface AudioRequest {
   format: Format;
   segments: boolean;
   words: boolean;
+  /** stream=true: Server-Sent Events of the text as it grows (transcript.text.delta, then transcript.text.done). */
+  stream: boolean;
 }
 
 function readFields(route: Route, fields: [string, string][], file: StoredUpload | undefined, { config }: Services): AudioRequest {
@@ -205,6 +217,10 @@ function readFields(route: Route, fields: [string, string][], file: StoredUpload
       throw invalid(`timestamp_granularities may hold "word" and "segment", not "${g}"`, 'timestamp_granularities');
   if (granularities.length > 0 && format !== 'verbose_json')
     throw invalid('timestamp_granularities needs response_format verbose_json', 'timestamp_granularities');
+  const stream = one('stream') ?? 'false';
+  if (stream !== 'true' && stream !== 'false') throw invalid('stream must be true or false', 'stream');
+  if (stream === 'true' && format !== 'json' && format !== 'text')
+    throw invalid('stream=true sends the text as it grows: response_format must be json or text', 'response_format');
   return {
     file,
     language: one('language') || null,
@@ -213,7 +229,52 @@ function readFields(route: Route, fields: [string, string][], file: StoredUpload
     format,
     segments: granularities.length === 0 || granularities.includes('segment'),
     words: granularities.includes('word'),
+    stream: stream === 'true',
   };
+}
+
+/**
+ * stream=true, as OpenAI's streaming transcription answers: `transcript.text.delta` events as the job's windows
+ * are done (its partial result grows from the start), then `transcript.text.done` with the whole text. A job that
+ * fails, or outlasts MURMUR_SYNC_TIMEOUT_SECONDS, ends the stream with an `error` event (the SDK raises it).
+ */
+async function streamText(services: Services, job: Job, res: ServerResponse, signal: AbortSignal, timeoutMs: number): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'x-murmur-job-id': job.id });
+  const send = (event: object) => res.write(`data: ${JSON.stringify(event)}\n\n`);
+  // The latest state only: the text grows from the start, so a state skipped loses no delta.
+  const stream = followJob(services, job.id, new Stream<Job>(1, () => {}));
+  const stop = () => void stream.return();
+  const timer = setTimeout(stop, timeoutMs);
+  signal.addEventListener('abort', stop, { once: true });
+  let sent = '';
+  let last: Job | undefined;
+  try {
+    for await (const state of stream) {
+      last = state;
+      const text = (state.result as Transcript | null)?.text;
+      if ((state.status === 'PROCESSING' || state.status === 'DONE') && text && text.startsWith(sent) && text.length > sent.length) {
+        send({ type: 'transcript.text.delta', delta: text.slice(sent.length) });
+        sent = text;
+      }
+      if (isTerminal(state)) break;
+    }
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', stop);
+  }
+  if (signal.aborted) {
+    await services.queue.cancel(job.id).catch(() => {}); // finished meanwhile: nothing to cancel
+    return;
+  }
+  if (last?.status === 'DONE') send({ type: 'transcript.text.done', text: (last.result as Transcript).text });
+  else {
+    const why =
+      !last || !isTerminal(last) ? `still running after ${timeoutMs / 1000} s` : `${last.status.toLowerCase()}: ${last.errorMessage ?? ''}`;
+    send({
+      error: { message: `job ${job.id} ${why}`, type: 'server_error', code: last?.errorCode?.toLowerCase() ?? 'timeout', param: null },
+    });
+  }
+  res.end();
 }
 
 /** The job once it has ended, or why the wait stopped: the client went away, the time ran out, the instance is stopping. */
