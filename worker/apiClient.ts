@@ -58,6 +58,8 @@ export const isTransient = (err: unknown) => err instanceof ApiCallError && isUn
 export interface JobFields {
   id: string;
   input: { filename: string; durationSeconds: number };
+  /** A partial result left by an earlier attempt: the windows it did, from the start (the attempt resumes after them). */
+  result: (Omit<Transcript, 'model'> & { partial: boolean }) | null;
   options: {
     language: string | null;
     task: 'TRANSCRIBE' | 'TRANSLATE';
@@ -107,7 +109,11 @@ export class ApiClient {
       `mutation Claim($input: ClaimInput!) {
         claimJobs(input: $input) {
           leaseToken leaseExpiresAt leaseSeconds audioUrl maxDurationSeconds
-          job { id input { filename durationSeconds } options { language task timestamps prompt conditionOnPreviousText temperatures seed beamSize patience lengthPenalty wordTimestamps } }
+          job {
+            id input { filename durationSeconds }
+            options { language task timestamps prompt conditionOnPreviousText temperatures seed beamSize patience lengthPenalty wordTimestamps }
+            result { partial windows text language segments { start end text tokens seek avgLogprob compressionRatio noSpeechProb temperature } }
+          }
         }
       }`,
       { input },

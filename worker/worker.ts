@@ -12,7 +12,7 @@ import { killDecoders } from '../src/audio/ffmpeg.ts';
 import { ApiClient, isTransient, removeOwnAudio, sweepOrphanedAudio, type LeaseFields } from './apiClient.ts';
 import { Batch } from './batch.ts';
 import { WhisperError, WhisperModel } from '../src/whisper/index.ts';
-import { transcribeMany, type ScoredSegment } from '../src/whisper/longAudio.ts';
+import { transcribeMany, type ScoredSegment, type Transcript } from '../src/whisper/longAudio.ts';
 import { SileroVad, speechChunksOf, type Chunk, type Segmentation } from '../src/vad/index.ts';
 
 export interface WorkerOptions {
@@ -197,28 +197,33 @@ export class Worker {
         .filter((l) => batch.live().includes(l))
         .sort((a, b) => a.job.input.durationSeconds - b.job.input.durationSeconds);
       if (running.length === 0) return;
+      const resumed = running.map(resumeOf);
+      for (const [i, r] of resumed.entries())
+        if (r)
+          this.log.info(
+            { event: 'job.resumed', jobId: running[i].job.id, windows: r.windows },
+            `job ${running[i].job.id} resumes after its first ${r.windows} window(s), done by an earlier attempt`,
+          );
+      // What an earlier attempt did comes first; this attempt's windows follow it.
+      const joined = (i: number, t: Transcript, windows?: number) => {
+        const earlier = resumed[i];
+        const segments = t.segments.map(segmentInput);
+        return {
+          text: [earlier?.text, t.text].filter(Boolean).join(' '),
+          language: earlier?.language ?? t.language,
+          model: this.modelLabel,
+          segments: earlier ? [...earlier.segments, ...segments] : segments,
+          ...(windows !== undefined && { windows: (earlier?.windows ?? 0) + windows }),
+        };
+      };
       await transcribeMany(
         await this.load(),
-        running.map((l) => requestOf(l, audio.get(l.job.id)!, chunks[ready.indexOf(l)])),
+        running.map((l, i) => requestOf(l, audio.get(l.job.id)!, chunks[ready.indexOf(l)], resumed[i])),
         {
           batchSize: 16,
           onProgress: (i, fraction) => batch.advance(running[i].job.id, fraction),
-          onPartial: (i, t) =>
-            batch.partial(running[i].job.id, {
-              text: t.text,
-              language: t.language,
-              model: this.modelLabel,
-              segments: t.segments.map(segmentInput),
-            }),
-          onRecordingDone: (i, t) =>
-            reports.push(
-              batch.complete(running[i], {
-                text: t.text,
-                language: t.language,
-                model: this.modelLabel,
-                segments: t.segments.map(segmentInput),
-              }),
-            ),
+          onPartial: (i, t, windows) => batch.partial(running[i].job.id, joined(i, t, windows)),
+          onRecordingDone: (i, t) => reports.push(batch.complete(running[i], joined(i, t))),
         },
       );
       await Promise.all(reports);
@@ -325,12 +330,30 @@ export class Worker {
 }
 
 /** What the runtime is asked for one job: its samples, chunks and the options its client chose. */
-function requestOf(l: LeaseFields, samples: Float32Array, chunks: Chunk[] | undefined) {
+/**
+ * The partial result an earlier attempt left, when this attempt can take up after it: its windows decode alone
+ * (no prompt carried from one to the next, no word timings, which look across windows), so the transcript equals
+ * an uninterrupted run's.
+ */
+function resumeOf(l: LeaseFields): (NonNullable<LeaseFields['job']['result']> & { windows: number }) | null {
+  const r = l.job.result;
+  if (!r?.partial || !r.windows || l.job.options.conditionOnPreviousText || l.job.options.wordTimestamps) return null;
+  return r as NonNullable<LeaseFields['job']['result']> & { windows: number };
+}
+
+function requestOf(
+  l: LeaseFields,
+  samples: Float32Array,
+  chunks: Chunk[] | undefined,
+  resumed: { windows: number; language: string } | null,
+) {
   const o = l.job.options;
   return {
     samples,
     chunks,
-    language: o.language ?? undefined,
+    skipWindows: resumed?.windows,
+    // The rest keeps the language the first window gave.
+    language: resumed?.language ?? o.language ?? undefined,
     task: o.task === 'TRANSLATE' ? ('translate' as const) : ('transcribe' as const),
     timestamps: o.timestamps,
     prompt: o.prompt ?? undefined,

@@ -51,4 +51,6 @@ export interface Transcript {
   language: string;
   model: string;
   segments: Segment[];
+  /** A partial result's: how many of the recording's windows, from its start, it holds (a restarted attempt resumes after them). */
+  windows?: number | null;
 }

@@ -45,6 +45,8 @@ export interface Recording {
   fallback?: Partial<Fallback>;
   /** Word timings in every segment (the model needs alignment heads and a decoder that outputs cross-attentions). */
   wordTimestamps?: boolean;
+  /** Windows already done by an earlier attempt: decoding starts after them (the transcript holds only the rest). */
+  skipWindows?: number;
   /** Sampling seed; each window samples from its own seed derived from it. */
   seed?: number;
   beamSize?: number;
@@ -72,7 +74,9 @@ export function fixedWindows(length: number): Chunk[] {
 }
 
 export async function transcribeMany(model: WhisperModel, recordings: Recording[], options: ManyOptions = {}): Promise<Transcript[]> {
-  const chunks = recordings.map((r) => r.chunks ?? fixedWindows(r.samples.length));
+  // A resumed recording starts at its first window not yet done; its windows keep their places (seeds, times).
+  const skipped = recordings.map((r) => Math.max(0, r.skipWindows ?? 0));
+  const chunks = recordings.map((r, i) => (r.chunks ?? fixedWindows(r.samples.length)).slice(skipped[i]));
   const windows = recordings.map((r, i) => chunks[i].map((c) => ({ audio: chunkAudio(r.samples, c) })));
   // One language for a whole recording, from its first window (as openai/whisper does);
   // a recording of one window detects it in the batch itself.
@@ -94,7 +98,7 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
         language: languages[i],
         temperatures: r.temperatures,
         fallback: r.fallback,
-        seed: mixSeed(r.seed ?? 0, k),
+        seed: mixSeed(r.seed ?? 0, skipped[i] + k),
         beamSize: r.beamSize,
         wordTimestamps: r.wordTimestamps,
         patience: r.patience,
@@ -117,7 +121,7 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
     onSegmentDone: (index, result) => {
       results[index] = result;
       const i = owner[index];
-      options.onProgress?.(i, ++done[i] / windows[i].length);
+      options.onProgress?.(i, (skipped[i] + ++done[i]) / (skipped[i] + windows[i].length));
       if (done[i] === windows[i].length) return finish(i);
       if (!options.onPartial) return;
       // The windows done from the recording's start: the segments a reader can take as final.

@@ -141,6 +141,11 @@ TranscriptRef.implement({
       description: 'the model that wrote it; says so when the model is the synthetic one and the text is meaningless',
     }),
     segments: t.field({ type: [SegmentRef], resolve: (r) => r.segments }),
+    windows: t.int({
+      nullable: true,
+      description: "while partial: the recording's windows (30 s, or speech chunks) done so far, from its start",
+      resolve: (r) => (r.partial ? (r.windows ?? null) : null),
+    }),
     words: t.field({
       type: [WordRef],
       nullable: true,

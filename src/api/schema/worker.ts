@@ -95,6 +95,7 @@ const TranscriptInput = builder.inputType('TranscriptInput', {
     language: t.string({ required: true }),
     model: t.string({ required: true }),
     segments: t.field({ type: [SegmentInput], required: true }),
+    windows: t.int({ description: "a partial result's: the windows from the recording's start it holds" }),
   }),
 });
 
