@@ -2,7 +2,8 @@
 // every request off this machine blocked: it asks for the key, shows the
 // queue, takes a file, follows its job live to DONE, downloads its SRT, and
 // cancels and retries. Screenshots go to test/artifacts/.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,6 +99,35 @@ describe('the dashboard', () => {
     // the queue's counts are read again when a job changes status
     await expect.poll(() => page.locator('dd[data-count="done"]').innerText(), { timeout: 10_000 }).toBe('1');
     expect(blocked).toEqual([]);
+  });
+
+  it("shows a running job's text as it grows, then its transcript", async () => {
+    // 100 tokens a window and 24 minutes of audio in fixed windows: long enough to watch it run.
+    const { base, key } = await serverWithKey({
+      MURMUR_MODEL_DIR: await generatedModel({ tokensPerWindow: 100 }),
+      MURMUR_MAX_WORKERS: '1',
+      MURMUR_SEGMENTATION: 'fixed',
+    });
+    const { page } = await offlinePage();
+    await page.goto(`${base}/?key=${key}`);
+    const fox = speech('the quick brown fox jumps over the lazy dog');
+    const long = new Float32Array(16000 * 60 * 24).map((_, i) => fox[i % fox.length]);
+    const file = join(mkdtempSync(join(tmpdir(), 'murmur-dashboard-')), 'long.wav');
+    writeFileSync(file, wavBytes(long));
+    await page.setInputFiles('#file', file);
+    await expect.poll(() => statusOf(page, 'long.wav'), { timeout: 60_000, interval: 100 }).toBe('PROCESSING');
+    await page.locator('#jobs tbody tr', { hasText: 'long.wav' }).click();
+    const soFar = page.locator('#detail blockquote.partial');
+    await soFar.waitFor({ timeout: 60_000 });
+    const first = await soFar.innerText();
+    expect(first.length).toBeGreaterThan(0);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-partial.png'), fullPage: true });
+    await expect.poll(() => statusOf(page, 'long.wav'), { timeout: 120_000 }).toBe('DONE');
+    await page.locator('#detail table.segments tbody tr').first().waitFor();
+    expect(await page.locator('#detail blockquote.partial').count()).toBe(0);
+    const whole = await page.locator('#detail blockquote').innerText();
+    expect(whole.startsWith(first)).toBe(true);
+    expect(whole.length).toBeGreaterThan(first.length);
   });
 
   it('cancels a job that waits and retries it', async () => {

@@ -83,7 +83,7 @@ const jobs = new Map();
 function follow(id) {
   if (following.has(id)) return;
   const stop = ws.subscribe(
-    { query: `subscription ($id: ID!) { jobUpdated(id: $id) { ${JOB} } }`, variables: { id } },
+    { query: `subscription ($id: ID!) { jobUpdated(id: $id) { ${JOB} result { partial text } } }`, variables: { id } },
     {
       next: ({ data }) => data && show(data.jobUpdated),
       error: () => following.delete(id),
@@ -118,6 +118,20 @@ function show(job) {
   row.querySelector('.created').textContent = new Date(job.createdAt).toLocaleTimeString();
   if (!TERMINAL.has(job.status)) follow(job.id);
   if ($('#detail').dataset.id === job.id && TERMINAL.has(job.status) && $('#detail').dataset.status !== job.status) openJob(job.id);
+  if ($('#detail').dataset.id === job.id && job.result?.partial) showSoFar(job.result.text);
+}
+
+// While a job runs, the text of its windows done so far, growing.
+function showSoFar(text) {
+  const detail = $('#detail');
+  let quote = detail.querySelector('blockquote.partial');
+  if (!quote) {
+    quote = document.createElement('blockquote');
+    quote.className = 'partial';
+    quote.title = 'so far: the job is still running';
+    detail.append(quote);
+  }
+  quote.textContent = text;
 }
 
 async function refreshJobs() {
@@ -230,7 +244,7 @@ drop.addEventListener('drop', (e) => {
 // A job: its transcript, downloads, cancel and retry.
 async function openJob(id) {
   const { job } = await gql(
-    `query ($id: ID!) { job(id: $id) { ${JOB} result { text language model segments { start end text } srt vtt } } }`,
+    `query ($id: ID!) { job(id: $id) { ${JOB} result { partial text language model segments { start end text } srt vtt } } }`,
     { id },
   );
   const detail = $('#detail');
@@ -241,7 +255,8 @@ async function openJob(id) {
   detail.querySelector('h2').textContent = `${job.input.filename} — ${job.status}`;
   const actions = detail.querySelector('.actions');
   const base = job.input.filename.replace(/\.[^.]+$/, '');
-  if (job.result) {
+  if (job.result?.partial) showSoFar(job.result.text);
+  else if (job.result) {
     for (const [label, text, ext, type] of [
       ['SRT', job.result.srt, 'srt', 'application/x-subrip'],
       ['VTT', job.result.vtt, 'vtt', 'text/vtt'],
@@ -274,7 +289,7 @@ async function openJob(id) {
     p.textContent = `${job.error.code}: ${job.error.message}`;
     detail.append(p);
   }
-  if (job.result) {
+  if (job.result && !job.result.partial) {
     const quote = document.createElement('blockquote');
     quote.textContent = job.result.text;
     const table = document.createElement('table');

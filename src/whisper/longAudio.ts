@@ -121,7 +121,8 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
     onSegmentDone: (index, result) => {
       results[index] = result;
       const i = owner[index];
-      options.onProgress?.(i, (skipped[i] + ++done[i]) / (skipped[i] + windows[i].length));
+      done[i]++;
+      options.onProgress?.(i, (skipped[i] + done[i]) / (skipped[i] + windows[i].length));
       if (done[i] === windows[i].length) return finish(i);
       if (!options.onPartial) return;
       // The windows done from the recording's start: the segments a reader can take as final.
