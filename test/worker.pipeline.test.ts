@@ -78,6 +78,21 @@ describe('the worker pipeline', () => {
     expect(partial.map((s) => s.segments)).toEqual([...partial.map((s) => s.segments)].sort((a, b) => a - b));
   });
 
+  it('stops decoding a job cancelled mid-run: its windows left are not decoded', async () => {
+    const id = await create(48 * 30 - 5, 'cancelled.wav');
+    await expect
+      .poll(async () => (await server.gql(`{ job(id: "${id}") { result { windows } } }`)).data.job.result?.windows ?? 0, {
+        timeout: 120_000,
+        interval: 50,
+      })
+      .toBeGreaterThanOrEqual(16);
+    expect((await server.gql(`mutation { cancelJob(id: "${id}") { status } }`)).data.cancelJob.status).toBe('CANCELLED');
+    const done = await server.waitForEvent('batch.done', (e) => (e.jobIds as string[]).includes(id), 120_000);
+    expect(done.windows).toBeGreaterThanOrEqual(16);
+    expect(done.windows).toBeLessThan(48);
+    expect(await statusOf(id)).toBe('CANCELLED');
+  });
+
   it('claims and decodes the next batch while the model runs the current one; one cancelled meanwhile never runs', async () => {
     const first = [await create(60, 'a.wav'), await create(60, 'b.wav')];
     const second = [await create(1, 'c.wav'), await create(1, 'd.wav')];

@@ -42,6 +42,11 @@ export class Batch {
     this.timer = setInterval(() => this.beat(), Math.max(100, (Math.min(...leases.map((l) => l.leaseSeconds)) * 1000) / 3));
   }
 
+  /** The API took the job away (cancelled, or its lease lost): its work is wanted no more. */
+  isDropped(jobId: string): boolean {
+    return this.dropped.has(jobId);
+  }
+
   /** The leases still held and not reported. */
   live(): LeaseFields[] {
     return this.leases.filter((l) => !this.dropped.has(l.job.id) && !this.reported.has(l.job.id));

@@ -190,6 +190,7 @@ export class Worker {
   /** The model's part: each job is reported as soon as its own windows are done, not at the end of the batch. */
   private async transcribeBatch({ batch, ready, audio, chunks }: Prepared): Promise<void> {
     const reports: Promise<void>[] = [];
+    let decoded = 0;
     try {
       // Jobs cancelled while they waited their turn are not run; the shortest go first (their windows take the
       // first rows), so a short job is reported while a long one in the same batch still runs.
@@ -221,7 +222,12 @@ export class Worker {
         running.map((l, i) => requestOf(l, audio.get(l.job.id)!, chunks[ready.indexOf(l)], resumed[i])),
         {
           batchSize: 16,
-          onProgress: (i, fraction) => batch.advance(running[i].job.id, fraction),
+          onProgress: (i, fraction) => {
+            decoded++;
+            batch.advance(running[i].job.id, fraction);
+          },
+          // A job cancelled mid-run: its windows stop at the next decoder step, and the rows go to the others.
+          abandoned: (i) => batch.isDropped(running[i].job.id),
           onPartial: (i, t, windows) => batch.partial(running[i].job.id, joined(i, t, windows)),
           onRecordingDone: (i, t) => reports.push(batch.complete(running[i], joined(i, t))),
         },
@@ -235,7 +241,10 @@ export class Worker {
       this.batches.delete(batch);
       // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
       const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-      this.log.info({ event: 'batch.done', jobIds: batch.leases.map((l) => l.job.id), peakMiB }, `batch done; peak memory ${peakMiB} MiB`);
+      this.log.info(
+        { event: 'batch.done', jobIds: batch.leases.map((l) => l.job.id), windows: decoded, peakMiB },
+        `batch done: ${decoded} window(s) decoded; peak memory ${peakMiB} MiB`,
+      );
     }
   }
 

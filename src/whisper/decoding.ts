@@ -160,7 +160,13 @@ export class BatchDecoder {
    * Decodes every row to end-of-text or the length limit. `encoderStates`
    * holds one [frames, d] block per row, in row order.
    */
-  async decode(rows: DecodeRow[], encoderStates: Float32Array, onRowDone?: (row: DecodeRow) => void): Promise<CrossCache> {
+  async decode(
+    rows: DecodeRow[],
+    encoderStates: Float32Array,
+    onRowDone?: (row: DecodeRow) => void,
+    /** Rows whose work nobody wants any more (their job was cancelled): they leave at the next step, unreported. */
+    abandoned?: (row: DecodeRow) => boolean,
+  ): Promise<CrossCache> {
     const n = rows.length;
     const order = rows.map((_, i) => i).sort((a, b) => rows[a].tokens.length - rows[b].tokens.length || a - b);
     const sorted = order.map((i) => rows[i]);
@@ -191,7 +197,7 @@ export class BatchDecoder {
     while (cohorts.length > 0) {
       // Run first what has not started, then the cohort furthest behind.
       cohorts.sort((a, b) => (a.decoderCache ? 1 : 0) - (b.decoderCache ? 1 : 0) || a.pastLength - b.pastLength);
-      await this.step(cohorts[0], onRowDone);
+      await this.step(cohorts[0], onRowDone, abandoned);
       cohorts = merge(
         cohorts.filter((c) => c.rows.length > 0),
         batch,
@@ -278,7 +284,7 @@ export class BatchDecoder {
     return feeds;
   }
 
-  private async step(c: Cohort, onRowDone?: (row: DecodeRow) => void): Promise<void> {
+  private async step(c: Cohort, onRowDone?: (row: DecodeRow) => void, abandoned?: (row: DecodeRow) => boolean): Promise<void> {
     const first = c.decoderCache === null;
     const inputs = c.rows.map((r) => (first ? r.tokens : [r.tokens[r.tokens.length - 1]]));
     const seq = inputs[0].length;
@@ -331,6 +337,10 @@ export class BatchDecoder {
     const stepped = new Set<BeamGroup>();
     for (let i = 0; i < n; i++) {
       const row = c.rows[i];
+      if (abandoned?.(row)) {
+        row.done = true;
+        continue;
+      }
       if (!row.beam) {
         row.sumLogprob += selection.logprobs[i];
         row.tokens.push(selection.tokens[i]);

@@ -136,6 +136,8 @@ export interface TranscribeOptions {
   batchSize?: number;
   /** Called as each segment finishes, with its position in the request list. */
   onSegmentDone?: (index: number, result: SegmentResult) => void;
+  /** Requests nobody wants any more: not started, and their rows stop at the next decoder step; their results stay empty. */
+  abandoned?: (index: number) => boolean;
   /** Word timings' row convention (timing.ts); only for checking against transformers.js. */
   alignmentRows?: 'openai' | 'transformers.js';
 }
@@ -246,9 +248,11 @@ export class WhisperModel {
       ready.unshift(...next);
     };
 
+    const wanted = (index: number) => !options.abandoned?.(index);
     while (ready.length > 0 || retries.length > 0) {
-      const again = retries.splice(0, batchSize);
-      const batchIndices = ready.splice(0, batchSize - again.length);
+      const again = retries.splice(0, batchSize).filter((a) => wanted(a.index));
+      const batchIndices = ready.splice(0, batchSize - again.length).filter(wanted);
+      if (again.length + batchIndices.length === 0) continue;
       const fresh = batchIndices.map((index) => requests[index]);
       const freshStates = await this.encode(fresh);
       const detected = await this.detectLanguages(fresh, freshStates);
@@ -292,25 +296,30 @@ export class WhisperModel {
       const states = new Float32Array(rows.length * rowSize);
       rows.forEach((row, j) => states.set(attemptStates(row.index), j * rowSize));
       const timed: { attempt: number; result: SegmentResult }[] = [];
-      const cross = await this.decoder.decode(rows, states, (row) => {
-        const a = attempts[row.index];
-        const r = requests[a.index];
-        const result = this.result(row, r, a.language, a.languageProbability);
-        const temperatures = r.temperatures ?? [0];
-        const fallback = { ...DEFAULT_FALLBACK, ...r.fallback };
-        if (a.temperature + 1 < temperatures.length && needsFallback(result, fallback)) {
-          // Decoded again at the next temperature, in the next batch with other work; its encoder output is kept.
-          retries.push({ ...a, temperature: a.temperature + 1, states: attemptStates(row.index).slice() });
-          return;
-        }
-        const kept =
-          temperatures.length > 1 && isSilence(result, fallback)
-            ? { ...result, text: '', tokens: [], segments: [], silence: true }
-            : result;
-        // Word timings take one more decoder run, for every such window of the batch at once, after it.
-        if (r.wordTimestamps && kept.tokens.length > 0) timed.push({ attempt: row.index, result: kept });
-        else finish(a.index, kept);
-      });
+      const cross = await this.decoder.decode(
+        rows,
+        states,
+        (row) => {
+          const a = attempts[row.index];
+          const r = requests[a.index];
+          const result = this.result(row, r, a.language, a.languageProbability);
+          const temperatures = r.temperatures ?? [0];
+          const fallback = { ...DEFAULT_FALLBACK, ...r.fallback };
+          if (a.temperature + 1 < temperatures.length && needsFallback(result, fallback)) {
+            // Decoded again at the next temperature, in the next batch with other work; its encoder output is kept.
+            retries.push({ ...a, temperature: a.temperature + 1, states: attemptStates(row.index).slice() });
+            return;
+          }
+          const kept =
+            temperatures.length > 1 && isSilence(result, fallback)
+              ? { ...result, text: '', tokens: [], segments: [], silence: true }
+              : result;
+          // Word timings take one more decoder run, for every such window of the batch at once, after it.
+          if (r.wordTimestamps && kept.tokens.length > 0) timed.push({ attempt: row.index, result: kept });
+          else finish(a.index, kept);
+        },
+        (row) => !wanted(attempts[row.index].index),
+      );
       if (timed.length > 0) {
         await this.addWords(
           timed.map((t) => ({
@@ -325,7 +334,8 @@ export class WhisperModel {
         for (const t of timed) finish(attempts[t.attempt].index, t.result);
       }
     }
-    if (waiting.size > 0) throw new WhisperError('INVALID_OPTIONS', 'a request waits on one that is not before it in the list');
+    if (waiting.size > 0 && !options.abandoned)
+      throw new WhisperError('INVALID_OPTIONS', 'a request waits on one that is not before it in the list');
     return results;
   }
 

@@ -65,6 +65,8 @@ export interface ManyOptions {
    * before it), with the transcript of those windows: its segments so far, on the recording's timeline.
    */
   onPartial?: (recording: number, transcript: Transcript, windowsDone: number) => void;
+  /** Recordings nobody wants any more (their job was cancelled): their windows stop at the next decoder step. */
+  abandoned?: (recording: number) => boolean;
 }
 
 export function fixedWindows(length: number): Chunk[] {
@@ -118,6 +120,7 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
   for (const i of recordings.keys()) if (windows[i].length === 0) finish(i);
   await model.transcribe(requests, {
     batchSize: options.batchSize,
+    ...(options.abandoned && { abandoned: (index: number) => options.abandoned!(owner[index]) }),
     onSegmentDone: (index, result) => {
       results[index] = result;
       const i = owner[index];
