@@ -40,19 +40,7 @@ export default tseslint.config(
           zones: [
             ...LIBRARIES.map((target) => ({
               target,
-              from: [
-                'src/api',
-                'src/queue',
-                'src/storage',
-                'src/webhooks',
-                'src/supervisor',
-                'src/auth',
-                'src/models',
-                'src/service.ts',
-                'src/config.ts',
-                'src/cli',
-                'worker',
-              ],
+              from: [...API, 'src/cli', 'worker'],
               message: 'a shared library imports no part of the API, the CLI or the worker program',
             })),
             {

@@ -4,15 +4,15 @@
 // second and latency percentiles. Needs ffmpeg for the MP3 case.
 //
 //   npm run bench:api            (or: npx tsx bench/api-load.ts [--seconds 10] [--connections 10])
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import wav from 'node-wav';
 import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
+import { startBenchServer } from './benchServer.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, connections: { type: 'string', default: '10' } } });
 const duration = Number(values.seconds);
@@ -20,23 +20,9 @@ const connections = Number(values.connections);
 
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-api-'));
 await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
-const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
-  env: {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MURMUR_DATA_DIR: join(dir, 'data'),
-    MURMUR_MODEL_DIR: join(dir, 'model'),
-    MURMUR_MAX_WORKERS: '0',
-  },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const url = await new Promise<string>((resolve) =>
-  createInterface({ input: server.stdout! }).on('line', (line) => {
-    const m = line.match(/murmur listening on (\S+)/);
-    if (m) resolve(m[1]);
-  }),
-);
+// Keys off (loopback): the numbers are the API's and the queue's.
+const server = await startBenchServer({ MURMUR_MODEL_DIR: join(dir, 'model'), MURMUR_MAX_WORKERS: '0' });
+const { url } = server;
 
 // One second of a 440 Hz tone: 32 kB of 16-bit PCM.
 const samples = Float32Array.from({ length: 16000 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / 16000));
@@ -105,4 +91,4 @@ await load('queue stats', {
   headers: { 'content-type': 'application/json' },
   body: JSON.stringify({ query: '{ queue { pending processing done failed workers } }' }),
 });
-server.kill('SIGTERM');
+await server.stop();

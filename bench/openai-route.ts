@@ -8,42 +8,24 @@
 // latency percentiles of each and the difference of their medians.
 //
 //   npx tsx bench/openai-route.ts [--requests 40]
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createClient } from 'graphql-ws';
 import wav from 'node-wav';
 import WebSocket from 'ws';
 import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
 import { speechSegments } from './whisperSetup.ts';
+import { startBenchServer } from './benchServer.ts';
 
 const { values } = parseArgs({ options: { requests: { type: 'string', default: '40' } } });
 const requests = Number(values.requests);
 
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-openai-'));
 await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
-const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
-  env: {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MURMUR_AUTH: 'none',
-    MURMUR_DATA_DIR: join(dir, 'data'),
-    MURMUR_MODEL_DIR: join(dir, 'model'),
-    MURMUR_MAX_WORKERS: '1',
-    MURMUR_BATCH_WINDOW_MS: '0',
-  },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const url = await new Promise<string>((resolve) =>
-  createInterface({ input: server.stdout! }).on('line', (line) => {
-    const m = line.match(/murmur listening on (\S+)/);
-    if (m) resolve(m[1]);
-  }),
-);
+const server = await startBenchServer({ MURMUR_MODEL_DIR: join(dir, 'model'), MURMUR_MAX_WORKERS: '1', MURMUR_BATCH_WINDOW_MS: '0' });
+const { url } = server;
 const base = url.replace(/\/graphql$/, '');
 
 // Three seconds of recorded speech: the worker's time is the same through either route.
@@ -105,7 +87,7 @@ for (let i = 0; i < requests; i++) {
   }
 }
 await ws.dispose();
-server.kill('SIGTERM');
+await server.stop();
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 console.log(

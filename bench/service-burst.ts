@@ -11,15 +11,13 @@
 //
 // --root runs another checkout's server (an older commit, for a before/after in the same run);
 // --threads is passed as MURMUR_THREADS (unset: the server's default); --runtime also times the runtime alone.
-import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import wav from 'node-wav';
 import { WhisperModel } from '../src/whisper/index.ts';
 import { speechSegments, writeTinyModel } from './whisperSetup.ts';
+import { startBenchServer } from './benchServer.ts';
 
 const { values } = parseArgs({
   options: {
@@ -36,31 +34,17 @@ const seconds = Number(values.seconds);
 await writeTinyModel(values.model, 100);
 const audios = speechSegments(jobs, seconds);
 
-const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-burst-'));
-const server = spawn(process.execPath, [join(values.root, 'src/cli/bin.js'), 'serve'], {
-  env: {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MURMUR_AUTH: 'none',
-    MURMUR_DATA_DIR: dir,
+const events: Record<string, unknown>[] = [];
+const server = await startBenchServer(
+  {
     MURMUR_MODEL_DIR: values.model,
     MURMUR_MAX_WORKERS: '1',
     MURMUR_SEGMENTATION: 'fixed',
-    MURMUR_LOG_FORMAT: 'json',
     ...(values.threads !== undefined && { MURMUR_THREADS: values.threads }),
   },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const events: Record<string, unknown>[] = [];
-const url = await new Promise<string>((done) =>
-  createInterface({ input: server.stdout! }).on('line', (line) => {
-    if (!line.startsWith('{')) return;
-    const entry = JSON.parse(line);
-    events.push(entry);
-    if (entry.event === 'listening') done(entry.url);
-  }),
+  { root: values.root, onEvent: (entry) => events.push(entry) },
 );
+const { url } = server;
 const gql = async (query: string, variables = {}) =>
   (
     (await (
@@ -99,8 +83,7 @@ const service = (jobs * seconds) / wall;
 console.log(
   `service (${values.root}): ${jobs} × ${seconds} s in ${wall.toFixed(1)} s = ${service.toFixed(1)} audio-s/s; first done ${times[0].toFixed(1)} s, median ${times[Math.floor(times.length / 2)].toFixed(1)} s; worker threads ${threads}; worker peak ${peak} MiB`,
 );
-server.kill('SIGTERM');
-await new Promise((r) => server.once('exit', r));
+await server.stop();
 
 if (values.runtime) {
   const t = values.threads !== undefined ? Number(values.threads) : undefined;

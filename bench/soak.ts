@@ -7,17 +7,16 @@
 // every job finishes and the memory stays flat.
 //
 //   npx tsx bench/soak.ts [--minutes 30] [--interval 60]
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { createClient } from 'graphql-ws';
 import wav from 'node-wav';
 import WebSocket from 'ws';
 import { syntheticShape, writeSyntheticModel } from '../src/whisper/synthetic/index.ts';
+import { startBenchServer } from './benchServer.ts';
 
 const { values } = parseArgs({ options: { minutes: { type: 'string', default: '30' }, interval: { type: 'string', default: '60' } } });
 const endAt = Date.now() + Number(values.minutes) * 60_000;
@@ -25,40 +24,31 @@ const intervalMs = Number(values.interval) * 1000;
 
 const dir = mkdtempSync(join(tmpdir(), 'murmur-bench-soak-'));
 await writeSyntheticModel(join(dir, 'model'), syntheticShape('test'), 1);
-const server = spawn(process.execPath, [new URL('../src/cli/bin.js', import.meta.url).pathname, 'serve'], {
-  env: {
-    ...process.env,
-    PORT: '0',
-    HOST: '127.0.0.1',
-    MURMUR_AUTH: 'none',
-    MURMUR_DATA_DIR: join(dir, 'data'),
+const counts = { errorLines: 0, dropped: 0, created: 0, refused: 0, cancelled: 0, requestErrors: 0, reconnects: 0, stalledOpened: 0 };
+const errorSamples: string[] = [];
+const server = await startBenchServer(
+  {
     MURMUR_MODEL_DIR: join(dir, 'model'),
     MURMUR_MAX_WORKERS: '1',
     MURMUR_SUBSCRIBER_BACKLOG: '200',
     MURMUR_RETENTION_DAYS: String(60 / 86_400), // finished jobs go after a minute: the database stays the size of the load
   },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-const counts = { errorLines: 0, dropped: 0, created: 0, refused: 0, cancelled: 0, requestErrors: 0, reconnects: 0, stalledOpened: 0 };
-const errorSamples: string[] = [];
-const url = await new Promise<string>((resolve) =>
-  createInterface({ input: server.stdout! }).on('line', (line) => {
-    const m = line.match(/murmur listening on (\S+)/);
-    if (m) resolve(m[1]);
-    if (!line.startsWith('{')) return;
-    const entry = JSON.parse(line);
-    if (entry.level >= 50) {
-      counts.errorLines++;
-      if (errorSamples.length < 5) errorSamples.push(line.slice(0, 300));
-    }
-    if (entry.event === 'subscription.dropped') {
-      counts.dropped++;
-      // A paused socket may not hear its end: the next stalled reader starts once the server says it dropped this one.
-      stalled?.destroy();
-      if (Date.now() < endAt) setTimeout(stalledReader, 1000);
-    }
-  }),
+  {
+    onEvent: (entry) => {
+      if (Number(entry.level) >= 50) {
+        counts.errorLines++;
+        if (errorSamples.length < 5) errorSamples.push(JSON.stringify(entry).slice(0, 300));
+      }
+      if (entry.event === 'subscription.dropped') {
+        counts.dropped++;
+        // A paused socket may not hear its end: the next stalled reader starts once the server says it dropped this one.
+        stalled?.destroy();
+        if (Date.now() < endAt) setTimeout(stalledReader, 1000);
+      }
+    },
+  },
 );
+const { url } = server;
 const { host, pathname } = new URL(url);
 
 const samples = Float32Array.from({ length: 16000 }, (_, i) => 0.3 * Math.sin((2 * Math.PI * 440 * i) / 16000));
@@ -141,7 +131,7 @@ const load = (async () => {
   }
 })();
 
-const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))![1]) / 1024;
+const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.process.pid}/status`, 'utf8'))![1]) / 1024;
 const started = Date.now();
 const rows: { minute: number; rss: number }[] = [];
 console.log(`soak of ${values.minutes} min on ${url}`);
@@ -196,5 +186,5 @@ console.log(
 console.log(
   `events followed by the reconnecting subscriber: ${followed.events}; error-level lines: ${counts.errorLines}${errorSamples.length ? `\n${errorSamples.join('\n')}` : ''}`,
 );
-server.kill('SIGTERM');
+await server.stop();
 process.exit(0);

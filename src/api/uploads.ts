@@ -143,6 +143,9 @@ export async function readMultipart(
     const counted = new Transform({ transform: (chunk: Buffer, _enc, done) => ((bytes += chunk.length), done(null, chunk)) });
     // pipeline, not pipe: a file stream that dies mid-upload must fail the store's write, not leave it waiting.
     open.add(counted);
+    // A hang-up destroys it with the reason once the store may have stopped listening (the whole file read, its write
+    // finishing): the reason reaches the request as `failure`; unheard, the error would end the process.
+    counted.on('error', () => {});
     pipeline(stream, counted).catch(() => {});
     const upload = () => new StoredUpload(key, info.filename || 'audio', info.mimeType, bytes);
     writes.push(
