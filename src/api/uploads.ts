@@ -127,6 +127,11 @@ export async function readMultipart(
     else fields.push([name, value]);
   });
   parser.on('file', (field, stream, info) => {
+    // Refused or hung up already (a file can still start from what the parser had buffered): nothing more is stored.
+    if (failure) {
+      stream.resume();
+      return;
+    }
     const refused = fileAllowed(fields);
     if (refused) {
       failure ??= refused;
