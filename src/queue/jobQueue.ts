@@ -85,32 +85,14 @@ export type SameAsJob<Row extends Job & Record<Exclude<keyof Row, keyof Job>, ne
 export type Pool = 'cpu' | 'gpu';
 export const POOLS: readonly Pool[] = ['cpu', 'gpu'];
 
-export interface NewJob {
-  filename: string;
-  bytes: number;
-  durationSeconds: number;
-  format: string;
-  sampleRate: number;
-  channels: number;
-  blobKey: string;
-  language?: string | null;
-  task?: Task;
-  timestamps?: boolean;
-  decoding?: DecodingOptions | null;
-  priority?: number;
-  /** Unique within the tenant. */
-  idempotencyKey?: string | null;
-  /** Default: 'default'. */
-  tenant?: string;
-  /** The API key that created it (rate limits count per key). */
-  apiKeyId?: string | null;
-  /** POSTed to when the job ends (webhooks.ts). */
-  webhookUrl?: string | null;
-  /** The id to give the job; the blob is usually stored under it before the job exists. */
-  id?: string;
-  /** The key's reservation (`reserve`) this job fills: given up in the transaction that stores the job. */
-  reservation?: string | null;
-}
+/** What creating a job takes: its input as probed, and the options the client chose (defaults for the rest). */
+export type NewJob = Pick<Job, 'filename' | 'bytes' | 'durationSeconds' | 'format' | 'sampleRate' | 'channels' | 'blobKey'> &
+  Partial<
+    Pick<Job, 'language' | 'task' | 'timestamps' | 'decoding' | 'priority' | 'idempotencyKey' | 'tenant' | 'apiKeyId' | 'webhookUrl' | 'id'>
+  > & {
+    /** The key's reservation (`reserve`) this job fills: given up in the transaction that stores the job. */
+    reservation?: string | null;
+  };
 
 /** A key's job limits (0: none). */
 export interface JobLimits {
