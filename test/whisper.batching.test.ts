@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WhisperModel, type SegmentRequest } from '../src/whisper/index.ts';
+import { WhisperModel, type SegmentRequest, type SegmentResult } from '../src/whisper/index.ts';
 import { RECORDINGS, recording, speech, tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
 
@@ -46,6 +46,62 @@ describe('batched decoding', () => {
     }
     // the batch shares decoder runs: rows with and without timestamps join after one step
     expect(batchedRuns).toBeLessThan(aloneRuns / 8);
+  });
+
+  it('gives a window the same tokens when it joins a batch already decoding, and the joined rows share its runs', async () => {
+    // Rows sampled at temperature 1 end where they happen to sample <|endoftext|>: rows leave from the middle
+    // of the running set, and the rows after them move into their slots.
+    const sampled = (r: SegmentRequest, i: number) => ({ audio: r.audio, language: 'en', temperatures: [1], seed: i });
+    const first = requests.slice(0, 8).map(sampled);
+    const later = requests.slice(8, 12).map(sampled);
+    const runs = async (work: () => Promise<unknown>) => {
+      const before = model.decoderRuns;
+      await work();
+      return model.decoderRuns - before;
+    };
+    let alone: SegmentResult[] = [];
+    let firstAlone: SegmentResult[] = [];
+    const firstRuns = await runs(async () => (firstAlone = await model.transcribe(first)));
+    const laterRuns = await runs(async () => (alone = await model.transcribe(later)));
+    let joined: SegmentResult[] = [];
+    let firstJoined: SegmentResult[] = [];
+    const together = await runs(async () => {
+      const running = model.transcribe(first).then((r) => (firstJoined = r));
+      // Join once the first call's rows are under way.
+      const start = model.engineStats.steps;
+      while (model.engineStats.steps < start + 5) await new Promise((r) => setImmediate(r));
+      joined = await model.transcribe(later);
+      await running;
+    });
+    expect(joined.map((r) => r.tokens)).toEqual(alone.map((r) => r.tokens));
+    expect(joined.map((r) => r.segments)).toEqual(alone.map((r) => r.segments));
+    expect(firstJoined.map((r) => r.tokens)).toEqual(firstAlone.map((r) => r.tokens));
+    // It joined the running batch: it caught up with it and shared its runs, far fewer than one call after the other.
+    expect(together).toBeLessThan(firstRuns + laterRuns / 2);
+  });
+
+  it('keeps each row with its own audio when rows leave from the middle of the running set and others join', async () => {
+    // Word timings read the cross-attention keys a row carries: a row moved into a slot another left must
+    // bring its own. Three rows are cancelled a few steps in (their slots empty), three more join later.
+    const timed = await WhisperModel.load(await generatedModel({ crossAttentions: true, tokensPerWindow: 30 }, 5));
+    try {
+      const windows = requests.slice(0, 11).map((r) => ({ audio: r.audio, language: 'en', wordTimestamps: true }));
+      const alone: SegmentResult[] = [];
+      for (const w of windows) alone.push((await timed.transcribe([w]))[0]);
+      const before = timed.engineStats;
+      const start = before.steps;
+      const running = timed.transcribe(windows.slice(0, 8), { abandoned: (i) => i < 3 && timed.engineStats.steps >= start + 4 });
+      while (timed.engineStats.steps < start + 8) await new Promise((r) => setImmediate(r));
+      const joined = await timed.transcribe(windows.slice(8));
+      const stayed = await running;
+      expect(timed.engineStats.rowsMoved).toBeGreaterThan(before.rowsMoved);
+      expect(stayed.slice(0, 3)).toEqual([undefined, undefined, undefined]);
+      expect(stayed.slice(3).map((r) => r.segments)).toEqual(alone.slice(3, 8).map((r) => r.segments));
+      expect(joined.map((r) => r.segments)).toEqual(alone.slice(8).map((r) => r.segments));
+      expect(alone.every((r) => r.segments.some((s) => (s.words?.length ?? 0) > 0))).toBe(true);
+    } finally {
+      await timed.dispose();
+    }
   });
 
   it('reports each segment as it finishes, and every segment once', async () => {

@@ -107,6 +107,7 @@ describe('the worker pipeline', () => {
     const cancelled = await server.gql(`mutation { cancelJob(id: "${second[1]}") { status } }`);
     expect(cancelled.data.cancelJob.status).toBe('CANCELLED');
     for (const id of [...first, second[0]]) await expect.poll(() => statusOf(id), { timeout: 120_000 }).toBe('DONE');
+    await server.waitForEvent('batch.done', (e) => (e.jobIds as string[]).includes(first[0]));
     const index = (event: string, id: string) => server.events.findIndex((e) => e.event === event && (e.jobIds as string[]).includes(id));
     expect(index('batch.started', second[0])).toBeLessThan(index('batch.done', first[0]));
     expect(await statusOf(second[1])).toBe('CANCELLED');

@@ -39,6 +39,9 @@ export interface WorkerOptions {
   log: Logger;
 }
 
+/** Audio the worker keeps claimed ahead of the model's free rows: about a batch of 16 full windows. */
+const LOOKAHEAD_SECONDS = 16 * 30;
+
 /** A batch made ready for the model: the jobs it can run, their audio and their chunks (in the order of `ready`). */
 interface Prepared {
   batch: Batch;
@@ -55,7 +58,7 @@ export class Worker {
   private modelLabel = '';
   private stopping = false;
   private readonly poll = new AbortController();
-  /** The batches in hand: the one the model runs and the one claimed ahead. */
+  /** The batches in hand: their jobs decoding or waiting for rows. */
   private readonly batches = new Set<Batch>();
   private readonly log: Logger;
 
@@ -69,7 +72,7 @@ export class Worker {
     return this.o.pool === 'gpu' ? 'GPU' : 'CPU';
   }
 
-  /** Finish the batch in hand, claim nothing more, and return from run(). */
+  /** Finish the batches in hand, claim nothing more, and return from run(). */
   stop(): void {
     this.stopping = true;
     this.poll.abort();
@@ -116,23 +119,31 @@ export class Worker {
       `worker ${this.id} (${this.o.pool} pool): polling ${this.o.api} for up to ${this.o.maxJobs} jobs / ${this.o.maxSeconds} s of audio a batch`,
     );
     let lastWork = Date.now();
-    // A pipeline one batch deep: while the model runs a batch, the next is claimed, downloaded, decoded and
-    // segmented (its leases heartbeated like the rest), so the model does not wait on audio between batches.
-    let next: Promise<Prepared | null> | null = null;
+    // Batches go to the model as they are claimed: their windows wait in its backlog and take rows as rows free
+    // up, whichever batch they came from (the runtime batches continuously). The worker claims again while the
+    // backlog holds less than LOOKAHEAD_SECONDS of audio, so the next work is downloaded, decoded and segmented
+    // while the model runs, and no more is leased than the model will soon start on (the rest stays in the
+    // queue for other workers).
+    const running = new Set<Promise<void>>();
     while (!this.stopping) {
+      if (running.size > 0 && this.model && this.model.backlog.seconds >= LOOKAHEAD_SECONDS) {
+        await Promise.race([...running, new Promise((r) => setTimeout(r, 100))]);
+        continue;
+      }
+      if (running.size > 0) lastWork = Date.now();
       const idle = (Date.now() - lastWork) / 1000;
-      if (!next && idle >= this.o.exitAfterSeconds) break;
-      if (!next && this.model && idle >= this.o.unloadAfterSeconds) await this.unload('idle', idle);
-      const prepared = await (next ?? this.claimAndPrepare(idle));
-      next = null;
+      if (running.size === 0 && idle >= this.o.exitAfterSeconds) break;
+      if (running.size === 0 && this.model && idle >= this.o.unloadAfterSeconds) await this.unload('idle', idle);
+      const prepared = await this.claimAndPrepare(running.size > 0 ? 0 : idle);
       if (!prepared) continue;
-      if (!this.stopping) next = this.claimAndPrepare(0);
-      await this.transcribeBatch(prepared);
-      lastWork = Date.now();
+      const transcribing: Promise<void> = this.transcribeBatch(prepared).finally(() => {
+        running.delete(transcribing);
+        lastWork = Date.now();
+      });
+      running.add(transcribing);
     }
-    // Stopping: work claimed ahead and not started goes back to the queue at once.
-    const ahead = await next;
-    if (ahead) await this.giveBack(ahead.batch.handBack());
+    // Stopping: what was claimed is finished (the backlog is bounded by the lookahead).
+    await Promise.all(running);
     await this.unload('exiting');
     await this.api.signOff(this.id).catch(() => {});
     log.info(
@@ -230,6 +241,8 @@ export class Worker {
           abandoned: (i) => batch.isDropped(running[i].job.id),
           onPartial: (i, t, windows) => batch.partial(running[i].job.id, joined(i, t, windows)),
           onRecordingDone: (i, t) => reports.push(batch.complete(running[i], joined(i, t))),
+          // A run that failed fails the jobs it held, not the batch.
+          onRecordingFailed: (i, err) => reports.push(batch.fail(running[i], err)),
         },
       );
       await Promise.all(reports);
@@ -242,7 +255,8 @@ export class Worker {
       // maxRSS is in KiB: the worker's high-water mark so far, for sizing machines.
       const peakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
       this.log.info(
-        { event: 'batch.done', jobIds: batch.leases.map((l) => l.job.id), windows: decoded, peakMiB },
+        // The model's decoder steps and the rows they carried so far (all batches): how full the running batch is.
+        { event: 'batch.done', jobIds: batch.leases.map((l) => l.job.id), windows: decoded, peakMiB, engine: this.model?.engineStats },
         `batch done: ${decoded} window(s) decoded; peak memory ${peakMiB} MiB`,
       );
     }

@@ -1,19 +1,32 @@
-// Batched greedy decoding with the merged decoder's KV cache.
+// Continuous batched decoding with the merged decoder's KV cache.
+//
+// The decoder keeps a running set of rows. Rows are added whenever the caller
+// has work and free rows (add()), and each step() is one decoder run; a row
+// leaves at once when it ends, so the batch stays full and a short window
+// never waits for a long one.
 //
 // The merged decoder has no attention mask: positions come from the past
 // length, so every row in one run must share it. Rows are kept in cohorts of
-// equal past length. Prompts of different lengths (with or without
-// <|notimestamps|>, with earlier text after <|startofprev|>) start as separate
-// cohorts; the shorter runs alone until it reaches the longer's length and
-// then joins it. Finished rows leave their cohort at once, so they stop
-// costing compute. Cross-attention keys and values are computed in the first
-// run (use_cache_branch = false) and passed back in afterwards.
+// equal past length. New rows (and prompts of different lengths: with or
+// without <|notimestamps|>, with earlier text after <|startofprev|>) start as
+// cohorts of their own; each step runs the cohort furthest behind, so a
+// cohort that joined late runs alone until it reaches the one ahead and then
+// merges with it, and from then on they share every run. The other ways to
+// let rows of different lengths share a run were weighed and not taken:
+// padding the shorter past changes what the rows attend to (different
+// tokens), and an attention mask needs a decoder export that the ONNX exports
+// of Whisper do not have. Catching up costs no extra row-steps, only runs
+// with fewer rows until the merge; running every cohort each step instead
+// (round robin) would never merge two cohorts that advance together.
 //
-// Those keys and values are most of the memory (18 MB a row for whisper-tiny).
-// Rows are ordered by prompt length so that every cohort is a contiguous range
-// of one batch-wide buffer: the first runs write into it (pre-allocated
-// outputs) and cohorts that join are views of it, not copies. Copying them
-// cost 1.5 s of a 15 s batch of 16. Only rows leaving a cohort compact it.
+// Memory: cross-attention keys and values are most of it (18 MB a row for
+// whisper-tiny, written by a cohort's first run into its own buffers, never
+// computed again). A cohort owns buffers with room for more rows than it
+// holds: a cohort that catches up is copied into the spare room of the one it
+// joins (only the joining rows move), and a row that leaves is filled by the
+// cohort's last row (one row moves), so no step copies a whole batch. (An
+// earlier static batcher that compacted every cohort whenever a row left
+// spent 1.5 s of a 15 s batch of 16 copying.)
 import ort from 'onnxruntime-node';
 import { logSumExp } from './logitRules.ts';
 import type { ModelFolder } from './modelFolder.ts';
@@ -61,33 +74,26 @@ export interface DecodeRow extends SelectRow {
   beam?: BeamGroup;
 }
 
-/** Every row's cross-attention keys and values after a decode() call: 2 per layer, [rows, heads, frames, headDim]. */
-export interface CrossCache {
-  caches: Float32Array[];
-  rows: number;
-  /** The row holding a request's keys and values (its first beam's), by the request's `index`. */
-  rowOf: Map<number, number>;
-}
-
-/** The batch-wide buffers of one decode() call, and one row's size in each. */
-interface BatchBuffers {
-  caches: Float32Array[];
-  states: Float32Array;
-  stateSize: number;
-  cacheSize: number;
+/** What becomes of the rows of a step: each row that ends, with views of its cross-attention keys and values (valid until the call returns), and each row given up. */
+export interface StepHandlers {
+  onRowDone?: (row: DecodeRow, cross: Float32Array[]) => void;
+  /** Rows whose work nobody wants any more (their job was cancelled): they leave at the next step, unreported. */
+  abandoned?: (row: DecodeRow) => boolean;
+  /** A row that left without a result (abandoned). */
+  onRowDropped?: (row: DecodeRow) => void;
 }
 
 interface Cohort {
   rows: DecodeRow[];
   pastLength: number;
-  /** Row range [start, end) in the batch-wide buffers while the cohort's caches are views of them. */
-  range: [number, number] | null;
-  /** [n, frames, d] */
+  /** Rows the buffers hold room for (≥ rows.length): rows [0, rows.length) are in use. */
+  capacity: number;
+  /** [capacity, frames, d] */
   encoderStates: Float32Array;
   /** 2 per layer (key, value): [n, heads, past, headDim]; null before the first run. */
   decoderCache: Float32Array[] | null;
-  /** 2 per layer: [n, heads, frames, headDim] */
-  encoderCache: Float32Array[] | null;
+  /** 2 per layer: [capacity, heads, frames, headDim] */
+  encoderCache: Float32Array[];
 }
 
 /** Keeps the given rows of a row-major tensor whose first axis is the batch. */
@@ -114,8 +120,19 @@ export class BatchDecoder {
   private readonly headDim: number;
   private readonly frames: number;
   private readonly vocab: number;
+  private readonly stateSize: number;
+  private readonly cacheSize: number;
+  private cohorts: Cohort[] = [];
   /** Decoder runs made, for tests and benchmarks. */
   runs = 0;
+  /** Decoding runs (step()) and the rows they stepped: rowSteps / steps is how full the batch was. */
+  steps = 0;
+  rowSteps = 0;
+  /** Rows moved within a cohort's buffers into a slot a row left, and rows copied into another cohort's when cohorts merged. */
+  rowsMoved = 0;
+  rowsMerged = 0;
+  /** Rows a cohort's buffers are made for when it grows (the caller's batch size). */
+  capacity = 16;
 
   constructor(
     private readonly session: ort.InferenceSession,
@@ -127,6 +144,13 @@ export class BatchDecoder {
     this.headDim = model.dims.headDim;
     this.frames = model.dims.audioContext;
     this.vocab = model.dims.vocabSize;
+    this.stateSize = model.dims.audioContext * model.dims.dModel;
+    this.cacheSize = this.heads * this.frames * this.headDim;
+  }
+
+  /** Rows decoding now (each beam is a row). */
+  get activeRows(): number {
+    return this.cohorts.reduce((n, c) => n + c.rows.length, 0);
   }
 
   /**
@@ -157,56 +181,55 @@ export class BatchDecoder {
   }
 
   /**
-   * Decodes every row to end-of-text or the length limit. `encoderStates`
-   * holds one [frames, d] block per row, in row order.
+   * Rows that join the running set, each with its encoder output
+   * (`encoderStates[i]`, [frames, d], copied). They start as cohorts of their own (of up to
+   * four rows with the same prompt length: whisper-tiny, 16 rows: 1717 ms in
+   * one first run, 894 ms in four runs of 4), which run first at the next
+   * steps. A segment's beams stay in one cohort.
    */
-  async decode(
-    rows: DecodeRow[],
-    encoderStates: Float32Array,
-    onRowDone?: (row: DecodeRow) => void,
-    /** Rows whose work nobody wants any more (their job was cancelled): they leave at the next step, unreported. */
-    abandoned?: (row: DecodeRow) => boolean,
-  ): Promise<CrossCache> {
+  add(rows: DecodeRow[], encoderStates: Float32Array[]): void {
     const n = rows.length;
     const order = rows.map((_, i) => i).sort((a, b) => rows[a].tokens.length - rows[b].tokens.length || a - b);
     const sorted = order.map((i) => rows[i]);
-    const states = order.every((r, i) => r === i) ? encoderStates : selectRows(encoderStates, n, order);
-    const stateSize = states.length / n;
-    const cacheSize = this.heads * this.frames * this.headDim;
-    const shared = Array.from({ length: 2 * this.layers }, () => new Float32Array(n * cacheSize));
-    // The first run (cross-attention keys and values for every row) goes in chunks of rows
-    // with the same prompt: whisper-tiny, 16 rows: 1717 ms in one run, 894 ms in four runs of 4.
-    let cohorts: Cohort[] = [];
+    const sameGroup = (i: number) => sorted[i].beam !== undefined && sorted[i].beam === sorted[i - 1].beam;
+    const { stateSize, cacheSize } = this;
     for (let start = 0; start < n;) {
       let end = start + 1;
-      const sameGroup = (i: number) => sorted[i].beam !== undefined && sorted[i].beam === sorted[i - 1].beam;
       while (end < n && sorted[end].tokens.length === sorted[start].tokens.length && (end - start < FIRST_RUN_ROWS || sameGroup(end)))
         end++;
-      while (end < n && sameGroup(end)) end++; // a segment's beams stay in one cohort
-      cohorts.push({
+      while (end < n && sameGroup(end)) end++;
+      const size = end - start;
+      const states = new Float32Array(size * stateSize);
+      for (let k = 0; k < size; k++) states.set(encoderStates[order[start + k]], k * stateSize);
+      this.cohorts.push({
         rows: sorted.slice(start, end),
         pastLength: 0,
-        range: [start, end],
-        encoderStates: states.subarray(start * stateSize, end * stateSize),
+        capacity: size,
+        encoderStates: states,
         decoderCache: null,
-        encoderCache: shared.map((t) => t.subarray(start * cacheSize, end * cacheSize)),
+        encoderCache: Array.from({ length: 2 * this.layers }, () => new Float32Array(size * cacheSize)),
       });
       start = end;
     }
-    const batch: BatchBuffers = { caches: shared, states, stateSize, cacheSize };
-    while (cohorts.length > 0) {
-      // Run first what has not started, then the cohort furthest behind.
-      cohorts.sort((a, b) => (a.decoderCache ? 1 : 0) - (b.decoderCache ? 1 : 0) || a.pastLength - b.pastLength);
-      await this.step(cohorts[0], onRowDone, abandoned);
-      cohorts = merge(
-        cohorts.filter((c) => c.rows.length > 0),
-        batch,
-      );
+  }
+
+  /**
+   * One decoder run: a cohort that has not started, else the one furthest
+   * behind; then cohorts that have come to the same past length merge. A run
+   * that fails throws a CohortError with its rows, which have left; the rest
+   * go on.
+   */
+  async step(handlers: StepHandlers = {}): Promise<void> {
+    if (this.cohorts.length === 0) return;
+    this.cohorts.sort((a, b) => (a.decoderCache ? 1 : 0) - (b.decoderCache ? 1 : 0) || a.pastLength - b.pastLength);
+    const cohort = this.cohorts[0];
+    try {
+      await this.run(cohort, handlers);
+    } catch (err) {
+      this.cohorts = this.cohorts.filter((c) => c !== cohort);
+      throw new CohortError(err, cohort.rows);
     }
-    // The first runs wrote every row's cross-attention keys and values here, and nothing wrote over them since.
-    const rowOf = new Map<number, number>();
-    sorted.forEach((row, k) => rowOf.has(row.index) || rowOf.set(row.index, k));
-    return { caches: shared, rows: n, rowOf };
+    this.cohorts = this.merge(this.cohorts.filter((c) => c.rows.length > 0));
   }
 
   /**
@@ -218,24 +241,21 @@ export class BatchDecoder {
    * merged decoder: 2.4 s one at a time, 2.8 s two, 3.9 s four, 4.1 s
    * eight), and the next run goes on onnxruntime's threads while this one's
    * are worked through here. The cross-attention keys and values are
-   * decoding's (`cross`, row `crossRows[i]` for sequence i), read in place:
+   * decoding's (`cross[i]` for sequence i, kept when its row ended):
    * computing them again cost more than the rest of the run.
    */
   async readAlong(
     session: ort.InferenceSession,
     sequences: number[][],
     encoderStates: Float32Array[],
-    cross: CrossCache,
-    crossRows: number[],
+    cross: Float32Array[][],
     layers: number[],
     onRow: (i: number, attentions: Float32Array[]) => Promise<void> | void,
   ): Promise<void> {
     const noPast = Array.from({ length: 2 * this.layers }, () => new Float32Array(0));
     const fetches = layers.map((l) => `cross_attentions.${l}`);
-    const size = cross.caches[0].length / cross.rows;
     const run = (i: number) => {
-      const caches = cross.caches.map((t) => t.subarray(crossRows[i] * size, (crossRows[i] + 1) * size));
-      const feeds = this.feeds([sequences[i]], encoderStates[i], noPast, caches);
+      const feeds = this.feeds([sequences[i]], encoderStates[i], noPast, cross[i]);
       this.runs++;
       return session.run(Object.fromEntries(session.inputNames.map((name) => [name, feeds[name]])), fetches);
     };
@@ -284,31 +304,34 @@ export class BatchDecoder {
     return feeds;
   }
 
-  private async step(c: Cohort, onRowDone?: (row: DecodeRow) => void, abandoned?: (row: DecodeRow) => boolean): Promise<void> {
+  private async run(c: Cohort, { onRowDone, abandoned, onRowDropped }: StepHandlers): Promise<void> {
     const first = c.decoderCache === null;
     const inputs = c.rows.map((r) => (first ? r.tokens : [r.tokens[r.tokens.length - 1]]));
     const seq = inputs[0].length;
     const n = c.rows.length;
+    const { cacheSize, stateSize } = this;
+    const encoderCache = c.encoderCache.map((t) => t.subarray(0, n * cacheSize));
     const fetches: Record<string, ort.Tensor | null> = { logits: null };
     for (let l = 0; l < this.layers; l++) {
       fetches[`present.${l}.decoder.key`] = null;
       fetches[`present.${l}.decoder.value`] = null;
-      if (first) {
-        // written in place, into this cohort's rows of the batch-wide buffers
-        fetches[`present.${l}.encoder.key`] = new ort.Tensor('float32', c.encoderCache![2 * l], [n, this.heads, this.frames, this.headDim]);
-        fetches[`present.${l}.encoder.value`] = new ort.Tensor('float32', c.encoderCache![2 * l + 1], [
-          n,
-          this.heads,
-          this.frames,
-          this.headDim,
-        ]);
-      }
+      // the first run writes the cross-attention keys and values in place, into the cohort's own buffers
+      if (first)
+        for (const [p, part] of ['key', 'value'].entries())
+          fetches[`present.${l}.encoder.${part}`] = new ort.Tensor('float32', encoderCache[2 * l + p], [
+            n,
+            this.heads,
+            this.frames,
+            this.headDim,
+          ]);
     }
     const out = await this.session.run(
-      this.feeds(inputs, c.encoderStates, c.decoderCache, first ? null : c.encoderCache),
+      this.feeds(inputs, c.encoderStates.subarray(0, n * stateSize), c.decoderCache, first ? null : encoderCache),
       fetches as ort.InferenceSession.FetchesType,
     );
     this.runs++;
+    this.steps++;
+    this.rowSteps += n;
     const logits = out.logits.data as Float32Array;
     const { ids, rules } = this.model;
     const V = this.vocab;
@@ -326,19 +349,22 @@ export class BatchDecoder {
     }
     const k = Math.max(1, ...c.rows.map((r) => (r.beam ? r.beam.size + 1 : 1)));
     const selection = await this.selector.select(last, c.rows, k);
-    c.decoderCache = Object.keys(fetches)
+    const decoderCache = Object.keys(fetches)
       .filter((name) => name.includes('.decoder.'))
       .map((name) => out[name].data as Float32Array);
     c.pastLength += seq;
 
     // What goes on in each slot (row position) of the cohort, and the row whose past it continues (beams swap pasts).
     const bySlot: ({ row: DecodeRow; source: number } | undefined)[] = new Array(n);
-    const finished: DecodeRow[] = [];
+    const finished: { row: DecodeRow; slot: number }[] = [];
     const stepped = new Set<BeamGroup>();
     for (let i = 0; i < n; i++) {
       const row = c.rows[i];
+      if (row.beam && stepped.has(row.beam)) continue;
+      if (row.beam) stepped.add(row.beam);
       if (abandoned?.(row)) {
         row.done = true;
+        onRowDropped?.(row); // once for a segment's beams
         continue;
       }
       if (!row.beam) {
@@ -347,10 +373,9 @@ export class BatchDecoder {
         row.textProbabilities?.push(selection.textProbabilities[i]);
         if (selection.tokens[i] === ids.eot || row.tokens.length >= rules.maxLength) {
           row.done = true;
-          finished.push(row);
+          finished.push({ row, slot: i });
         } else bySlot[i] = { row, source: i };
-      } else if (!stepped.has(row.beam)) {
-        stepped.add(row.beam);
+      } else {
         const members = c.rows.flatMap((r, j) => (r.beam === row.beam ? [j] : []));
         const beams = advanceBeams(
           row.beam,
@@ -361,65 +386,86 @@ export class BatchDecoder {
           ids.eot,
           rules.maxLength,
         );
-        if (beams.length === 0) finished.push(bestCandidate(row));
+        if (beams.length === 0) finished.push({ row: bestCandidate(row), slot: i });
         beams.forEach((b, m) => (bySlot[members[m]] = b));
       }
     }
-    const slots = bySlot.flatMap((b, i) => (b ? [i] : []));
-    const sources = slots.map((i) => bySlot[i]!.source);
-    for (const row of finished) onRowDone?.(row);
-    if (slots.length === 0) {
+    // Before any row moves: a finished row's cross-attention keys and values are still in its slot.
+    for (const { row, slot } of finished)
+      onRowDone?.(
+        row,
+        c.encoderCache.map((t) => t.subarray(slot * cacheSize, (slot + 1) * cacheSize)),
+      );
+    const kept = bySlot.flatMap((b, i) => (b ? [i] : []));
+    if (kept.length === 0) {
       c.rows = [];
       return;
     }
-    c.rows = slots.map((i) => bySlot[i]!.row);
-    if (sources.some((src, j) => src !== slots[j])) c.decoderCache = c.decoderCache.map((t) => selectRows(t, n, sources));
-    else if (slots.length < n) c.decoderCache = c.decoderCache.map((t) => selectRows(t, n, slots));
-    // A segment's beams share its audio: encoder states and caches only drop the rows that left.
-    if (slots.length < n) {
-      c.encoderStates = selectRows(c.encoderStates, n, slots);
-      c.encoderCache = c.encoderCache!.map((t) => selectRows(t, n, slots));
-      c.range = null;
+    // The rows that stay fill slots [0, kept): an empty one takes a row from beyond, so one row moves per row that left.
+    const movers = kept.filter((i) => i >= kept.length);
+    const order = Array.from({ length: kept.length }, (_, p) => {
+      if (bySlot[p]) return p;
+      const from = movers.shift()!;
+      this.rowsMoved++;
+      for (const t of c.encoderCache) t.copyWithin(p * cacheSize, from * cacheSize, (from + 1) * cacheSize);
+      c.encoderStates.copyWithin(p * stateSize, from * stateSize, (from + 1) * stateSize);
+      return from;
+    });
+    c.rows = order.map((i) => bySlot[i]!.row);
+    const sources = order.map((i) => bySlot[i]!.source);
+    c.decoderCache =
+      sources.every((src, j) => src === j) && kept.length === n ? decoderCache : decoderCache.map((t) => selectRows(t, n, sources));
+  }
+
+  /** Joins started cohorts that have reached the same past length: the smaller are copied into the room of the largest. */
+  private merge(cohorts: Cohort[]): Cohort[] {
+    const groups = new Map<number, Cohort[]>();
+    const merged: Cohort[] = [];
+    for (const c of cohorts) {
+      if (!c.decoderCache) merged.push(c);
+      else groups.set(c.pastLength, [...(groups.get(c.pastLength) ?? []), c]);
     }
+    const { cacheSize, stateSize } = this;
+    for (const group of groups.values()) {
+      group.sort((a, b) => b.rows.length - a.rows.length);
+      const [into, ...rest] = group;
+      const total = group.reduce((n, c) => n + c.rows.length, 0);
+      if (into.capacity < total) {
+        // Room for a whole batch, so that later joiners copy only themselves.
+        const capacity = Math.max(total, this.capacity);
+        const n = into.rows.length;
+        const grow = (t: Float32Array, size: number) => {
+          const bigger = new Float32Array(capacity * size);
+          bigger.set(t.subarray(0, n * size));
+          return bigger;
+        };
+        into.encoderCache = into.encoderCache.map((t) => grow(t, cacheSize));
+        into.encoderStates = grow(into.encoderStates, stateSize);
+        into.capacity = capacity;
+      }
+      for (const c of rest) {
+        const at = into.rows.length;
+        const n = c.rows.length;
+        into.encoderCache.forEach((t, i) => t.set(c.encoderCache[i].subarray(0, n * cacheSize), at * cacheSize));
+        into.encoderStates.set(c.encoderStates.subarray(0, n * stateSize), at * stateSize);
+        into.decoderCache = into.decoderCache!.map((t, i) => concat([t, c.decoderCache![i]]));
+        into.rows = [...into.rows, ...c.rows];
+        this.rowsMerged += n;
+      }
+      merged.push(into);
+    }
+    return merged;
   }
 }
 
-/** Joins started cohorts that have reached the same past length: as views when their rows are adjacent in the batch-wide buffers, else in one copy. */
-function merge(cohorts: Cohort[], batch: BatchBuffers): Cohort[] {
-  const groups = new Map<number, Cohort[]>();
-  const merged: Cohort[] = [];
-  for (const c of cohorts) {
-    if (!c.decoderCache) merged.push(c);
-    else groups.set(c.pastLength, [...(groups.get(c.pastLength) ?? []), c]);
+/** A decoder run that failed, with the rows it held: they have left the running set. */
+export class CohortError extends Error {
+  constructor(
+    readonly reason: unknown,
+    readonly rows: DecodeRow[],
+  ) {
+    super(reason instanceof Error ? reason.message : String(reason));
   }
-  for (const group of groups.values()) {
-    if (group.length === 1) {
-      merged.push(group[0]);
-      continue;
-    }
-    group.sort((a, b) => (a.range?.[0] ?? 0) - (b.range?.[0] ?? 0));
-    const adjacent = group.every((c, i) => c.range && (i === 0 || group[i - 1].range![1] === c.range[0]));
-    const decoderCache = group[0].decoderCache!.map((_, i) => concat(group.map((c) => c.decoderCache![i])));
-    const base = { rows: group.flatMap((c) => c.rows), pastLength: group[0].pastLength, decoderCache };
-    if (adjacent) {
-      const [start, end] = [group[0].range![0], group[group.length - 1].range![1]];
-      const { caches, states, stateSize, cacheSize } = batch;
-      merged.push({
-        ...base,
-        range: [start, end],
-        encoderStates: states.subarray(start * stateSize, end * stateSize),
-        encoderCache: caches.map((t) => t.subarray(start * cacheSize, end * cacheSize)),
-      });
-    } else {
-      merged.push({
-        ...base,
-        range: null,
-        encoderStates: concat(group.map((c) => c.encoderStates)),
-        encoderCache: group[0].encoderCache!.map((_, i) => concat(group.map((c) => c.encoderCache![i]))),
-      });
-    }
-  }
-  return merged;
 }
 
 /**

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { deflate } from 'pako';
 import type { Logger } from '../log.ts';
 import { alignmentGraph } from './alignmentGraph.ts';
-import { BatchDecoder, beamGroup, selectRows, type CrossCache, type DecodeRow } from './decoding.ts';
+import { BatchDecoder, beamGroup, CohortError, selectRows, type DecodeRow } from './decoding.ts';
 import { WhisperError } from './errors.ts';
 import { SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES, writeLogMel } from './features.ts';
 import { languageCode } from './languages.ts';
@@ -64,6 +64,8 @@ export interface SegmentRequest {
   patience?: number;
   /** null/absent: rank candidates by log-probability over length; else over ((5 + length) / 6) ^ lengthPenalty. */
   lengthPenalty?: number | null;
+  /** Among windows waiting for a free row, lower goes first (default 0); then the order they came in. */
+  priority?: number;
 }
 
 /**
@@ -138,6 +140,11 @@ export interface TranscribeOptions {
   onSegmentDone?: (index: number, result: SegmentResult) => void;
   /** Requests nobody wants any more: not started, and their rows stop at the next decoder step; their results stay empty. */
   abandoned?: (index: number) => boolean;
+  /**
+   * A request whose decoding failed (a runtime error in a run that held it): given, the others go on and its
+   * result stays empty; absent, the call fails.
+   */
+  onSegmentFailed?: (index: number, err: unknown) => void;
   /** Word timings' row convention (timing.ts); only for checking against transformers.js. */
   alignmentRows?: 'openai' | 'transformers.js';
 }
@@ -220,123 +227,282 @@ export class WhisperModel {
     return this.alignment;
   }
 
+  /**
+   * Transcribes segments, each with its own options. Calls share the model's
+   * running batch: their windows join the rows of others already decoding
+   * (see the engine below), so many calls at once cost about what one call
+   * with all their segments costs.
+   */
   async transcribe(requests: SegmentRequest[], options: TranscribeOptions = {}): Promise<SegmentResult[]> {
     requests.forEach((r, i) => this.validate(r, i));
-    const batchSize = Math.max(1, options.batchSize ?? 16);
-    const results: SegmentResult[] = new Array(requests.length);
-    const prompts: number[][] = new Array(requests.length);
-    const promptLimit = Math.floor(this.folder.rules.maxLength / 2) - 1;
-    // Requests that wait on another's output, by the one they wait on.
-    const waiting = new Map<number, number[]>();
-    const ready: number[] = [];
-    requests.forEach((r, i) => {
-      if (r.previous === undefined) {
-        prompts[i] = (r.prompt ?? []).slice(-promptLimit);
-        ready.push(i);
-      } else waiting.set(r.previous, [...(waiting.get(r.previous) ?? []), i]);
-    });
-    const retries: Attempt[] = [];
-    const finish = (index: number, result: SegmentResult) => {
-      results[index] = result;
-      options.onSegmentDone?.(index, result);
-      const next = waiting.get(index) ?? [];
-      waiting.delete(index);
-      // openai/whisper: no earlier text after an output sampled above 0.5; a window dropped as silence adds none.
-      const carried = result.temperature > 0.5 ? [] : [...prompts[index], ...result.tokens];
-      for (const k of next) prompts[k] = carried.slice(-promptLimit);
-      // Windows others wait on go first: they are the longest chain.
-      ready.unshift(...next);
-    };
-
-    const wanted = (index: number) => !options.abandoned?.(index);
-    while (ready.length > 0 || retries.length > 0) {
-      const again = retries.splice(0, batchSize).filter((a) => wanted(a.index));
-      const batchIndices = ready.splice(0, batchSize - again.length).filter(wanted);
-      if (again.length + batchIndices.length === 0) continue;
-      const fresh = batchIndices.map((index) => requests[index]);
-      const freshStates = await this.encode(fresh);
-      const detected = await this.detectLanguages(fresh, freshStates);
-      const attempts: Attempt[] = [
-        ...again,
-        ...batchIndices.map((index, i) => ({
-          index,
-          temperature: 0,
-          states: null,
-          language: requests[index].language !== undefined ? languageCode(requests[index].language!) : detected.get(i)!.language,
-          languageProbability: detected.get(i)?.probability ?? null,
-        })),
-      ];
-      const rowSize = this.folder.dims.audioContext * this.folder.dims.dModel;
-      const attemptStates = (i: number) =>
-        i < again.length ? again[i].states! : freshStates.subarray((i - again.length) * rowSize, (i - again.length + 1) * rowSize);
-      const rows: DecodeRow[] = attempts.flatMap((a, i) => {
-        const r = requests[a.index];
-        const temperature = (r.temperatures ?? [0])[a.temperature];
-        const { tokens, sotIndex } = this.prompt(a.language, r.task ?? 'transcribe', r.timestamps ?? false, prompts[a.index]);
-        const sampler = temperature > 0 ? new Rng(mixSeed(r.seed ?? 0, a.temperature)) : null;
-        const row: DecodeRow = {
-          index: i,
-          tokens,
-          sotIndex,
-          sampleBegin: tokens.length,
-          timestamps: r.timestamps ?? false,
-          temperature,
-          sampler,
-          sumLogprob: 0,
-          noSpeechProb: NaN,
-          done: false,
-          ...(r.wordTimestamps && { textProbabilities: [] }),
-        };
-        // Beam search at temperature 0 only (openai/whisper samples above it).
-        if (r.beamSize === undefined || temperature > 0) return [row];
-        const beam = beamGroup(r.beamSize, r.patience ?? 1, r.lengthPenalty ?? null);
-        return Array.from({ length: r.beamSize }, () => ({ ...row, tokens: [...tokens], beam }));
+    return new Promise((resolve, reject) => {
+      const promptLimit = Math.floor(this.folder.rules.maxLength / 2) - 1;
+      const sub: Submission = {
+        requests,
+        options,
+        batchSize: Math.max(1, options.batchSize ?? 16),
+        results: new Array(requests.length),
+        prompts: new Array(requests.length),
+        waiting: new Map(),
+        failedRequests: new Set(),
+        inFlight: 0,
+        failed: false,
+        resolve,
+        reject,
+      };
+      const ready: number[] = [];
+      requests.forEach((r, i) => {
+        if (r.previous === undefined) {
+          sub.prompts[i] = (r.prompt ?? []).slice(-promptLimit);
+          ready.push(i);
+        } else sub.waiting.set(r.previous, [...(sub.waiting.get(r.previous) ?? []), i]);
       });
-      // One block of encoder output a row: a segment's beams each get a copy.
-      const states = new Float32Array(rows.length * rowSize);
-      rows.forEach((row, j) => states.set(attemptStates(row.index), j * rowSize));
-      const timed: { attempt: number; result: SegmentResult }[] = [];
-      const cross = await this.decoder.decode(
-        rows,
-        states,
-        (row) => {
-          const a = attempts[row.index];
-          const r = requests[a.index];
-          const result = this.result(row, r, a.language, a.languageProbability);
-          const temperatures = r.temperatures ?? [0];
-          const fallback = { ...DEFAULT_FALLBACK, ...r.fallback };
-          if (a.temperature + 1 < temperatures.length && needsFallback(result, fallback)) {
-            // Decoded again at the next temperature, in the next batch with other work; its encoder output is kept.
-            retries.push({ ...a, temperature: a.temperature + 1, states: attemptStates(row.index).slice() });
-            return;
-          }
-          const kept =
-            temperatures.length > 1 && isSilence(result, fallback)
-              ? { ...result, text: '', tokens: [], segments: [], silence: true }
-              : result;
-          // Word timings take one more decoder run, for every such window of the batch at once, after it.
-          if (r.wordTimestamps && kept.tokens.length > 0) timed.push({ attempt: row.index, result: kept });
-          else finish(a.index, kept);
-        },
-        (row) => !wanted(attempts[row.index].index),
+      if (ready.length === 0) return resolve(sub.results);
+      this.live.add(sub);
+      for (const index of ready) this.enqueue({ sub, index, temperature: 0, states: null, language: undefined, languageProbability: null });
+    });
+  }
+
+  // The engine. One loop a model runs every call's work: between decoder steps it admits waiting windows
+  // into free rows (their encoder runs then, and language detection where asked), then runs one decoder step
+  // (BatchDecoder.step: the cohort furthest behind), then times the words of windows that just ended.
+  // Waiting windows are taken by their request's priority (transcribeMany: a recording's window count, so a
+  // short recording goes before a long one's remaining windows), then in the order they came; a window that
+  // decodes again at a higher temperature goes before fresh work. New rows are admitted only once a quarter
+  // of the rows is free (or all that waits fits): each admission starts a cohort that must catch up, and
+  // cohorts of one row would leave every run nearly empty. See the README's runtime section.
+  private readonly live = new Set<Submission>();
+  private readonly queue: Attempt[] = [];
+  private readonly timing: { attempt: Attempt; result: SegmentResult; cross: Float32Array[] }[] = [];
+  private readonly attempts = new Map<number, Attempt>();
+  private running = false;
+  private arrivals = 0;
+  private ids = 0;
+
+  /**
+   * Work taken and not yet in a row: windows waiting (those that wait on another's text included) and their
+   * audio-seconds. A caller feeding the model keeps this above a batch's worth, and not far above it.
+   */
+  get backlog(): { windows: number; seconds: number } {
+    const waiting = [
+      ...this.queue.map((a) => a.sub.requests[a.index]),
+      ...[...this.live].flatMap((sub) => [...sub.waiting.values()].flat().map((i) => sub.requests[i])),
+    ];
+    return { windows: waiting.length, seconds: waiting.reduce((t, r) => t + r.audio.length, 0) / SAMPLE_RATE };
+  }
+
+  /** Decoder steps and the rows they carried, for benchmarks: rowSteps / steps is how full the batch ran. */
+  get engineStats(): { steps: number; rowSteps: number; rowsMoved: number; rowsMerged: number } {
+    const { steps, rowSteps, rowsMoved, rowsMerged } = this.decoder;
+    return { steps, rowSteps, rowsMoved, rowsMerged };
+  }
+
+  private enqueue(a: Omit<Attempt, 'order' | 'id'>, front = false): void {
+    a.sub.inFlight++;
+    this.queue.push({ ...a, id: this.ids++, order: front ? -this.arrivals++ : this.arrivals++ });
+    if (!this.running) {
+      this.running = true;
+      // After the caller's other windows are queued too (it queues them in one go): they are admitted together.
+      queueMicrotask(() => void this.loop());
+    }
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      await this.admit();
+      if (this.decoder.activeRows === 0 && this.timing.length === 0) {
+        if (this.queue.length === 0) {
+          this.running = false;
+          return;
+        }
+        continue;
+      }
+      try {
+        await this.decoder.step({
+          onRowDone: (row, cross) => this.rowDone(this.attempts.get(row.index)!, row, cross),
+          abandoned: (row) => !this.wanted(this.attempts.get(row.index)!),
+          onRowDropped: (row) => this.settle(this.attempts.get(row.index)!),
+        });
+      } catch (err) {
+        const failed = err instanceof CohortError ? new Set(err.rows.map((r) => this.attempts.get(r.index)!)) : new Set<Attempt>();
+        for (const a of failed) this.failAttempt(a, err instanceof CohortError ? err.reason : err);
+      }
+      if (this.timing.length > 0) await this.timeWords(this.timing.splice(0));
+    }
+  }
+
+  private wanted(a: Attempt): boolean {
+    return !a.sub.failed && !a.sub.failedRequests.has(a.index) && !a.sub.options.abandoned?.(a.index);
+  }
+
+  /** Rows an attempt takes: a segment's beams at temperature 0, else one. */
+  private rowsOf(a: Attempt): number {
+    const r = a.sub.requests[a.index];
+    return r.beamSize !== undefined && (r.temperatures ?? [0])[a.temperature] === 0 ? r.beamSize : 1;
+  }
+
+  /** Waiting windows into the free rows, with their encoder run (and language detection where asked). */
+  private async admit(): Promise<void> {
+    for (let i = this.queue.length - 1; i >= 0; i--) {
+      if (this.wanted(this.queue[i])) continue;
+      const [gone] = this.queue.splice(i, 1);
+      this.settle(gone);
+    }
+    if (this.queue.length === 0) return;
+    const capacity = Math.max(...[...this.live].map((s) => s.batchSize));
+    this.decoder.capacity = capacity;
+    const active = this.decoder.activeRows;
+    const free = capacity - active;
+    const priority = (a: Attempt) => a.sub.requests[a.index].priority ?? 0;
+    this.queue.sort((a, b) => (a.states ? 0 : 1) - (b.states ? 0 : 1) || priority(a) - priority(b) || a.order - b.order);
+    const waitingRows = this.queue.reduce((n, a) => n + this.rowsOf(a), 0);
+    if (active > 0 && free < Math.min(Math.ceil(capacity / 4), waitingRows)) return;
+    const picked: Attempt[] = [];
+    let rows = 0;
+    while (this.queue.length > 0 && rows + this.rowsOf(this.queue[0]) <= free) {
+      rows += this.rowsOf(this.queue[0]);
+      picked.push(this.queue.shift()!);
+    }
+    // A segment with more beams than the batch has rows runs alone.
+    if (picked.length === 0 && active === 0) picked.push(this.queue.shift()!);
+    if (picked.length === 0) return;
+    const fresh = picked.filter((a) => a.states === null);
+    try {
+      if (fresh.length > 0) {
+        const requests = fresh.map((a) => a.sub.requests[a.index]);
+        const states = await this.encode(requests);
+        const detected = await this.detectLanguages(requests, states);
+        const rowSize = this.folder.dims.audioContext * this.folder.dims.dModel;
+        fresh.forEach((a, i) => {
+          const r = requests[i];
+          a.states = states.subarray(i * rowSize, (i + 1) * rowSize);
+          a.language = r.language !== undefined ? languageCode(r.language) : detected.get(i)!.language;
+          a.languageProbability = detected.get(i)?.probability ?? null;
+        });
+      }
+    } catch (err) {
+      for (const a of picked) this.failAttempt(a, err);
+      return;
+    }
+    const rowsToAdd: DecodeRow[] = [];
+    for (const a of picked) {
+      if (!this.wanted(a)) {
+        this.settle(a);
+        continue;
+      }
+      this.attempts.set(a.id, a);
+      rowsToAdd.push(...this.rowsFor(a));
+    }
+    this.decoder.add(
+      rowsToAdd,
+      rowsToAdd.map((row) => this.attempts.get(row.index)!.states!),
+    );
+  }
+
+  /** The decoder rows of one attempt: its prompt, sampler and, with beam search, one row a beam. */
+  private rowsFor(a: Attempt): DecodeRow[] {
+    const r = a.sub.requests[a.index];
+    const temperature = (r.temperatures ?? [0])[a.temperature];
+    const { tokens, sotIndex } = this.prompt(a.language!, r.task ?? 'transcribe', r.timestamps ?? false, a.sub.prompts[a.index]);
+    const row: DecodeRow = {
+      index: a.id,
+      tokens,
+      sotIndex,
+      sampleBegin: tokens.length,
+      timestamps: r.timestamps ?? false,
+      temperature,
+      sampler: temperature > 0 ? new Rng(mixSeed(r.seed ?? 0, a.temperature)) : null,
+      sumLogprob: 0,
+      noSpeechProb: NaN,
+      done: false,
+      ...(r.wordTimestamps && { textProbabilities: [] }),
+    };
+    // Beam search at temperature 0 only (openai/whisper samples above it).
+    if (r.beamSize === undefined || temperature > 0) return [row];
+    const beam = beamGroup(r.beamSize!, r.patience ?? 1, r.lengthPenalty ?? null);
+    return Array.from({ length: r.beamSize! }, () => ({ ...row, tokens: [...tokens], beam }));
+  }
+
+  private rowDone(a: Attempt, row: DecodeRow, cross: Float32Array[]): void {
+    const r = a.sub.requests[a.index];
+    const result = this.result(row, r, a.language!, a.languageProbability);
+    const temperatures = r.temperatures ?? [0];
+    const fallback = { ...DEFAULT_FALLBACK, ...r.fallback };
+    if (a.temperature + 1 < temperatures.length && needsFallback(result, fallback)) {
+      // Decoded again at the next temperature, with other work; its encoder output is kept.
+      this.enqueue({ ...a, temperature: a.temperature + 1 });
+      this.settle(a);
+      return;
+    }
+    const kept =
+      temperatures.length > 1 && isSilence(result, fallback) ? { ...result, text: '', tokens: [], segments: [], silence: true } : result;
+    // Word timings take one more decoder run, after this step, with its cross-attention keys and values (kept now: the slot is reused).
+    if (r.wordTimestamps && kept.tokens.length > 0) this.timing.push({ attempt: a, result: kept, cross: cross.map((t) => t.slice()) });
+    else this.finish(a, kept);
+  }
+
+  private async timeWords(windows: { attempt: Attempt; result: SegmentResult; cross: Float32Array[] }[]): Promise<void> {
+    const wanted = windows.filter((w) => this.wanted(w.attempt));
+    for (const w of windows) if (!this.wanted(w.attempt)) this.settle(w.attempt);
+    if (wanted.length === 0) return;
+    try {
+      await this.addWords(
+        wanted.map((w) => ({
+          result: w.result,
+          request: w.attempt.sub.requests[w.attempt.index],
+          states: w.attempt.states!,
+          cross: w.cross,
+        })),
+        wanted[0].attempt.sub.options.alignmentRows,
       );
-      if (timed.length > 0) {
-        await this.addWords(
-          timed.map((t) => ({
-            result: t.result,
-            request: requests[attempts[t.attempt].index],
-            states: attemptStates(t.attempt),
-            crossRow: cross.rowOf.get(t.attempt)!,
-          })),
-          cross,
-          options.alignmentRows,
-        );
-        for (const t of timed) finish(attempts[t.attempt].index, t.result);
+    } catch (err) {
+      for (const w of wanted) this.failAttempt(w.attempt, err);
+      return;
+    }
+    for (const w of wanted) this.finish(w.attempt, w.result);
+  }
+
+  /** A window done: its result is reported, and the windows that continue its text can start. */
+  private finish(a: Attempt, result: SegmentResult): void {
+    const { sub, index } = a;
+    if (this.wanted(a)) {
+      sub.results[index] = result;
+      sub.options.onSegmentDone?.(index, result);
+      const next = sub.waiting.get(index) ?? [];
+      sub.waiting.delete(index);
+      // openai/whisper: no earlier text after an output sampled above 0.5; a window dropped as silence adds none.
+      const carried = result.temperature > 0.5 ? [] : [...sub.prompts[index], ...result.tokens];
+      const promptLimit = Math.floor(this.folder.rules.maxLength / 2) - 1;
+      // Windows others wait on go first: they are the longest chain.
+      for (const k of next) {
+        sub.prompts[k] = carried.slice(-promptLimit);
+        this.enqueue({ sub, index: k, temperature: 0, states: null, language: undefined, languageProbability: null }, true);
       }
     }
-    if (waiting.size > 0 && !options.abandoned)
-      throw new WhisperError('INVALID_OPTIONS', 'a request waits on one that is not before it in the list');
-    return results;
+    this.settle(a);
+  }
+
+  /** A window that failed fails its request alone when the caller takes failures one by one, else the whole call. */
+  private failAttempt(a: Attempt, err: unknown): void {
+    const { sub } = a;
+    if (this.wanted(a)) {
+      if (sub.options.onSegmentFailed) {
+        sub.failedRequests.add(a.index);
+        sub.options.onSegmentFailed(a.index, err);
+      } else {
+        sub.failed = true;
+        sub.reject(err);
+      }
+    }
+    this.settle(a);
+  }
+
+  /** An attempt is over (done, dropped or failed); the call ends with its last. */
+  private settle(a: Attempt): void {
+    this.attempts.delete(a.id);
+    if (--a.sub.inFlight > 0) return;
+    this.live.delete(a.sub);
+    if (!a.sub.failed) a.sub.resolve(a.sub.results);
   }
 
   /**
@@ -351,8 +517,7 @@ export class WhisperModel {
    * different numbers.
    */
   private async addWords(
-    windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array; crossRow: number }[],
-    cross: CrossCache,
+    windows: { result: SegmentResult; request: SegmentRequest; states: Float32Array; cross: Float32Array[] }[],
     rowConvention?: 'openai' | 'transformers.js',
   ): Promise<void> {
     const { ids, alignment: settings, dims } = this.folder;
@@ -366,8 +531,7 @@ export class WhisperModel {
       session,
       sequences,
       windows.map((w) => w.states),
-      cross,
-      windows.map((w) => w.crossRow),
+      windows.map((w) => w.cross),
       layers,
       (i, attentions) => {
         const { result, request } = windows[i];
@@ -568,15 +732,40 @@ export class WhisperModel {
   }
 }
 
+/** One transcribe() call in the engine: its requests, their prompts and results. */
+interface Submission {
+  requests: SegmentRequest[];
+  options: TranscribeOptions;
+  batchSize: number;
+  results: SegmentResult[];
+  /** Each request's prompt tokens, once known (a request that continues another's text knows it when that one ends). */
+  prompts: number[][];
+  /** Requests that wait on another's output, by the one they wait on. */
+  waiting: Map<number, number[]>;
+  /** Requests that failed alone (onSegmentFailed). */
+  failedRequests: Set<number>;
+  /** Its attempts waiting, decoding or having their words timed: the call ends when none is left. */
+  inFlight: number;
+  /** The call failed as a whole: nothing more of it runs. */
+  failed: boolean;
+  resolve: (results: SegmentResult[]) => void;
+  reject: (err: unknown) => void;
+}
+
 /** One decoding of one request: the first, or another at a higher temperature. */
 interface Attempt {
+  id: number;
+  sub: Submission;
   index: number;
   /** Position in the request's temperatures. */
   temperature: number;
-  /** The request's encoder output, kept for another attempt; null while it is in the batch's fresh part. */
+  /** The request's encoder output, from its admission on (kept for another attempt); null before. */
   states: Float32Array | null;
-  language: string;
+  /** Given or detected at admission. */
+  language: string | undefined;
   languageProbability: number | null;
+  /** Arrival: earlier first among equal priorities (negative: put in front). */
+  order: number;
 }
 
 /**

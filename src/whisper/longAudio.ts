@@ -67,6 +67,8 @@ export interface ManyOptions {
   onPartial?: (recording: number, transcript: Transcript, windowsDone: number) => void;
   /** Recordings nobody wants any more (their job was cancelled): their windows stop at the next decoder step. */
   abandoned?: (recording: number) => boolean;
+  /** A recording whose decoding failed: given, the others go on (its windows left are dropped); absent, the call fails. */
+  onRecordingFailed?: (recording: number, err: unknown) => void;
 }
 
 export function fixedWindows(length: number): Chunk[] {
@@ -105,6 +107,8 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
         wordTimestamps: r.wordTimestamps,
         patience: r.patience,
         lengthPenalty: r.lengthPenalty,
+        // Among windows waiting for rows (of this call and others on the model), a shorter recording's go first.
+        priority: windows[i].length,
         ...(r.conditionOnPreviousText && k > 0 ? { previous: requests.length - 1 } : { prompt }),
       });
     }
@@ -118,9 +122,17 @@ export async function transcribeMany(model: WhisperModel, recordings: Recording[
     options.onRecordingDone?.(i, transcripts[i]);
   };
   for (const i of recordings.keys()) if (windows[i].length === 0) finish(i);
+  const failed = new Set<number>();
   await model.transcribe(requests, {
     batchSize: options.batchSize,
-    ...(options.abandoned && { abandoned: (index: number) => options.abandoned!(owner[index]) }),
+    abandoned: (index: number) => failed.has(owner[index]) || (options.abandoned?.(owner[index]) ?? false),
+    ...(options.onRecordingFailed && {
+      onSegmentFailed: (index: number, err: unknown) => {
+        if (failed.has(owner[index])) return;
+        failed.add(owner[index]);
+        options.onRecordingFailed!(owner[index], err);
+      },
+    }),
     onSegmentDone: (index, result) => {
       results[index] = result;
       const i = owner[index];
