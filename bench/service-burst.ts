@@ -55,9 +55,10 @@ const work: Work[] = values.mixed
       ...speechSegments(40, 5).map((samples, i) => ({ samples, name: `short-${i}.wav`, long: false })),
     ]
   : speechSegments(Number(values.jobs), Number(values.seconds)).map((samples, i) => ({ samples, name: `burst-${i}.wav`, long: false }));
-// --varied: each job carries a prompt of 0 to 49 words. The generated model ends a window at a fixed position,
-// so a longer prompt leaves fewer tokens to decode: windows of different lengths, as real speech gives.
-if (values.varied) work.forEach((w, i) => (w.prompt = 'word '.repeat((i * 17) % 50).trim()));
+// --varied: each job carries a prompt of 0 to 17 words (5 tokens each here). The generated model ends a window at
+// a fixed position (100 tokens in), so a longer prompt leaves fewer tokens to decode: windows of 100 down to 15
+// tokens, as real speech gives windows of different lengths.
+if (values.varied) work.forEach((w, i) => (w.prompt = 'word '.repeat((i * 7) % 18).trim()));
 const audioSeconds = work.reduce((t, w) => t + w.samples.length / 16000, 0);
 
 const events: (Record<string, unknown> & { receivedAt: number })[] = [];

@@ -127,6 +127,19 @@ describe.each(Object.keys(backends))('the queue on %s', (name) => {
       expect(await queue.claim(cpu('w'), 4, 60)).toHaveLength(1);
     });
 
+    it('with maxJobSeconds take, count and wait for only jobs that short, passing over a longer one first in line', async () => {
+      const { queue } = await setup();
+      const long = (await queue.create(job(0, { durationSeconds: 600 }))).job.id;
+      const short = (await queue.create(job(1, { durationSeconds: 5 }))).job.id;
+      expect(await queue.claimable('cpu', 30)).toBe(1);
+      expect(await queue.nextRunAfter('cpu', 30)).not.toBeNull();
+      expect((await queue.claim(cpu('w1'), 4, 1000, 30)).map((l) => l.job.id)).toEqual([short]);
+      expect(await queue.claimable('cpu', 30)).toBe(0);
+      expect(await queue.nextRunAfter('cpu', 30)).toBeNull();
+      expect(await queue.claim(cpu('w2'), 4, 1000, 30)).toEqual([]);
+      expect((await queue.claim(cpu('w3'), 4, 1000)).map((l) => l.job.id)).toEqual([long]);
+    });
+
     it('running at the same time from many instances, never take a job twice', async () => {
       const { queue, peer } = await setup();
       for (let n = 0; n < 40; n++) await queue.create(job(n, { durationSeconds: 1 }));

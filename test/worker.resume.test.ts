@@ -13,7 +13,9 @@ const workers: ReturnType<typeof startWorker>[] = [];
 beforeAll(async () => {
   // 100 tokens a window: a job of many windows runs long enough to be killed midway.
   model = await generatedModel({ tokensPerWindow: 100 });
-  server = await startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0' });
+  // Leases of 5 s, not the tests' usual 2: on a busy machine a 2 s lease was sometimes lost mid-job (an attempt more
+  // than the kill explains); the killed worker's lease still lapses within seconds.
+  server = await startServer({ MURMUR_MODEL_DIR: model, MURMUR_MAX_WORKERS: '0', MURMUR_LEASE_SECONDS: '5' });
 }, 120_000);
 afterAll(async () => {
   await Promise.all(workers.map((w) => w.stop('SIGKILL')));

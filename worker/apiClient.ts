@@ -100,6 +100,7 @@ export class ApiClient {
       host?: string;
       maxJobs: number;
       maxSeconds: number;
+      maxJobSeconds?: number;
       waitSeconds: number;
       batchWindowMs?: number;
     },

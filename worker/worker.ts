@@ -41,6 +41,9 @@ export interface WorkerOptions {
 
 /** Audio the worker keeps claimed ahead of the model's free rows: about a batch of 16 full windows. */
 const LOOKAHEAD_SECONDS = 16 * 30;
+/** Past that, short jobs (one window) it still claims, up to a batch of them waiting; asking for them waits this long. */
+const SHORT_LOOKAHEAD = 16;
+const SHORT_WAIT_SECONDS = 0.5;
 
 /** A batch made ready for the model: the jobs it can run, their audio and their chunks (in the order of `ready`). */
 interface Prepared {
@@ -123,10 +126,14 @@ export class Worker {
     // up, whichever batch they came from (the runtime batches continuously). The worker claims again while the
     // backlog holds less than LOOKAHEAD_SECONDS of audio, so the next work is downloaded, decoded and segmented
     // while the model runs, and no more is leased than the model will soon start on (the rest stays in the
-    // queue for other workers).
+    // queue for other workers). A backlog full of long work still takes short jobs (one window at most): their
+    // windows go ahead of it, so a short job never waits behind the long ones claimed before it.
     const running = new Set<Promise<void>>();
     while (!this.stopping) {
-      if (running.size > 0 && this.model && this.model.backlog.seconds >= LOOKAHEAD_SECONDS) {
+      const backlog = running.size > 0 && this.model ? this.model.backlog : null;
+      const full = backlog !== null && backlog.seconds >= LOOKAHEAD_SECONDS;
+      const shortWaiting = backlog?.priority.filter((p) => (p ?? 0) <= 1).length ?? 0;
+      if (full && shortWaiting >= SHORT_LOOKAHEAD) {
         await Promise.race([...running, new Promise((r) => setTimeout(r, 100))]);
         continue;
       }
@@ -134,7 +141,7 @@ export class Worker {
       const idle = (Date.now() - lastWork) / 1000;
       if (running.size === 0 && idle >= this.o.exitAfterSeconds) break;
       if (running.size === 0 && this.model && idle >= this.o.unloadAfterSeconds) await this.unload('idle', idle);
-      const prepared = await this.claimAndPrepare(running.size > 0 ? 0 : idle);
+      const prepared = await this.claimAndPrepare(running.size > 0 ? 0 : idle, full ? SHORT_LOOKAHEAD - shortWaiting : undefined);
       if (!prepared) continue;
       const transcribing: Promise<void> = this.transcribeBatch(prepared).finally(() => {
         running.delete(transcribing);
@@ -153,8 +160,11 @@ export class Worker {
     return this.stopping ? 'stopped' : 'idle';
   }
 
-  /** A batch claimed (long-polling) and made ready for the model; null when nothing came. */
-  private async claimAndPrepare(idle: number): Promise<Prepared | null> {
+  /**
+   * A batch claimed (long-polling) and made ready for the model; null when nothing came. `shortOnly`: the model
+   * is full of long work, so up to that many jobs of one window at most, with a short wait.
+   */
+  private async claimAndPrepare(idle: number, shortOnly?: number): Promise<Prepared | null> {
     const nextMilestone = (this.model ? this.o.unloadAfterSeconds : this.o.exitAfterSeconds) - idle;
     let leases: LeaseFields[];
     try {
@@ -164,9 +174,10 @@ export class Worker {
           pool: this.pool,
           provider: this.model?.provider,
           host: hostname(),
-          maxJobs: this.o.maxJobs,
+          maxJobs: shortOnly ? Math.min(shortOnly, this.o.maxJobs) : this.o.maxJobs,
           maxSeconds: this.o.maxSeconds,
-          waitSeconds: Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)),
+          ...(shortOnly && { maxJobSeconds: 30 }),
+          waitSeconds: shortOnly ? SHORT_WAIT_SECONDS : Math.max(0.05, Math.min(this.o.pollSeconds, nextMilestone)),
           batchWindowMs: this.o.batchWindowMs,
         },
         this.poll.signal,

@@ -18,6 +18,7 @@ export interface ClaimRequest {
   host?: string | null;
   maxJobs: number;
   maxSeconds: number;
+  maxJobSeconds?: number | null;
   waitSeconds?: number | null;
   batchWindowMs?: number | null;
 }
@@ -37,6 +38,7 @@ export async function claimJobs(ctx: Context, input: ClaimRequest): Promise<(Lea
     pool: worker.pool,
     maxJobs: input.maxJobs,
     maxSeconds: input.maxSeconds,
+    maxJobSeconds: input.maxJobSeconds ?? undefined,
     waitMs,
     batchWindowMs: input.batchWindowMs ?? ctx.config.batchWindowMs,
     signal: ctx.signal ? AbortSignal.any([ctx.signal, ctx.draining]) : ctx.draining,

@@ -21,6 +21,10 @@ export const byId = (t: Jobs, id: string, tenant: string | undefined): SQL | und
 export const ofSize = (t: Jobs, pool: Pool, smallJobSeconds: number): SQL =>
   pool === 'cpu' ? lte(t.durationSeconds, smallJobSeconds) : gt(t.durationSeconds, smallJobSeconds);
 
+/** Jobs of at most `maxJobSeconds` of audio; no condition when absent. */
+export const upTo = (t: Jobs, maxJobSeconds: number | undefined): SQL | undefined =>
+  maxJobSeconds === undefined ? undefined : lte(t.durationSeconds, maxJobSeconds);
+
 /** Waiting and due (no retry delay ahead), of the sizes given. */
 export const claimableAt = (t: Jobs, now: number, size: SQL | undefined): SQL | undefined =>
   and(eq(t.status, 'PENDING'), lte(t.runAfter, now), size);

@@ -230,15 +230,17 @@ export interface JobQueue {
   unreserve(reservation: string): Promise<void>;
 
   /** Jobs a worker of `pool` could claim now. */
-  claimable(pool: Pool): Promise<number>;
+  claimable(pool: Pool, maxJobSeconds?: number): Promise<number>;
   /** When the earliest job waiting on a retry delay becomes claimable (epoch ms), if any. */
-  nextRunAfter(pool: Pool): Promise<number | null>;
+  nextRunAfter(pool: Pool, maxJobSeconds?: number): Promise<number | null>;
   /**
    * Takes up to `maxJobs` claimable jobs for a worker of `pool`, highest priority
    * first, then oldest, stopping before `maxSeconds` of audio (the first job is
-   * always taken, however long).
+   * always taken, however long). With `maxJobSeconds`, only jobs of at most that
+   * much audio are taken (and counted by claimable and nextRunAfter): a worker
+   * whose model is full of long work takes short jobs, which go ahead of it.
    */
-  claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]>;
+  claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number, maxJobSeconds?: number): Promise<Lease[]>;
   /** Extends the leases still held and records progress; tells the worker which jobs to drop. */
   /**
    * Extends the leases; records progress and, where given, the transcript of the windows done so far (`Job.result`

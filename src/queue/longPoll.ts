@@ -16,6 +16,8 @@ export interface LongPollClaim {
   pool: Pool;
   maxJobs: number;
   maxSeconds: number;
+  /** Only jobs of at most this much audio (see JobQueue.claim). */
+  maxJobSeconds?: number;
   /** How long to wait for a first job. */
   waitMs: number;
   /** How long to wait for a full batch once one job is there. */
@@ -32,19 +34,19 @@ export async function claimWhenReady(queue: JobQueue, c: LongPollClaim): Promise
   const worker = { id: c.workerId, pool: c.pool };
   const bell = doorbellOf(queue);
   while (!c.signal?.aborted) {
-    if ((await queue.claimable(c.pool)) > 0) {
+    if ((await queue.claimable(c.pool, c.maxJobSeconds)) > 0) {
       const windowEnd = Date.now() + c.batchWindowMs;
       // Gathering a batch: first in line for the next wake-up.
-      while (Date.now() < windowEnd && !c.signal?.aborted && (await queue.claimable(c.pool)) < c.maxJobs)
+      while (Date.now() < windowEnd && !c.signal?.aborted && (await queue.claimable(c.pool, c.maxJobSeconds)) < c.maxJobs)
         await bell.wait(c.pool, windowEnd, c.signal, true);
       if (c.signal?.aborted) break;
-      const leases = await queue.claim(worker, c.maxJobs, c.maxSeconds);
+      const leases = await queue.claim(worker, c.maxJobs, c.maxSeconds, c.maxJobSeconds);
       if (leases.length >= c.maxJobs) bell.ring(c.pool);
       if (leases.length > 0) return leases;
       continue; // another worker took them first
     }
     if (Date.now() >= deadline) break;
-    const retryAt = await queue.nextRunAfter(c.pool);
+    const retryAt = await queue.nextRunAfter(c.pool, c.maxJobSeconds);
     const until = Math.min(deadline, Date.now() + RECHECK_MS, retryAt !== null && retryAt > Date.now() ? retryAt : Infinity);
     await bell.wait(c.pool, until, c.signal);
   }

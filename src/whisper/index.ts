@@ -283,12 +283,16 @@ export class WhisperModel {
    * Work taken and not yet in a row: windows waiting (those that wait on another's text included) and their
    * audio-seconds. A caller feeding the model keeps this above a batch's worth, and not far above it.
    */
-  get backlog(): { windows: number; seconds: number } {
+  get backlog(): { windows: number; seconds: number; priority: (number | undefined)[] } {
     const waiting = [
       ...this.queue.map((a) => a.sub.requests[a.index]),
       ...[...this.live].flatMap((sub) => [...sub.waiting.values()].flat().map((i) => sub.requests[i])),
     ];
-    return { windows: waiting.length, seconds: waiting.reduce((t, r) => t + r.audio.length, 0) / SAMPLE_RATE };
+    return {
+      windows: waiting.length,
+      seconds: waiting.reduce((t, r) => t + r.audio.length, 0) / SAMPLE_RATE,
+      priority: waiting.map((r) => r.priority),
+    };
   }
 
   /** Decoder steps and the rows they carried, for benchmarks: rowSteps / steps is how full the batch ran. */

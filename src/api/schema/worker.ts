@@ -46,6 +46,10 @@ const ClaimInput = builder.inputType('ClaimInput', {
     host: t.string(),
     maxJobs: t.int({ required: true }),
     maxSeconds: t.float({ required: true, description: 'audio seconds in the batch (the first job is taken whatever its length)' }),
+    maxJobSeconds: t.float({
+      description:
+        'only jobs of at most this many seconds of audio (a worker whose model is full of long work takes short jobs, which go ahead of it)',
+    }),
     waitSeconds: t.float({ description: 'long-poll: wait up to this long for work (default 0, at most 60)' }),
     batchWindowMs: t.int({
       description: "once there is work, wait up to this long for a fuller batch (default: the server's MURMUR_BATCH_WINDOW_MS)",

@@ -260,26 +260,26 @@ export class PostgresQueue implements JobQueue {
     await this.db.delete(keyReservations).where(eq(keyReservations.id, reservation));
   }
 
-  async claimable(pool: Pool): Promise<number> {
+  async claimable(pool: Pool, maxJobSeconds?: number): Promise<number> {
     const [{ n }] = await this.db
       .select({ n: count() })
       .from(jobs)
-      .where(where.claimableAt(jobs, this.now(), await this.sizeFilter(pool)));
+      .where(where.claimableAt(jobs, this.now(), await this.sizeFilter(pool, maxJobSeconds)));
     return n;
   }
 
-  async nextRunAfter(pool: Pool): Promise<number | null> {
+  async nextRunAfter(pool: Pool, maxJobSeconds?: number): Promise<number | null> {
     const [{ at }] = await this.db
       .select({ at: min(jobs.runAfter) })
       .from(jobs)
-      .where(where.pendingOf(jobs, await this.sizeFilter(pool)));
+      .where(where.pendingOf(jobs, await this.sizeFilter(pool, maxJobSeconds)));
     return at === null ? null : Number(at);
   }
 
-  async claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]> {
+  async claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number, maxJobSeconds?: number): Promise<Lease[]> {
     const now = this.now();
     const expiresAt = now + this.options.leaseMs;
-    const size = await this.sizeFilter(worker.pool);
+    const size = await this.sizeFilter(worker.pool, maxJobSeconds);
     const claimed = await this.db.transaction(async (tx) => {
       const rows = await tx
         .update(jobs)
@@ -434,11 +434,14 @@ export class PostgresQueue implements JobQueue {
     await this.db.$client.end();
   }
 
-  private async sizeFilter(pool: Pool): Promise<SQL | undefined> {
+  private async sizeFilter(pool: Pool, maxJobSeconds?: number): Promise<SQL | undefined> {
     const since = this.now() - this.options.workerWindowMs;
     const live = await this.db.selectDistinct({ pool: workers.pool }).from(workers).where(where.seenSince(workers, since));
     const { small, large } = sizesFor(pool, new Set(live.map((w) => w.pool)));
-    return small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds);
+    return and(
+      small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds),
+      where.upTo(jobs, maxJobSeconds),
+    );
   }
 
   private async lockedOrNone(tx: Tx, id: string, tenant?: string): Promise<Job | undefined> {

@@ -253,30 +253,30 @@ export class SqliteQueue implements JobQueue {
     this.db.delete(keyReservations).where(eq(keyReservations.id, reservation)).run();
   }
 
-  async claimable(pool: Pool): Promise<number> {
+  async claimable(pool: Pool, maxJobSeconds?: number): Promise<number> {
     return this.db
       .select({ n: count() })
       .from(jobs)
-      .where(where.claimableAt(jobs, this.now(), this.sizeFilter(pool)))
+      .where(where.claimableAt(jobs, this.now(), this.sizeFilter(pool, maxJobSeconds)))
       .get()!.n;
   }
 
-  async nextRunAfter(pool: Pool): Promise<number | null> {
+  async nextRunAfter(pool: Pool, maxJobSeconds?: number): Promise<number | null> {
     return this.db
       .select({ at: min(jobs.runAfter) })
       .from(jobs)
-      .where(where.pendingOf(jobs, this.sizeFilter(pool)))
+      .where(where.pendingOf(jobs, this.sizeFilter(pool, maxJobSeconds)))
       .get()!.at;
   }
 
-  async claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number): Promise<Lease[]> {
+  async claim(worker: { id: string; pool: Pool }, maxJobs: number, maxSeconds: number, maxJobSeconds?: number): Promise<Lease[]> {
     const now = this.now();
     const expiresAt = now + this.options.leaseMs;
     const claimed = this.db.transaction((tx) => {
       const candidates = tx
         .select({ id: jobs.id, durationSeconds: jobs.durationSeconds })
         .from(jobs)
-        .where(where.claimableAt(jobs, now, this.sizeFilter(worker.pool)))
+        .where(where.claimableAt(jobs, now, this.sizeFilter(worker.pool, maxJobSeconds)))
         .orderBy(desc(jobs.priority), asc(jobs.seq))
         .limit(maxJobs)
         .all();
@@ -428,7 +428,7 @@ export class SqliteQueue implements JobQueue {
   }
 
   /** The job sizes a worker of `pool` may take now (see sizesFor). */
-  private sizeFilter(pool: Pool): SQL | undefined {
+  private sizeFilter(pool: Pool, maxJobSeconds?: number): SQL | undefined {
     const since = this.now() - this.options.workerWindowMs;
     const livePools = new Set(
       this.db
@@ -439,7 +439,10 @@ export class SqliteQueue implements JobQueue {
         .map((w) => w.pool),
     );
     const { small, large } = sizesFor(pool, livePools);
-    return small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds);
+    return and(
+      small && large ? undefined : where.ofSize(jobs, small ? 'cpu' : 'gpu', this.options.smallJobSeconds),
+      where.upTo(jobs, maxJobSeconds),
+    );
   }
 
   private found(job: Job | undefined, id: string): Job {
