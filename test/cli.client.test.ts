@@ -2,14 +2,14 @@
 // lines without a terminal, progress bars in a real pseudo-terminal (script(1)),
 // transcripts written where asked, a non-zero exit when a file fails, and no
 // file transcribed twice when the same command runs again.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { speechFile } from './helpers/audio.ts';
+import { speechFile, tone } from './helpers/audio.ts';
 import { generatedModel } from './helpers/models.ts';
-import { murmur, startServer, type Server } from './helpers/service.ts';
+import { murmur, startServer, wavBytes, type Server } from './helpers/service.ts';
 
 const BIN = new URL('../src/cli/bin.js', import.meta.url).pathname;
 let server: Server;
@@ -108,6 +108,41 @@ describe('murmur submit', () => {
     expect(run.out).toMatch(/✔ done c\.wav → /);
     expect(run.out).toMatch(/3 done, 0 failed \(3 files\)/);
     for (const name of ['a', 'b', 'c']) expect(readFileSync(join(bars, `${name}.txt`), 'utf8').length).toBeGreaterThan(1);
+  });
+});
+
+describe('murmur submit on a terminal, a long job', () => {
+  it('shows its text as it grows, each segment once, while the job still runs', async () => {
+    // 40 windows of 100 tokens: the worker's 16 rows take them in three rounds, so the first windows' text is
+    // there well before the job is done.
+    const grow = await startServer({
+      MURMUR_MODEL_DIR: await generatedModel({ tokensPerWindow: 100 }),
+      MURMUR_MAX_WORKERS: '1',
+      MURMUR_SEGMENTATION: 'fixed',
+    });
+    try {
+      const dir = mkdtempSync(join(tmpdir(), 'murmur-grow-'));
+      writeFileSync(join(dir, 'long.wav'), wavBytes(tone(300, 40 * 30 - 5)));
+      const command = [process.execPath, BIN, 'submit', join(dir, 'long.wav')].map((a) => `'${a}'`).join(' ');
+      const child = spawn('script', ['-qefc', command, '/dev/null'], {
+        env: { ...process.env, MURMUR_API_URL: grow.url, TERM: 'xterm', COLUMNS: '120' },
+      });
+      let out = '';
+      let statusAtFirstLine: Promise<string> | null = null;
+      child.stdout.on('data', (chunk) => {
+        out += chunk;
+        if (!statusAtFirstLine && /long\.wav \d+:\d\d\.\d {2}\S/.test(out))
+          statusAtFirstLine = grow.gql(`{ jobs(first: 1) { nodes { status } } }`).then((r) => r.data.jobs.nodes[0].status);
+      });
+      const code = await new Promise((resolve) => child.on('exit', resolve));
+      expect(code).toBe(0);
+      expect(await statusAtFirstLine).toBe('PROCESSING');
+      const { data } = await grow.gql(`{ jobs(first: 1) { nodes { status result { segments { start } } } } }`);
+      expect(data.jobs.nodes[0].status).toBe('DONE');
+      expect((out.match(/long\.wav \d+:\d\d\.\d {2}\S/g) ?? []).length).toBe(data.jobs.nodes[0].result.segments.length);
+    } finally {
+      await grow.stop();
+    }
   });
 });
 

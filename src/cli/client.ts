@@ -77,7 +77,7 @@ async function answer<T>(res: Response): Promise<T> {
 }
 
 const JOB_FIELDS = 'id status progress attempts input { filename durationSeconds } error { code message } createdAt';
-const RESULT_FIELDS = 'result { text language srt vtt segments { start end text } }';
+const RESULT_FIELDS = 'result { partial text language srt vtt segments { start end text } }';
 
 /** A job as JOB_FIELDS (and RESULT_FIELDS, when asked) read it. */
 interface JobView {
@@ -88,7 +88,14 @@ interface JobView {
   input: { filename: string; durationSeconds: number };
   error: { code: string; message: string } | null;
   createdAt: string;
-  result?: { text: string; language: string; srt: string; vtt: string; segments: { start: number; end: number; text: string }[] } | null;
+  result?: {
+    partial?: boolean;
+    text: string;
+    language: string;
+    srt: string;
+    vtt: string;
+    segments: { start: number; end: number; text: string }[];
+  } | null;
 }
 
 /** A GraphQL multipart createJob that streams the file and reports the bytes sent. */
@@ -182,7 +189,8 @@ interface Display {
   ): {
     uploaded(sent: number): void;
     queued(id: string): void;
-    update(status: string, progress: number): void;
+    /** The job's state; with its result so far (partial while it runs), the segments not shown yet are shown. */
+    update(status: string, progress: number, result?: JobView['result']): void;
     end(outcome: Outcome): void;
   };
   stop(): void;
@@ -212,10 +220,17 @@ function bars(total: number): Display {
   return {
     start(path, bytes) {
       const bar = multi.create(100, 0, { name: basename(path), state: 'uploading' });
+      let shownSegments = 0;
       return {
         uploaded: (sent) => bar.update(Math.round((sent / Math.max(bytes, 1)) * 10), { state: 'uploading' }),
         queued: (id) => bar.update(10, { state: `queued ${id.slice(0, 8)}` }),
-        update: (status, progress) => bar.update(10 + Math.round(progress * 90), { state: status.toLowerCase() }),
+        update: (status, progress, result) => {
+          bar.update(10 + Math.round(progress * 90), { state: status.toLowerCase() });
+          // The text as it grows: each segment once, above the bars, as its window is done.
+          for (const s of result?.segments.slice(shownSegments) ?? [])
+            multi.log(`  ${basename(path)} ${clock(s.start)}  ${s.text.trim()}\n`);
+          shownSegments = Math.max(shownSegments, result?.segments.length ?? 0);
+        },
         end(outcome) {
           if (outcome.status === 'DONE') done++;
           else if (outcome.status !== 'SUBMITTED') failed++;
@@ -254,6 +269,14 @@ function lines(): Display {
     },
     stop: () => {},
   };
+}
+
+/** Seconds as m:ss.s (h:mm:ss.s past an hour). */
+function clock(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = (seconds % 60).toFixed(1).padStart(4, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${s}` : `${m}:${s}`;
 }
 
 function line(o: Outcome): string {
@@ -347,7 +370,7 @@ async function submitOne(
         next: ({ data, errors }) => {
           if (errors?.length) return reject(new ApiError((errors[0].extensions?.code as string) ?? 'ERROR', errors[0].message));
           last = (data as { jobUpdated: JobView }).jobUpdated;
-          shown.update(last.status, last.progress);
+          shown.update(last.status, last.progress, last.result);
         },
         error: (err) => reject(err instanceof Error ? err : new Error(String((err as { reason?: string })?.reason ?? err))),
         complete: () => resolveJob(last),
