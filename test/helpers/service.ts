@@ -63,7 +63,9 @@ export async function startServer(env: Record<string, string>, dataDir = mkdtemp
       HOST: '127.0.0.1',
       MURMUR_DATA_DIR: dataDir,
       MURMUR_WORKER_TOKEN: WORKER_TOKEN,
-      MURMUR_LEASE_SECONDS: '2',
+      // 5 s: on a busy machine 2 s leases were lost mid-job (the old code's suites failed that way too), and expiring
+      // ones still lapse within seconds.
+      MURMUR_LEASE_SECONDS: '5',
       MURMUR_RETRY_BASE_SECONDS: '0.2',
       MURMUR_BATCH_WINDOW_MS: '300',
       // Tests that are not about keys run without them (loopback only); test/api.auth.test.ts turns them on.
