@@ -20,6 +20,8 @@ beforeAll(async () => {
     MURMUR_BATCH_SECONDS: '10000',
     // Jobs created one after another go in one claim.
     MURMUR_BATCH_WINDOW_MS: '1500',
+    // Heartbeats every 0.67 s (a third of the lease): a cancelled job's worker hears of it before its rounds end.
+    MURMUR_LEASE_SECONDS: '2',
   });
 }, 120_000);
 afterAll(() => server?.stop());
